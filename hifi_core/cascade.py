@@ -1,0 +1,311 @@
+"""The patch-based cascade: coarse-to-fine pyramid, overlapping patches, MultiDiffusion.
+
+Layout: frames are [1, 3, h, w] float tensors in [0, 1] on the model's device; one pair and
+one tau at a time (the frame-sized buffers are the only thing that grows with resolution).
+
+Per pair, with N levels (level 0 = coarsest, scale 1/2**(N-1); level N-1 = full size):
+1. The frame is padded (replicate) so every level is a whole multiple of the U-Net alignment,
+   and downsampled by area averaging to each level.
+2. Level 0 is denoised with a zero condition (the model's "base" mode).
+3. Each finer level conditions on the bilinear x2 upsample of the previous estimate.
+4. Every level is denoised patch by patch: the level is covered by overlapping patches (the
+   last one flush with the edge); at *every* denoising step each patch's v-prediction is
+   accumulated with its weight (uniform, or feathered linear ramps over the overlap) and
+   divided by the summed weights (MultiDiffusion), and the DDIM update runs on the whole
+   level. Noise is drawn once per level at full level size (on the CPU, from the caller's
+   generator) so the result does not depend on the patch layout.
+5. With K samples, the level's estimate is their mean (and their variance is kept as an
+   uncertainty map); the padding is cropped at the end.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .diffusion import ddim_sample, from_model_space, to_model_space
+from .errors import HiFIInputError
+from .memory import AdaptiveBatchSize
+from .model import HiFIModel
+from .progress import CancelCheck, check_cancel
+
+Box = Tuple[int, int]
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def patch_starts(length: int, patch: int, overlap: int) -> List[int]:
+    """Start offsets covering [0, length) with patches of `patch` overlapping by >= overlap.
+
+    The last patch is flush with the end; a length not above the patch gives one patch.
+    """
+    if length <= patch:
+        return [0]
+    stride = patch - overlap
+    starts = list(range(0, length - patch, stride))
+    starts.append(length - patch)
+    return starts
+
+
+@dataclass(frozen=True)
+class PatchGrid:
+    """Overlapping patches covering one pyramid level."""
+
+    height: int
+    width: int
+    patch_height: int
+    patch_width: int
+    boxes: Tuple[Box, ...]
+
+    @property
+    def overlap_work_fraction(self) -> float:
+        """Extra pixels denoised because of overlap, relative to the level's area."""
+        covered = len(self.boxes) * self.patch_height * self.patch_width
+        return covered / (self.height * self.width) - 1.0
+
+
+def make_patch_grid(height: int, width: int, patch_size: Tuple[int, int], overlap: int) -> PatchGrid:
+    patch_h, patch_w = min(patch_size[0], height), min(patch_size[1], width)
+    boxes = tuple((y, x) for y in patch_starts(height, patch_h, overlap)
+                  for x in patch_starts(width, patch_w, overlap))
+    return PatchGrid(height, width, patch_h, patch_w, boxes)
+
+
+def patch_weight(patch_h: int, patch_w: int, overlap: int, feather: bool) -> torch.Tensor:
+    """[1, 1, h, w] merge weight: ones, or linear ramps over `overlap` px at every edge."""
+    if not feather or overlap <= 0:
+        return torch.ones(1, 1, patch_h, patch_w)
+
+    def ramp(n: int) -> torch.Tensor:
+        pos = torch.arange(n, dtype=torch.float32)
+        edge = torch.minimum(pos, n - 1 - pos) + 1.0
+        return torch.clamp(edge / (overlap + 1), max=1.0)
+
+    return (ramp(patch_h)[:, None] * ramp(patch_w)[None, :])[None, None]
+
+
+@dataclass(frozen=True)
+class CascadePlan:
+    """Sizes of every level for one frame size."""
+
+    height: int
+    width: int
+    padded_height: int
+    padded_width: int
+    level_sizes: Tuple[Tuple[int, int], ...]  # coarsest first
+    grids: Tuple[PatchGrid, ...]
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.level_sizes)
+
+    def patches_per_level(self) -> List[int]:
+        return [len(g.boxes) for g in self.grids]
+
+
+def resolve_levels(levels, height: int, width: int, patch_size: Tuple[int, int]) -> int:
+    """An int, or "auto": enough levels that the coarsest level fits in about one patch."""
+    if levels == "auto":
+        ratio = max(height / patch_size[0], width / patch_size[1], 1.0)
+        return 1 + max(0, math.ceil(math.log2(ratio)))
+    if not isinstance(levels, int) or isinstance(levels, bool) or not 1 <= levels <= 8:
+        raise HiFIInputError(f"levels={levels!r} must be an integer from 1 to 8, or 'auto'")
+    return levels
+
+
+def plan_cascade(height: int, width: int, *, levels, patch_size: Tuple[int, int], overlap: int,
+                 alignment: int) -> CascadePlan:
+    """Pad size, per-level sizes and patch grids for a frame of height x width."""
+    ph, pw = patch_size
+    if ph % alignment or pw % alignment or ph < alignment or pw < alignment:
+        raise HiFIInputError(
+            f"patch size {ph}x{pw} must be a positive multiple of {alignment} in both sides "
+            f"for this model; try {max(alignment, ph // alignment * alignment)}x"
+            f"{max(alignment, pw // alignment * alignment)}")
+    if not 0 <= overlap < min(ph, pw):
+        raise HiFIInputError(f"overlap={overlap} must be >= 0 and smaller than the patch ({ph}x{pw})")
+    num_levels = resolve_levels(levels, height, width, patch_size)
+    multiple = alignment * 2 ** (num_levels - 1)
+    padded_h = math.ceil(height / multiple) * multiple
+    padded_w = math.ceil(width / multiple) * multiple
+    sizes = tuple((padded_h >> (num_levels - 1 - n), padded_w >> (num_levels - 1 - n))
+                  for n in range(num_levels))
+    grids = tuple(make_patch_grid(h, w, patch_size, overlap) for h, w in sizes)
+    return CascadePlan(height, width, padded_h, padded_w, sizes, grids)
+
+
+def pad_to_plan(frame: torch.Tensor, plan: CascadePlan) -> torch.Tensor:
+    pad_h, pad_w = plan.padded_height - frame.shape[-2], plan.padded_width - frame.shape[-1]
+    if pad_h == 0 and pad_w == 0:
+        return frame
+    return F.pad(frame, (0, pad_w, 0, pad_h), mode="replicate")
+
+
+def crop_to_plan(frame: torch.Tensor, plan: CascadePlan) -> torch.Tensor:
+    return frame[..., :plan.height, :plan.width]
+
+
+def resize_to_level(padded: torch.Tensor, plan: CascadePlan, level: int) -> torch.Tensor:
+    """Area-downsample a padded full-size frame to a level's size."""
+    factor = 2 ** (plan.num_levels - 1 - level)
+    return F.avg_pool2d(padded, factor) if factor > 1 else padded
+
+
+def upsample_estimate(estimate: torch.Tensor) -> torch.Tensor:
+    """Bilinear x2: the condition for the next finer level."""
+    return F.interpolate(estimate, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
+class ProgressCounter:
+    """Counts patch evaluations over a whole job and forwards them as ProgressEvents."""
+
+    def __init__(self, total_units: int, callback: Optional[Callable] = None):
+        self.total_units = total_units
+        self.done_units = 0
+        self.callback = callback
+
+    def advance(self, units: int, **fields) -> None:
+        from .progress import ProgressEvent
+        self.done_units += units
+        if self.callback is not None:
+            self.callback(ProgressEvent(units_done=self.done_units, units_total=self.total_units, **fields))
+
+
+@dataclass
+class LevelContext:
+    """What a level's denoising needs besides the frames: sampling knobs and hooks."""
+
+    steps: int
+    samples: int
+    eta: float
+    overlap: int
+    feather: bool
+    generator: torch.Generator
+    batcher: AdaptiveBatchSize
+    precision: str = "fp32"
+    channels_last: bool = False
+    counter: Optional[ProgressCounter] = None
+    cancel: Optional[CancelCheck] = None
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=PRECISIONS[precision])
+
+
+def denoise_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
+                  condition: Optional[torch.Tensor], tau: float, grid: PatchGrid, level: int,
+                  num_levels: int, ctx: LevelContext) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Denoise one pyramid level with MultiDiffusion patches.
+
+    Args:
+        frame0, frame2: [1, 3, h, w] in [0, 1] at this level's size.
+        condition: [1, 3, h, w] in [0, 1] (the upsampled previous estimate) or None (base).
+        tau: interpolation time.
+        grid: the level's patch grid (from `plan_cascade`).
+
+    Returns:
+        (mean, variance) over the samples, each [1, 3, h, w]; mean in [0, 1].
+    """
+    device = frame0.device
+    f0, f2 = to_model_space(frame0), to_model_space(frame2)
+    has_cond = condition is not None
+    cond = to_model_space(condition) if has_cond else torch.zeros_like(f0)
+    cond_mask = torch.tensor([has_cond], device=device)
+    tau_t = torch.tensor([float(tau)], device=device)
+    base = model.base_estimate(f0, f2, tau_t, cond, cond_mask)
+    diffusion = model.config.diffusion
+
+    weight = patch_weight(grid.patch_height, grid.patch_width, ctx.overlap, ctx.feather).to(device)
+    weight_sum = torch.zeros(1, 1, grid.height, grid.width, device=device)
+    for y, x in grid.boxes:
+        weight_sum[..., y:y + grid.patch_height, x:x + grid.patch_width] += weight
+
+    def crops(tensor: torch.Tensor, boxes: Sequence[Box]) -> torch.Tensor:
+        batch = torch.cat([tensor[..., y:y + grid.patch_height, x:x + grid.patch_width] for y, x in boxes])
+        return batch.contiguous(memory_format=torch.channels_last) if ctx.channels_last else batch
+
+    def clamp_x(y: torch.Tensor) -> torch.Tensor:
+        return model.to_diffusion_space(model.from_diffusion_space(y, base).clamp(-1.0, 1.0), base)
+
+    total = torch.zeros_like(f0)
+    total_sq = torch.zeros_like(f0)
+    for sample in range(ctx.samples):
+        def predict_v(z: torch.Tensor, logsnr: torch.Tensor, step: int) -> torch.Tensor:
+            v_sum = torch.zeros_like(z)
+            done = [0]
+
+            def work(boxes: Sequence[Box]) -> None:
+                check_cancel(ctx.cancel)
+                n = len(boxes)
+                with torch.inference_mode(), _autocast(device, ctx.precision):
+                    v = model.predict_v(crops(z, boxes), logsnr.to(device), crops(f0, boxes),
+                                        crops(f2, boxes), crops(cond, boxes),
+                                        cond_mask.expand(n), tau_t.expand(n)).float()
+                for i, (y, x) in enumerate(boxes):
+                    v_sum[..., y:y + grid.patch_height, x:x + grid.patch_width] += v[i:i + 1] * weight
+                done[0] += n
+                if ctx.counter is not None:
+                    ctx.counter.advance(n, level=level, num_levels=num_levels, step=step,
+                                        num_steps=ctx.steps, sample=sample, num_samples=ctx.samples,
+                                        patches_done=done[0], patches_total=len(grid.boxes))
+
+            ctx.batcher.run(grid.boxes, work)
+            return v_sum / weight_sum
+
+        noise = torch.randn(f0.shape, generator=ctx.generator, dtype=torch.float32).to(device)
+        y_hat = ddim_sample(predict_v, noise, steps=ctx.steps, eta=ctx.eta,
+                            logsnr_min=diffusion.logsnr_min, logsnr_max=diffusion.logsnr_max,
+                            generator=ctx.generator, clamp_x=clamp_x, cancel=ctx.cancel)
+        x_hat = from_model_space(model.from_diffusion_space(y_hat, base).clamp(-1.0, 1.0))
+        total += x_hat
+        total_sq += x_hat * x_hat
+    mean = total / ctx.samples
+    variance = torch.clamp(total_sq / ctx.samples - mean * mean, min=0.0)
+    return mean, variance
+
+
+def run_cascade(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, tau: float,
+                plan: CascadePlan, ctx: LevelContext,
+                start_level: int = 0, start_estimate: Optional[torch.Tensor] = None,
+                stop_level: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Run levels [start_level, stop_level] of the cascade for one pair and one tau.
+
+    Args:
+        frame0, frame2: [1, 3, H, W] full-size frames in [0, 1].
+        start_estimate: the estimate at level start_level - 1 (its level's size), required
+            when start_level > 0; this is how the ComfyUI graph chains one node per level.
+        stop_level: last level to run (default: the finest).
+
+    Returns:
+        (estimate, variance) at stop_level's size; cropped to the frame size when stop_level
+        is the finest level, else padded level size.
+    """
+    stop_level = plan.num_levels - 1 if stop_level is None else stop_level
+    if not 0 <= start_level <= stop_level < plan.num_levels:
+        raise HiFIInputError(
+            f"cascade levels {start_level}..{stop_level} are outside 0..{plan.num_levels - 1}")
+    if start_level > 0 and start_estimate is None:
+        raise HiFIInputError(f"level {start_level} needs the estimate of level {start_level - 1}")
+    padded0, padded2 = pad_to_plan(frame0, plan), pad_to_plan(frame2, plan)
+    estimate, variance = start_estimate, None
+    for level in range(start_level, stop_level + 1):
+        check_cancel(ctx.cancel)
+        f0 = resize_to_level(padded0, plan, level)
+        f2 = resize_to_level(padded2, plan, level)
+        condition = None if level == 0 else upsample_estimate(estimate)
+        if condition is not None and condition.shape[-2:] != f0.shape[-2:]:
+            raise HiFIInputError(
+                f"the estimate passed to level {level} is {tuple(estimate.shape[-2:])}, expected "
+                f"{tuple(s // 2 for s in f0.shape[-2:])}: chain the cascade levels in order with "
+                "the same frames and settings")
+        estimate, variance = denoise_level(model, f0, f2, condition, tau, plan.grids[level], level,
+                                           plan.num_levels, ctx)
+    if stop_level == plan.num_levels - 1:
+        return crop_to_plan(estimate, plan), crop_to_plan(variance, plan)
+    return estimate, variance

@@ -1,0 +1,162 @@
+"""Checkpoints: safetensors only, self-describing through their metadata.
+
+File format: a safetensors file whose tensors are `HiFIModel.state_dict()` and whose metadata
+holds ``format = "hifi"``, ``format_version``, and ``model_config`` (the `ModelConfig` as
+JSON), plus free-form provenance keys. Pickle-based files are refused, never loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+
+from .config import ModelConfig, PRESETS
+from .errors import CheckpointError, HiFIInputError
+from .model import HiFIModel, build_model
+
+FORMAT = "hifi"
+FORMAT_VERSION = "1"
+PathLike = Union[str, os.PathLike]
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_CHECKPOINT_DIR = PACKAGE_ROOT / "checkpoints"
+DEFAULT_CHECKPOINT_NAME = "hifi-small.safetensors"
+
+
+def save_checkpoint(model: HiFIModel, path: PathLike,
+                    metadata: Optional[Dict[str, str]] = None) -> Path:
+    """Write the model's weights and config to a safetensors file (atomically)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = {str(k): str(v) for k, v in (metadata or {}).items()}
+    info.update(format=FORMAT, format_version=FORMAT_VERSION, model_config=model.config.to_json())
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=info)
+    os.replace(tmp, path)
+    return path
+
+
+def _check_safetensors_header(path: Path) -> None:
+    """Refuse non-safetensors files with a specific reason before parsing them."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{path}: file is empty or truncated ({len(head)} bytes); "
+                                  "re-download or re-export the checkpoint")
+        if head[:2] == b"PK" or head[:1] == b"\x80":
+            raise CheckpointError(
+                f"{path}: this is a PyTorch pickle/zip file, not safetensors. HiFI never loads "
+                "pickles (they can run arbitrary code); convert it to .safetensors first")
+        (header_len,) = struct.unpack("<Q", head)
+        size = path.stat().st_size
+        if header_len <= 0 or header_len > size - 8:
+            raise CheckpointError(
+                f"{path}: not a valid safetensors file (header length {header_len} does not fit "
+                f"in a {size}-byte file); the file is corrupt or of another format")
+        if handle.read(1) != b"{":
+            raise CheckpointError(f"{path}: not a valid safetensors file (no JSON header)")
+
+
+def read_checkpoint_config(path: PathLike) -> ModelConfig:
+    """The model config stored in a checkpoint's metadata (reads only the header)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    _check_safetensors_header(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception as error:  # safetensors raises its own error types
+        raise CheckpointError(f"{path}: cannot read safetensors header ({error}); the file is corrupt") from error
+    if metadata.get("format") != FORMAT or "model_config" not in metadata:
+        raise CheckpointError(
+            f"{path}: not a HiFI checkpoint (its metadata has no HiFI model config); it is "
+            "probably a checkpoint of another model. Use a file saved by hifi_core.save_checkpoint")
+    try:
+        return ModelConfig.from_json(metadata["model_config"])
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(f"{path}: the stored model config is invalid ({error})") from error
+
+
+def load_checkpoint(path: PathLike, device: Union[str, torch.device] = "cpu") -> HiFIModel:
+    """Load a HiFI checkpoint into a new model on `device` (eval mode)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    config = read_checkpoint_config(path)
+    try:
+        state = load_file(str(path), device=str(device))
+    except Exception as error:
+        raise CheckpointError(f"{path}: cannot read the tensors ({error}); the file is corrupt "
+                              "or truncated") from error
+    model = HiFIModel(config)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong_shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong_shape:
+        detail = "; ".join(f"{label}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}"
+                           for label, keys in (("missing", missing), ("unexpected", unexpected),
+                                               ("wrong shape", wrong_shape)) if keys)
+        raise CheckpointError(
+            f"{path}: the weights do not match the architecture in its own metadata ({detail}); "
+            "the file was edited or saved by an incompatible version")
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def find_checkpoints(directories: Sequence[PathLike] = ()) -> List[Path]:
+    """*.safetensors files in the given directories and the bundled checkpoints folder."""
+    found: List[Path] = []
+    for directory in [*directories, BUNDLED_CHECKPOINT_DIR]:
+        directory = Path(directory)
+        if directory.is_dir():
+            found.extend(sorted(p for p in directory.glob("*.safetensors") if p not in found))
+    return found
+
+
+def default_checkpoint_path() -> Optional[Path]:
+    """The bundled trained checkpoint, or None when this copy of the project has none."""
+    path = BUNDLED_CHECKPOINT_DIR / DEFAULT_CHECKPOINT_NAME
+    return path if path.is_file() else None
+
+
+def load_model(name_or_path: PathLike, device: Union[str, torch.device] = "cpu") -> HiFIModel:
+    """A checkpoint path, a bundled checkpoint's file name, or a preset name (untrained)."""
+    text = str(name_or_path)
+    if text in PRESETS:
+        return build_model(text).to(device).eval()
+    path = Path(text)
+    if not path.is_file() and (BUNDLED_CHECKPOINT_DIR / text).is_file():
+        path = BUNDLED_CHECKPOINT_DIR / text
+    if not path.exists():
+        known = [p.name for p in find_checkpoints()]
+        raise HiFIInputError(
+            f"unknown model {text!r}: not a checkpoint file and not a preset. Presets: "
+            f"{', '.join(PRESETS)}; bundled checkpoints: {', '.join(known) or 'none'}")
+    return load_checkpoint(path, device)
+
+
+def checkpoint_metadata(path: PathLike) -> Dict[str, str]:
+    """All metadata strings of a checkpoint (provenance, config)."""
+    from safetensors import safe_open
+
+    read_checkpoint_config(path)
+    with safe_open(str(path), framework="pt") as handle:
+        return dict(handle.metadata() or {})
+
+
+def describe_metadata(path: PathLike) -> str:
+    meta = checkpoint_metadata(path)
+    config = json.loads(meta.get("model_config", "{}"))
+    return f"{Path(path).name}: preset {config.get('preset', '?')}, " + ", ".join(
+        f"{k}={v}" for k, v in sorted(meta.items()) if k not in ("model_config", "format", "format_version"))

@@ -1,0 +1,1 @@
+"""One module per `python -m hifi_core` sub-command (see hifi_core/cli.py)."""

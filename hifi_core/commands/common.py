@@ -1,0 +1,110 @@
+"""Arguments and helpers shared by the commands that run the model (interpolate, retime, bench)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Optional, Tuple
+
+from ..checkpoint import default_checkpoint_path, load_checkpoint, load_model
+from ..config import PRESETS
+from ..errors import HiFIInputError
+from ..interpolate import CascadeSettings
+from ..model import HiFIModel
+from ..progress import ProgressEvent
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+    """'256x384' -> (256, 384) as (height, width); '256' -> (256, 256)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 256x384 (HxW)") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 256x384 (HxW)")
+    return parts[0], parts[1]
+
+
+def parse_levels(text: str):
+    return text if text == "auto" else int(text)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--checkpoint", help="a HiFI .safetensors checkpoint "
+                       "(default: the bundled trained checkpoint)")
+    group.add_argument("--preset", choices=sorted(PRESETS),
+                       help="an untrained preset (for testing the pipeline only)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+
+
+def add_cascade_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = CascadeSettings()
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="DDIM steps per level")
+    parser.add_argument("--samples", type=int, default=defaults.samples, help="samples averaged")
+    parser.add_argument("--levels", type=parse_levels, default=defaults.levels,
+                        help="cascade levels, or 'auto'")
+    parser.add_argument("--patch", type=parse_size, default=defaults.patch_size,
+                        help="patch size HxW (default %(default)s)")
+    parser.add_argument("--overlap", type=int, default=defaults.overlap, help="patch overlap in px")
+    parser.add_argument("--eta", type=float, default=defaults.eta, help="DDIM eta (0 = deterministic)")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--feather", action="store_true", help="feathered patch blending")
+    parser.add_argument("--patch-batch", type=int, default=None, help="patches per network call")
+    parser.add_argument("--memory-budget-mb", type=float, default=None,
+                        help="memory for the network's working set (default: 80%% of free)")
+
+
+def resolve_device(name: Optional[str]) -> str:
+    import torch
+
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise HiFIInputError(f"--device {name}: CUDA is not available here; use --device cpu")
+    return name
+
+
+def model_from_args(args: argparse.Namespace) -> HiFIModel:
+    """The model the flags ask for; warns loudly when it is an untrained preset."""
+    device = resolve_device(args.device)
+    if getattr(args, "preset", None):
+        print(f"WARNING: using the UNTRAINED '{args.preset}' preset: output is only a pipeline "
+              "test, not a real interpolation", file=sys.stderr)
+        return load_model(args.preset, device)
+    if getattr(args, "checkpoint", None):
+        return load_model(args.checkpoint, device)
+    path = default_checkpoint_path()
+    if path is None:
+        print("WARNING: no bundled checkpoint found (checkpoints/hifi-small.safetensors); falling "
+              "back to the UNTRAINED 'tiny' preset: output is only a pipeline test",
+              file=sys.stderr)
+        return load_model("tiny", device)
+    return load_checkpoint(path, device)
+
+
+def settings_from_args(args: argparse.Namespace) -> CascadeSettings:
+    budget = None if args.memory_budget_mb is None else int(args.memory_budget_mb * 2 ** 20)
+    return CascadeSettings(levels=args.levels, patch_size=args.patch, overlap=args.overlap,
+                           steps=args.steps, samples=args.samples, eta=args.eta, seed=args.seed,
+                           feather=args.feather, patch_batch=args.patch_batch,
+                           memory_budget=budget, device=resolve_device(args.device),
+                           precision=args.precision)
+
+
+def tqdm_progress(description: str) -> Tuple[Callable[[ProgressEvent], None], Callable[[], None]]:
+    """A progress callback driving a tqdm bar over patch evaluations, and a closer."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc=description, unit="patch", dynamic_ncols=True)
+
+    def update(event: ProgressEvent) -> None:
+        bar.total = event.units_total
+        bar.set_postfix_str(f"level {event.level + 1}/{event.num_levels} "
+                            f"step {event.step + 1}/{event.num_steps}", refresh=False)
+        bar.update(event.units_done - bar.n)
+
+    return update, bar.close

@@ -1,0 +1,172 @@
+"""Model configuration: typed, validated dataclasses and the named presets.
+
+A `ModelConfig` (U-Net layout + diffusion parameterisation) fully describes a model; it is
+written into every checkpoint's metadata as JSON, so checkpoints are self-describing.
+
+Presets (parameter counts are measured by `python -m hifi_core info`):
+- ``tiny``  : unit tests and CI smoke runs, well under 0.5M parameters.
+- ``small`` : the CPU-trainable default that the pack ships trained, a few M parameters.
+- ``base``  : a GPU-sized model for users who train their own.
+- ``paper`` : the paper's layout (base width 128, multipliers (1,2,4,8), blocks (2,4,8,8),
+  attention at the two lowest levels), about 647M parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, Tuple
+
+from .errors import HiFIInputError
+
+PARAMETERISATIONS = ("residual", "image")
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Efficient U-Net layout.
+
+    Attributes:
+        in_channels: noisy target + frame0 + frame2 + low-res condition, 3 each for RGB.
+        out_channels: the predicted v (3 for RGB).
+        base_channels: width of the first level.
+        channel_mults: width multiplier per level; level i runs at 1/2**i resolution.
+        blocks_per_level: ResNet blocks per level (encoder; the decoder mirrors it).
+        attention_levels: self-attention in this many of the lowest-resolution levels.
+        attention_heads: heads of every self-attention layer.
+        dropout: dropout inside ResNet blocks (training only).
+        norm_groups: GroupNorm groups (reduced automatically where channels are fewer).
+    """
+
+    in_channels: int = 12
+    out_channels: int = 3
+    base_channels: int = 32
+    channel_mults: Tuple[int, ...] = (1, 2, 4, 4)
+    blocks_per_level: Tuple[int, ...] = (1, 1, 1, 1)
+    attention_levels: int = 2
+    attention_heads: int = 4
+    dropout: float = 0.0
+    norm_groups: int = 8
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channel_mults", tuple(int(m) for m in self.channel_mults))
+        object.__setattr__(self, "blocks_per_level", tuple(int(b) for b in self.blocks_per_level))
+        if len(self.channel_mults) != len(self.blocks_per_level):
+            raise HiFIInputError(
+                f"channel_mults {self.channel_mults} and blocks_per_level {self.blocks_per_level} "
+                "must have one entry per level")
+        if not self.channel_mults or min(self.channel_mults) < 1 or min(self.blocks_per_level) < 1:
+            raise HiFIInputError("every level needs a multiplier >= 1 and at least one block")
+        if not 0 <= self.attention_levels <= len(self.channel_mults):
+            raise HiFIInputError(
+                f"attention_levels={self.attention_levels} must be between 0 and the number of "
+                f"levels ({len(self.channel_mults)})")
+        for level_channels in self.level_channels:
+            if self.attention_levels and level_channels % self.attention_heads:
+                raise HiFIInputError(
+                    f"attention_heads={self.attention_heads} must divide every level's width "
+                    f"({self.level_channels})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise HiFIInputError(f"dropout={self.dropout} must be in [0, 1)")
+        if self.in_channels != 4 * self.out_channels:
+            raise HiFIInputError(
+                f"in_channels={self.in_channels} must be 4 x out_channels ({self.out_channels}): "
+                "noisy target, frame0, frame2 and the low-resolution condition")
+
+    @property
+    def level_channels(self) -> Tuple[int, ...]:
+        return tuple(self.base_channels * m for m in self.channel_mults)
+
+    @property
+    def alignment(self) -> int:
+        """Frame and patch sides must be multiples of this (one halving per extra level)."""
+        return 2 ** (len(self.channel_mults) - 1)
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Diffusion process and what the network's v-prediction is about.
+
+    Attributes:
+        logsnr_min: log-SNR at t = 1 (clipped cosine schedule; keeps lambda finite).
+        logsnr_max: log-SNR at t = 0.
+        parameterisation: ``"residual"`` diffuses r = (x - base) * residual_scale, where base
+            is the upsampled low-resolution condition when there is one and the tau-weighted
+            frame blend at the base level; ``"image"`` diffuses x itself (the paper's form).
+            Residual targets let a cheaply trained model start at its baseline
+            (see docs/training-notes in shared/ and docs/training/).
+        residual_scale: multiplier on the residual so it is not drowned by unit noise.
+    """
+
+    logsnr_min: float = -20.0
+    logsnr_max: float = 20.0
+    parameterisation: str = "residual"
+    residual_scale: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.parameterisation not in PARAMETERISATIONS:
+            raise HiFIInputError(
+                f"parameterisation={self.parameterisation!r} is unknown; use one of {PARAMETERISATIONS}")
+        if not self.logsnr_min < self.logsnr_max:
+            raise HiFIInputError(
+                f"logsnr_min={self.logsnr_min} must be below logsnr_max={self.logsnr_max}")
+        if self.residual_scale <= 0:
+            raise HiFIInputError(f"residual_scale={self.residual_scale} must be positive")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model: stored in checkpoint metadata."""
+
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    preset: str = "custom"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "ModelConfig":
+        known_unet = {f.name for f in dataclasses.fields(UNetConfig)}
+        known_diffusion = {f.name for f in dataclasses.fields(DiffusionConfig)}
+        unet = data.get("unet", {})
+        diffusion = data.get("diffusion", {})
+        unknown = (set(unet) - known_unet) | (set(diffusion) - known_diffusion)
+        if unknown:
+            raise HiFIInputError(f"unknown model config keys {sorted(unknown)}")
+        return cls(unet=UNetConfig(**unet), diffusion=DiffusionConfig(**diffusion),
+                   preset=str(data.get("preset", "custom")))
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        return cls.from_dict(json.loads(text))
+
+
+PRESETS: Dict[str, ModelConfig] = {
+    "tiny": ModelConfig(
+        unet=UNetConfig(base_channels=16, channel_mults=(1, 2, 2), blocks_per_level=(1, 1, 1),
+                        attention_levels=1, attention_heads=2, norm_groups=4),
+        preset="tiny"),
+    "small": ModelConfig(
+        unet=UNetConfig(base_channels=32, channel_mults=(1, 2, 4, 4), blocks_per_level=(1, 1, 1, 1),
+                        attention_levels=2, attention_heads=4, norm_groups=8),
+        preset="small"),
+    "base": ModelConfig(
+        unet=UNetConfig(base_channels=64, channel_mults=(1, 2, 4, 8), blocks_per_level=(1, 2, 4, 4),
+                        attention_levels=2, attention_heads=8, norm_groups=32),
+        preset="base"),
+    "paper": ModelConfig(
+        unet=UNetConfig(base_channels=128, channel_mults=(1, 2, 4, 8), blocks_per_level=(2, 4, 8, 8),
+                        attention_levels=2, attention_heads=8, norm_groups=32),
+        preset="paper"),
+}
+
+
+def get_preset(name: str) -> ModelConfig:
+    """Return the named preset's config, or raise naming the presets that exist."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise HiFIInputError(
+            f"unknown model preset {name!r}; available presets: {', '.join(PRESETS)}") from None

@@ -1,0 +1,255 @@
+"""High-level interpolation API: frames in, in-between frames out.
+
+Frames are float32 tensors in [0, 1], [3, H, W] or [B, 3, H, W] (B pairs); results come back
+on the CPU in the same layout. `interpolate` runs the patch cascade for every pair and tau;
+`retime_schedule` / `retime_sequence` turn a clip into a longer one (multiplier or target
+fps) with the originals kept and in-betweens at the exact times.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+
+from .cascade import PRECISIONS, CascadePlan, LevelContext, ProgressCounter, plan_cascade, run_cascade
+from .errors import HiFIInputError
+from .memory import AdaptiveBatchSize, empty_device_cache, plan_patch_batch
+from .model import HiFIModel
+from .progress import CancelCheck, ProgressCallback
+from .validation import check_pair, check_sequence, check_taus
+
+Number = Union[int, float, Fraction]
+
+
+@dataclass
+class CascadeSettings:
+    """Sampling and patching knobs (the CLI flags and node widgets map onto these).
+
+    Attributes:
+        levels: pyramid levels (1 = no cascade), or "auto" (coarsest level about one patch).
+        patch_size: (height, width) of the patches every level is denoised in; multiples of
+            the model's alignment.
+        overlap: minimum overlap of neighbouring patches in pixels.
+        steps: DDIM steps per level (the paper uses 8; the cascade levels need 1-2).
+        samples: samples averaged per level (paper: 4); their variance is the uncertainty.
+        eta: DDIM stochasticity (0 = deterministic).
+        seed: seed of all noise; the same seed gives bit-identical results on the CPU.
+        feather: weight patches with linear ramps over the overlap instead of uniformly.
+        patch_batch: patches per network call; None = planned from memory_budget.
+        memory_budget: bytes for the network's working set; None = 80% of free memory.
+        device: where to run ("cpu", "cuda", "cuda:1"); None = where the model is.
+        precision: "fp32", "fp16", "bf16" (autocast), or "auto" (bf16/fp16 on CUDA, fp32 on CPU).
+        channels_last: use channels_last memory format (faster convolutions on recent GPUs).
+    """
+
+    levels: Union[int, str] = 3
+    patch_size: Tuple[int, int] = (256, 256)
+    overlap: int = 32
+    steps: int = 2
+    samples: int = 1
+    eta: float = 0.0
+    seed: int = 0
+    feather: bool = False
+    patch_batch: Optional[int] = None
+    memory_budget: Optional[int] = None
+    device: Optional[Union[str, torch.device]] = None
+    precision: str = "fp32"
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        self.patch_size = tuple(int(s) for s in self.patch_size)
+        if len(self.patch_size) != 2:
+            raise HiFIInputError(f"patch_size={self.patch_size} must be (height, width)")
+        if self.steps < 1:
+            raise HiFIInputError(f"steps={self.steps} must be at least 1")
+        if self.samples < 1:
+            raise HiFIInputError(f"samples={self.samples} must be at least 1")
+        if self.eta < 0:
+            raise HiFIInputError(f"eta={self.eta} must be >= 0")
+        if self.precision not in (*PRECISIONS, "auto"):
+            raise HiFIInputError(
+                f"precision={self.precision!r} is unknown; use one of {(*PRECISIONS, 'auto')}")
+        if self.patch_batch is not None and self.patch_batch < 1:
+            raise HiFIInputError(f"patch_batch={self.patch_batch} must be at least 1 (or None)")
+
+    def resolved_precision(self, device: torch.device) -> str:
+        if self.precision != "auto":
+            return self.precision
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp32"
+
+
+def _prepare(model: HiFIModel, settings: CascadeSettings) -> torch.device:
+    if settings.device is not None:
+        model.to(settings.device)
+    device = next(model.parameters()).device
+    if settings.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return device
+
+
+def _level_context(model: HiFIModel, plan: CascadePlan, settings: CascadeSettings,
+                   device: torch.device, counter: ProgressCounter,
+                   cancel: Optional[CancelCheck]) -> LevelContext:
+    precision = settings.resolved_precision(device)
+    batch = settings.patch_batch
+    if batch is None:
+        largest = max(plan.grids, key=lambda g: g.patch_height * g.patch_width)
+        batch = plan_patch_batch(model.config.unet, largest.patch_height, largest.patch_width,
+                                 budget_bytes=settings.memory_budget, device=device,
+                                 dtype=PRECISIONS[precision])
+    return LevelContext(
+        steps=settings.steps, samples=settings.samples, eta=settings.eta, overlap=settings.overlap,
+        feather=settings.feather, generator=torch.Generator().manual_seed(settings.seed),
+        batcher=AdaptiveBatchSize(batch, on_out_of_memory=lambda: empty_device_cache(device)),
+        precision=precision, channels_last=settings.channels_last, counter=counter, cancel=cancel)
+
+
+def plan_for(model: HiFIModel, height: int, width: int, settings: CascadeSettings) -> CascadePlan:
+    """The cascade plan (levels, padding, patch grids) for a frame size under these settings."""
+    return plan_cascade(height, width, levels=settings.levels, patch_size=settings.patch_size,
+                        overlap=settings.overlap, alignment=model.alignment)
+
+
+def units_per_pair(plan: CascadePlan, settings: CascadeSettings) -> int:
+    """Patch evaluations for one pair and one tau (what a progress bar counts)."""
+    return sum(plan.patches_per_level()) * settings.steps * settings.samples
+
+
+def _interpolate_pairs(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
+                       taus_per_pair: Sequence[Sequence[float]], settings: CascadeSettings,
+                       counter: ProgressCounter, cancel: Optional[CancelCheck],
+                       plan: CascadePlan, device: torch.device
+                       ) -> List[List[Tuple[torch.Tensor, torch.Tensor]]]:
+    ctx = _level_context(model, plan, settings, device, counter, cancel)
+    was_training = model.training
+    model.eval()
+    try:
+        results = []
+        for b, taus in enumerate(taus_per_pair):
+            f0 = frame0[b:b + 1].to(device)
+            f2 = frame2[b:b + 1].to(device)
+            results.append([tuple(t.cpu() for t in run_cascade(model, f0, f2, tau, plan, ctx))
+                            for tau in taus])
+        return results
+    finally:
+        model.train(was_training)
+
+
+def interpolate(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
+                tau: Union[float, Sequence[float]] = 0.5, *, settings: Optional[CascadeSettings] = None,
+                progress: Optional[ProgressCallback] = None, cancel: Optional[CancelCheck] = None,
+                return_variance: bool = False):
+    """In-between frames for one pair or a batch of pairs.
+
+    Args:
+        model: a `HiFIModel` (e.g. from `load_model`).
+        frame0, frame2: [3, H, W] or [B, 3, H, W] float in [0, 1], same shape.
+        tau: one time in (0, 1), or a list of times (all computed for every pair).
+        settings: cascade settings (defaults: `CascadeSettings()`).
+        progress: called with a `ProgressEvent` after every patch batch.
+        cancel: checked between patch batches and steps; True (or raising) stops the job.
+        return_variance: also return the per-pixel variance across samples.
+
+    Returns:
+        A float tensor on the CPU: [B, 3, H, W] for a single tau (no batch dim if the inputs had
+        none), or [B, T, 3, H, W] for a list; with return_variance, a (frames, variance) tuple.
+
+    Raises:
+        HiFIInputError: bad frames or settings. Cancelled: the cancel check fired.
+    """
+    settings = settings or CascadeSettings()
+    unbatched = frame0.dim() == 3 if isinstance(frame0, torch.Tensor) else False
+    frame0, frame2 = check_pair(frame0, frame2)
+    single_tau = isinstance(tau, (int, float))
+    taus = check_taus(tau)
+    device = _prepare(model, settings)
+    plan = plan_for(model, frame0.shape[-2], frame0.shape[-1], settings)
+    counter = ProgressCounter(units_per_pair(plan, settings) * len(taus) * frame0.shape[0], progress)
+    results = _interpolate_pairs(model, frame0, frame2, [taus] * frame0.shape[0], settings,
+                                 counter, cancel, plan, device)
+    frames = torch.stack([torch.cat([m for m, _ in row]) for row in results])  # [B, T, 3, H, W]
+    variance = torch.stack([torch.cat([v for _, v in row]) for row in results])
+    if single_tau:
+        frames, variance = frames[:, 0], variance[:, 0]
+        if unbatched:
+            frames, variance = frames[0], variance[0]
+    return (frames, variance) if return_variance else frames
+
+
+@dataclass(frozen=True)
+class OutputFrame:
+    """One frame of a retimed sequence: source frame `index`, blended towards index+1 by tau."""
+
+    index: int
+    tau: float
+
+    @property
+    def is_original(self) -> bool:
+        return self.tau == 0.0
+
+
+def retime_schedule(num_frames: int, *, multiplier: Optional[int] = None,
+                    source_fps: Optional[Number] = None, target_fps: Optional[Number] = None
+                    ) -> List[OutputFrame]:
+    """Which source pair and tau every output frame comes from.
+
+    Either `multiplier` (N outputs per source interval, originals kept: (F-1)*N + 1 frames) or
+    `source_fps` and `target_fps` (output frame k is at time k / target_fps; the clip keeps its
+    duration, and a frame that lands on a source frame is that original).
+    """
+    if num_frames < 2:
+        raise HiFIInputError(f"the clip has {num_frames} frame; retiming needs at least two frames")
+    if (multiplier is None) == (target_fps is None):
+        raise HiFIInputError("give exactly one of multiplier or target_fps")
+    if multiplier is not None:
+        if int(multiplier) != multiplier or multiplier < 1:
+            raise HiFIInputError(f"multiplier={multiplier} must be a whole number >= 1")
+        schedule = [OutputFrame(i, k / multiplier) for i in range(num_frames - 1)
+                    for k in range(int(multiplier))]
+        return schedule + [OutputFrame(num_frames - 1, 0.0)]
+    if source_fps is None or source_fps <= 0 or target_fps <= 0:
+        raise HiFIInputError(f"source_fps={source_fps} and target_fps={target_fps} must be positive")
+    # Exact rational arithmetic so e.g. 24000/1001 -> 60 never drifts.
+    src = Fraction(source_fps).limit_denominator(100000)
+    dst = Fraction(target_fps).limit_denominator(100000)
+    last = num_frames - 1
+    count = math.floor(last * dst / src) + 1
+    schedule = []
+    for k in range(count):
+        position = k * src / dst  # in source frames
+        index = min(math.floor(position), last)
+        schedule.append(OutputFrame(index, float(position - index) if index < last else 0.0))
+    return schedule
+
+
+def retime_sequence(model: HiFIModel, frames: torch.Tensor, *, multiplier: Optional[int] = None,
+                    source_fps: Optional[Number] = None, target_fps: Optional[Number] = None,
+                    settings: Optional[CascadeSettings] = None,
+                    progress: Optional[ProgressCallback] = None,
+                    cancel: Optional[CancelCheck] = None) -> torch.Tensor:
+    """The retimed sequence [M, 3, H, W]: originals kept, in-betweens inserted at their tau.
+
+    Holds the whole clip in memory; for long videos use `hifi_core.retime` (streaming).
+    """
+    settings = settings or CascadeSettings()
+    frames = check_sequence(frames)
+    schedule = retime_schedule(frames.shape[0], multiplier=multiplier, source_fps=source_fps,
+                               target_fps=target_fps)
+    pairs = sorted({o.index for o in schedule if not o.is_original})
+    taus = [[o.tau for o in schedule if o.index == i and not o.is_original] for i in pairs]
+    device = _prepare(model, settings)
+    plan = plan_for(model, frames.shape[-2], frames.shape[-1], settings)
+    counter = ProgressCounter(units_per_pair(plan, settings) * sum(map(len, taus)), progress)
+    index = torch.tensor(pairs, dtype=torch.long)
+    results = _interpolate_pairs(model, frames[index], frames[index + 1], taus, settings,
+                                 counter, cancel, plan, device) if pairs else []
+    made = {(i, t): m[0] for i, row_taus, row in zip(pairs, taus, results)
+            for t, (m, _v) in zip(row_taus, row)}
+    return torch.stack([frames[o.index] if o.is_original else made[(o.index, o.tau)]
+                        for o in schedule])

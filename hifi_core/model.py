@@ -1,0 +1,92 @@
+"""HiFIModel: the U-Net plus its diffusion parameterisation (k-diffusion's Denoiser idea).
+
+Public methods take frames in [0, 1], layout [B, 3, H, W]; everything inside is model space
+([-1, 1]). The network sees [z_t, frame0, frame2, condition] (12 channels) and predicts v of
+the diffused quantity y:
+
+- ``image`` parameterisation: y = x (the paper's form).
+- ``residual`` parameterisation: y = (x - base) * residual_scale, where base is the
+  condition (the upsampled lower-level estimate) when present, else the tau-weighted frame
+  blend. An untrained model therefore reproduces its base, and the cascade levels learn
+  exactly what they must add to the level below.
+
+Condition dropout: `cond_mask[b] = False` means "no condition" (base level of the cascade, or
+dropped in training); the network then gets zeros in the condition channels.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+from .config import ModelConfig, get_preset
+from .diffusion import (alpha_sigma, logsnr_schedule, q_sample, to_model_space, v_from_x_eps)
+from .unet import EfficientUNet
+
+
+class HiFIModel(nn.Module):
+    """Conditional v-prediction model for frame interpolation."""
+
+    def __init__(self, config: ModelConfig, operations: ModuleType = nn):
+        super().__init__()
+        self.config = config
+        self.unet = EfficientUNet(config.unet, operations=operations)
+
+    @property
+    def alignment(self) -> int:
+        return self.config.unet.alignment
+
+    # parameterisation helpers (model space in, model space out)
+    def base_estimate(self, frame0: torch.Tensor, frame2: torch.Tensor, tau: torch.Tensor,
+                      cond: torch.Tensor, cond_mask: torch.Tensor) -> torch.Tensor:
+        blend = frame0 + (frame2 - frame0) * tau.view(-1, 1, 1, 1).to(frame0.dtype)
+        return torch.where(cond_mask.view(-1, 1, 1, 1), cond, blend)
+
+    def to_diffusion_space(self, x: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        d = self.config.diffusion
+        return (x - base) * d.residual_scale if d.parameterisation == "residual" else x
+
+    def from_diffusion_space(self, y: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        d = self.config.diffusion
+        return base + y / d.residual_scale if d.parameterisation == "residual" else y
+
+    def predict_v(self, z: torch.Tensor, logsnr: torch.Tensor, frame0: torch.Tensor,
+                  frame2: torch.Tensor, cond: torch.Tensor, cond_mask: torch.Tensor,
+                  tau: torch.Tensor) -> torch.Tensor:
+        """v-prediction in model space. logsnr and tau: [B] (or scalars, broadcast)."""
+        batch = z.shape[0]
+        logsnr = torch.as_tensor(logsnr, dtype=torch.float32, device=z.device).expand(batch)
+        tau = torch.as_tensor(tau, dtype=torch.float32, device=z.device).reshape(-1).expand(batch)
+        cond_mask = torch.as_tensor(cond_mask, device=z.device).reshape(-1).expand(batch)
+        cond_in = cond * cond_mask.view(-1, 1, 1, 1).to(cond.dtype)
+        x = torch.cat([z, frame0, frame2, cond_in], dim=1)
+        return self.unet(x, logsnr, tau, cond_mask)
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:  # so DDP / hooks see a forward
+        return self.predict_v(*args, **kwargs)
+
+    def loss(self, target: torch.Tensor, frame0: torch.Tensor, frame2: torch.Tensor,
+             tau: torch.Tensor, cond: Optional[torch.Tensor], cond_mask: torch.Tensor,
+             t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Per-sample L1 loss on v. Frames and cond in [0, 1]; tau, t: [B]; cond_mask: [B] bool."""
+        d = self.config.diffusion
+        frame0, frame2, target = (to_model_space(f) for f in (frame0, frame2, target))
+        cond = torch.zeros_like(target) if cond is None else to_model_space(cond)
+        cond_mask = cond_mask.to(device=target.device, dtype=torch.bool)
+        cond = cond * cond_mask.view(-1, 1, 1, 1).to(cond.dtype)
+        base = self.base_estimate(frame0, frame2, tau, cond, cond_mask)
+        y = self.to_diffusion_space(target, base)
+        logsnr = logsnr_schedule(t.detach().cpu(), d.logsnr_min, d.logsnr_max).to(target.device)
+        alpha, sigma = (s.view(-1, 1, 1, 1) for s in alpha_sigma(logsnr))
+        z = q_sample(y, noise, alpha, sigma)
+        v = v_from_x_eps(y, noise, alpha, sigma)
+        v_hat = self.predict_v(z, logsnr, frame0, frame2, cond, cond_mask, tau)
+        return (v_hat.float() - v).abs().flatten(1).mean(dim=1)
+
+
+def build_model(preset: Union[str, ModelConfig]) -> HiFIModel:
+    """A freshly initialised (untrained) model from a preset name or a config."""
+    return HiFIModel(get_preset(preset) if isinstance(preset, str) else preset)

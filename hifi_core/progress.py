@@ -1,0 +1,43 @@
+"""Progress reporting and cancellation hooks.
+
+The library never decides how progress is shown: every long loop reports a `ProgressEvent`
+to an optional callback (tqdm in the CLI, `comfy.utils.ProgressBar` in ComfyUI) and asks an
+optional cancel check between denoising steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from .errors import Cancelled
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One unit of denoising work finished.
+
+    `units_done` / `units_total` count network evaluations of single patches over the whole
+    job (all pairs, levels, samples and steps), so a progress bar can be driven from them alone.
+    """
+
+    level: int
+    num_levels: int
+    step: int
+    num_steps: int
+    sample: int
+    num_samples: int
+    patches_done: int
+    patches_total: int
+    units_done: int
+    units_total: int
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+CancelCheck = Callable[[], Optional[bool]]
+
+
+def check_cancel(cancel: Optional[CancelCheck]) -> None:
+    """Raise `Cancelled` if the cancel check returns True (it may also raise on its own)."""
+    if cancel is not None and cancel():
+        raise Cancelled("interpolation cancelled by the caller")

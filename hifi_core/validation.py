@@ -1,0 +1,91 @@
+"""Input checks shared by every entry point (API, CLI, nodes).
+
+Each check raises `HiFIInputError` with a message that names the input and says how to fix
+it. Accepted frames: float tensors, [3, H, W] or [B, 3, H, W], RGB, values in [0, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, List, Sequence, Tuple, Union
+
+import torch
+
+from .errors import HiFIInputError
+
+MIN_SIDE = 4
+RANGE_TOLERANCE = 1e-3
+
+
+def check_frames(frames, name: str) -> torch.Tensor:
+    """Validate one frame or a batch; returns a [B, 3, H, W] float32 tensor."""
+    if not isinstance(frames, torch.Tensor):
+        raise HiFIInputError(f"{name} must be a torch.Tensor, got {type(frames).__name__}")
+    if frames.dim() == 3:
+        frames = frames.unsqueeze(0)
+    if frames.dim() != 4:
+        raise HiFIInputError(
+            f"{name} has shape {tuple(frames.shape)}; expected [3, H, W] or [B, 3, H, W] "
+            "(ComfyUI IMAGE batches are [B, H, W, C]: permute them with .permute(0, 3, 1, 2))")
+    channels = frames.shape[1]
+    if channels == 1:
+        raise HiFIInputError(
+            f"{name} is grayscale (1 channel); HiFI needs RGB: repeat the channel three times "
+            "(frames.expand(-1, 3, -1, -1)) or convert the image to RGB")
+    if channels == 4:
+        raise HiFIInputError(
+            f"{name} has 4 channels (RGBA); HiFI interpolates RGB: drop or composite the alpha "
+            "channel first (frames[:, :3])")
+    if channels != 3:
+        raise HiFIInputError(
+            f"{name} has {channels} channels in dimension 1; expected 3 (RGB) in layout "
+            "[B, 3, H, W]")
+    if not frames.is_floating_point():
+        raise HiFIInputError(
+            f"{name} has dtype {frames.dtype}; convert to float in [0, 1] first "
+            "(e.g. frames.float() / 255 for 8-bit images)")
+    height, width = frames.shape[-2:]
+    if height < MIN_SIDE or width < MIN_SIDE:
+        raise HiFIInputError(f"{name} is {height}x{width} pixels; frames must be at least "
+                             f"{MIN_SIDE}x{MIN_SIDE}")
+    if not torch.isfinite(frames).all():
+        raise HiFIInputError(f"{name} contains NaN or infinite values; fix the source frames")
+    low, high = float(frames.min()), float(frames.max())
+    if low < -RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE:
+        hint = " (it looks like 0-255 data: divide by 255)" if high > 1.5 else ""
+        raise HiFIInputError(
+            f"{name} has values in [{low:.3g}, {high:.3g}]; frames must be in [0, 1]{hint}")
+    return frames.float().clamp(0.0, 1.0)
+
+
+def check_pair(frame0, frame2) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Validate two frames (or batches of pairs) of identical shape."""
+    frame0 = check_frames(frame0, "frame0")
+    frame2 = check_frames(frame2, "frame2")
+    if frame0.shape != frame2.shape:
+        raise HiFIInputError(
+            f"frame0 {tuple(frame0.shape)} and frame2 {tuple(frame2.shape)} differ in shape; "
+            "both frames of a pair must have the same size and batch (resize one to match)")
+    return frame0, frame2
+
+
+def check_sequence(frames, name: str = "frames") -> torch.Tensor:
+    """A sequence to retime: [N, 3, H, W] with N >= 2."""
+    frames = check_frames(frames, name)
+    if frames.shape[0] < 2:
+        raise HiFIInputError(
+            f"{name} holds {frames.shape[0]} frame; interpolation needs at least two frames")
+    return frames
+
+
+def check_taus(tau: Union[float, Sequence[float]]) -> List[float]:
+    """Interpolation times, each strictly between 0 and 1."""
+    taus: Iterable = [tau] if isinstance(tau, (int, float)) else tau
+    taus = [float(t) for t in taus]
+    if not taus:
+        raise HiFIInputError("tau is an empty list; give at least one time in (0, 1)")
+    for t in taus:
+        if not 0.0 < t < 1.0:
+            raise HiFIInputError(
+                f"tau={t} is outside (0, 1): 0 is frame0 and 1 is frame2, so an in-between "
+                "time must lie strictly between")
+    return taus
