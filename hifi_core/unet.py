@@ -85,10 +85,11 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1)
-        # [B, heads, positions, head_dim] for the fused (memory-efficient) kernel.
-        out = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2),
-                                             v.transpose(-1, -2))
+        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w)
+        # Contiguous [B, heads, positions, head_dim]: strided inputs make PyTorch fall back to
+        # the kernel that materialises the positions x positions matrix (GBs per 256^2 patch).
+        q, k, v = qkv.permute(1, 0, 2, 4, 3).contiguous().unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v)
         out = out.transpose(-1, -2).reshape(b, c, h, w)
         return (x + self.proj(out)) * SKIP_SCALE
 

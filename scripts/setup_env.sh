@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Creates .venv (if missing) with the CPU build of torch and every dependency. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+# Pinned first: an unpinned torch would pull a multi-GB CUDA build.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt

@@ -1,0 +1,146 @@
+"""Patch cascade: grid geometry, MultiDiffusion exactness, sizes, progress, cancel, OOM back-off."""
+
+import pytest
+import torch
+from torch import nn
+
+from hifi_core import (Cancelled, CascadeSettings, HiFIInputError, build_model, interpolate,
+                       make_patch_grid, plan_cascade)
+from hifi_core.cascade import patch_starts, patch_weight
+from hifi_core.memory import AdaptiveBatchSize
+
+
+class PerPixelNet(nn.Module):
+    """A stand-in U-Net whose output at a pixel depends only on that pixel's inputs."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.mix = nn.Conv2d(12, 3, 1)
+
+    def forward(self, x, logsnr, tau, has_cond=None):
+        scale = 1 + 0.1 * torch.tanh(logsnr).view(-1, 1, 1, 1)
+        return torch.tanh(self.mix(x)) * scale + 0.3 * (tau.view(-1, 1, 1, 1) - 0.5)
+
+
+def per_pixel_model():
+    model = build_model("tiny")
+    model.unet = PerPixelNet()
+    return model
+
+
+@pytest.mark.parametrize("length,patch,overlap", [(100, 32, 8), (64, 32, 0), (33, 32, 4), (16, 32, 4)])
+def test_patch_starts_cover_with_overlap_and_end_flush(length, patch, overlap):
+    starts = patch_starts(length, patch, overlap)
+    size = min(patch, length)
+    assert starts[0] == 0 and starts[-1] + size == length
+    for a, b in zip(starts, starts[1:]):
+        assert b - a <= size - overlap  # neighbours overlap by at least `overlap`
+
+
+def test_feathered_weights_ramp_and_uniform_weights_are_ones():
+    w = patch_weight(16, 16, 4, feather=True)
+    assert w.shape == (1, 1, 16, 16)
+    assert w[0, 0, 8, 8] == 1.0 and w[0, 0, 0, 0] < w[0, 0, 2, 2] < 1.0
+    assert torch.equal(patch_weight(16, 16, 4, feather=False), torch.ones(1, 1, 16, 16))
+
+
+@pytest.mark.parametrize("feather", [False, True])
+def test_patch_cascade_equals_full_frame_for_a_per_pixel_model(feather):
+    model = per_pixel_model()
+    g = torch.Generator().manual_seed(0)
+    f0, f2 = torch.rand(2, 1, 3, 48, 80, generator=g)
+    common = dict(levels=3, overlap=8, steps=3, samples=2, eta=0.5, seed=11, feather=feather)
+    patched = interpolate(model, f0, f2, 0.4, settings=CascadeSettings(patch_size=(16, 16), **common))
+    whole = interpolate(model, f0, f2, 0.4, settings=CascadeSettings(patch_size=(48, 80), **common))
+    grid = plan_cascade(48, 80, levels=3, patch_size=(16, 16), overlap=8, alignment=4).grids[-1]
+    assert len(grid.boxes) > 10  # the finest level really is split into many patches
+    assert torch.allclose(patched, whole, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (5, 9), (90, 24), (64, 64), (17, 130)])
+def test_any_frame_size_round_trips(shape):
+    model = build_model("tiny")
+    f0 = torch.rand(1, 3, *shape)
+    f2 = torch.rand(1, 3, *shape)
+    out = interpolate(model, f0, f2, 0.5, settings=CascadeSettings(levels=2, patch_size=(32, 32),
+                                                                   overlap=8, steps=1))
+    assert out.shape == f0.shape
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_same_seed_is_bit_identical_and_seeds_differ():
+    model = build_model("tiny")
+    torch.nn.init.normal_(model.unet.out_conv.weight, std=0.05)
+    f0, f2 = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(2))
+    settings = lambda seed: CascadeSettings(levels=2, patch_size=(16, 16), overlap=4, steps=2,  # noqa: E731
+                                           samples=2, eta=1.0, seed=seed)
+    a = interpolate(model, f0, f2, settings=settings(7))
+    assert torch.equal(a, interpolate(model, f0, f2, settings=settings(7)))
+    assert not torch.equal(a, interpolate(model, f0, f2, settings=settings(8)))
+
+
+def test_several_taus_and_variance():
+    model = build_model("tiny")
+    f0, f2 = torch.rand(2, 2, 3, 24, 24, generator=torch.Generator().manual_seed(4))
+    frames, variance = interpolate(model, f0, f2, [0.25, 0.5, 0.75], return_variance=True,
+                                   settings=CascadeSettings(levels=2, patch_size=(16, 16), overlap=4,
+                                                            steps=1, samples=3))
+    assert frames.shape == (2, 3, 3, 24, 24) and variance.shape == frames.shape
+    assert (variance >= 0).all() and variance.sum() > 0  # different noise per sample
+
+
+def test_progress_counts_every_patch_evaluation_and_cancel_stops():
+    model = build_model("tiny")
+    f0, f2 = torch.rand(2, 1, 3, 40, 56, generator=torch.Generator().manual_seed(5))
+    settings = CascadeSettings(levels=2, patch_size=(16, 16), overlap=4, steps=2, samples=2, patch_batch=3)
+    events = []
+    interpolate(model, f0, f2, [0.3, 0.6], settings=settings, progress=events.append)
+    plan = plan_cascade(40, 56, levels=2, patch_size=(16, 16), overlap=4, alignment=4)
+    expected = sum(plan.patches_per_level()) * 2 * 2 * 2
+    assert events[-1].units_done == events[-1].units_total == expected
+    assert [e.units_done for e in events] == sorted(e.units_done for e in events)
+
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) > 4
+
+    with pytest.raises(Cancelled):
+        interpolate(model, f0, f2, 0.5, settings=settings, cancel=cancel)
+    assert len(calls) == 5  # stopped at the first check that said so
+
+
+def test_out_of_memory_halves_the_patch_batch_and_keeps_it():
+    processed = []
+
+    def work(chunk):
+        if len(chunk) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        processed.extend(chunk)
+
+    batcher = AdaptiveBatchSize(8)
+    batcher.run(list(range(11)), work)
+    assert processed == list(range(11)) and batcher.batch_size == 2
+
+    def always(chunk):
+        raise RuntimeError("CUDA error: out of memory")
+
+    with pytest.raises(HiFIInputError, match="patch batch of 1"):
+        AdaptiveBatchSize(4).run([1, 2], always)
+    with pytest.raises(ValueError, match="unrelated"):
+        AdaptiveBatchSize(4).run([1], lambda c: (_ for _ in ()).throw(ValueError("unrelated")))
+
+
+def test_auto_levels_and_bad_patch_settings():
+    plan = plan_cascade(2160, 3840, levels="auto", patch_size=(256, 256), overlap=32, alignment=8)
+    coarse_h, coarse_w = plan.level_sizes[0]
+    assert coarse_h <= 512 and coarse_w <= 512 and plan.level_sizes[-1][0] >= 2160
+    with pytest.raises(HiFIInputError, match="multiple of 8"):
+        plan_cascade(100, 100, levels=2, patch_size=(100, 100), overlap=8, alignment=8)
+    with pytest.raises(HiFIInputError, match="overlap"):
+        plan_cascade(100, 100, levels=2, patch_size=(32, 32), overlap=32, alignment=8)
+    with pytest.raises(HiFIInputError, match="levels"):
+        plan_cascade(100, 100, levels=0, patch_size=(32, 32), overlap=8, alignment=8)
+    assert make_patch_grid(20, 30, (64, 64), 8).boxes == ((0, 0),)

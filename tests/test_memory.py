@@ -1,0 +1,58 @@
+"""Memory planner: the patch batch it picks keeps the measured peak RSS inside the budget."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from hifi_core import HiFIInputError, estimate_patch_bytes, plan_patch_batch
+from hifi_core.config import PRESETS
+
+ROOT = Path(__file__).resolve().parent.parent
+MB = 2 ** 20
+
+PROBE = textwrap.dedent("""
+    import json, resource, sys, torch
+    from hifi_core import CascadeSettings, build_model, interpolate
+    from hifi_core.memory import frame_buffer_bytes, plan_patch_batch
+    torch.set_num_threads(1)
+    budget = int(sys.argv[1])
+    model = build_model("small")
+    f0 = torch.rand(1, 3, 384, 384); f2 = torch.rand(1, 3, 384, 384)
+    settings = CascadeSettings(levels=1, patch_size=(128, 128), overlap=16, steps=1, memory_budget=budget)
+    interpolate(model, f0[..., :32, :32], f2[..., :32, :32], settings=settings)  # warm up kernels
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    interpolate(model, f0, f2, settings=settings)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"growth": after - before, "frames": frame_buffer_bytes(384, 384),
+                      "batch": plan_patch_batch(model.config.unet, 128, 128, budget_bytes=budget)}))
+""")
+
+
+def probe(budget: int) -> dict:
+    out = subprocess.run([sys.executable, "-c", PROBE, str(budget)], cwd=ROOT, check=True,
+                         capture_output=True, text=True, timeout=300)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_small_budget_bounds_peak_rss_and_large_budget_uses_more():
+    limited = probe(80 * MB)
+    unlimited = probe(4096 * MB)
+    assert limited["batch"] < unlimited["batch"]
+    # The growth of the peak stays inside the budget plus the frame-sized buffers.
+    assert limited["growth"] <= 80 * MB + limited["frames"] + 16 * MB, limited
+    assert unlimited["growth"] > limited["growth"]
+
+
+def test_estimate_grows_with_patch_area_not_frame_size():
+    unet = PRESETS["small"].unet
+    assert estimate_patch_bytes(unet, 256, 256) > 3 * estimate_patch_bytes(unet, 128, 128)
+    assert plan_patch_batch(unet, 128, 128, budget_bytes=10 * estimate_patch_bytes(unet, 128, 128)) == 10
+    assert plan_patch_batch(unet, 128, 128, budget_bytes=1) == 1
+    assert estimate_patch_bytes(unet, 128, 128, torch.float16) < estimate_patch_bytes(unet, 128, 128)
+    with pytest.raises(HiFIInputError, match="budget"):
+        plan_patch_batch(unet, 128, 128, budget_bytes=-5)
