@@ -144,3 +144,26 @@ def test_auto_levels_and_bad_patch_settings():
     with pytest.raises(HiFIInputError, match="levels"):
         plan_cascade(100, 100, levels=0, patch_size=(32, 32), overlap=8, alignment=8)
     assert make_patch_grid(20, 30, (64, 64), 8).boxes == ((0, 0),)
+
+
+def test_bf16_autocast_and_channels_last_match_fp32_on_cpu():
+    torch.manual_seed(1)
+    model = build_model("tiny")
+    torch.nn.init.normal_(model.unet.out_conv.weight, std=0.05)
+    f0, f2 = torch.rand(2, 1, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    common = dict(levels=2, patch_size=(16, 16), overlap=4, steps=2, seed=3)
+    reference = interpolate(model, f0, f2, settings=CascadeSettings(**common))
+    bf16 = interpolate(model, f0, f2, settings=CascadeSettings(precision="bf16", **common))
+    last = interpolate(model, f0, f2, settings=CascadeSettings(channels_last=True, **common))
+    assert bf16.dtype == torch.float32
+    assert (bf16 - reference).abs().mean() < 0.02 and not torch.equal(bf16, reference)
+    assert torch.allclose(last, reference, atol=1e-4)
+
+
+def test_auto_precision_picks_half_on_cuda_and_fp32_on_cpu(monkeypatch):
+    settings = CascadeSettings(precision="auto")
+    assert settings.resolved_precision(torch.device("cpu")) == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert settings.resolved_precision(torch.device("cuda")) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert settings.resolved_precision(torch.device("cuda")) == "fp16"
