@@ -1,0 +1,102 @@
+"""How the nodes call hifi_core: settings from widgets, ComfyUI hooks, per-level cascade runs.
+
+Frames here are hifi_core frames ([B, 3, H, W] float32 in [0, 1], CPU); nothing in this
+module does model maths: it builds `CascadeSettings`, attaches ComfyUI's progress bar,
+interrupt check and free-memory figure, and calls `hifi_core.run_cascade` for the levels a
+node owns (the split graph) or `hifi_core.interpolate` (the all-in-one node).
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+
+from ..hifi_core import CascadeSettings, run_cascade
+from ..hifi_core.interpolate import _level_context, plan_for
+from ..hifi_core.cascade import ProgressCounter
+from ..hifi_core.errors import HiFIInputError
+from . import comfy_bridge
+from .handles import HiFIModelHandle
+
+MIB = 1024 * 1024
+
+
+def memory_budget(device: torch.device, budget_mb: int) -> Optional[int]:
+    """Bytes for the U-Net's working set: the widget if set, else 80% of ComfyUI's free figure."""
+    if budget_mb > 0:
+        return int(budget_mb) * MIB
+    free = comfy_bridge.free_memory_bytes(device)
+    return None if free is None else max(MIB, int(free * 0.8))
+
+
+def make_settings(handle: HiFIModelHandle, *, levels: int, patch_width: int, patch_height: int,
+                  overlap: int, steps: int, samples: int, seed: int, eta: float = 0.0,
+                  feather: bool = False, patch_batch: int = 0, memory_budget_mb: int = 0
+                  ) -> CascadeSettings:
+    """CascadeSettings from node widgets (levels 0 = auto, patch_batch 0 = from memory)."""
+    return CascadeSettings(
+        levels="auto" if levels == 0 else int(levels),
+        patch_size=(int(patch_height), int(patch_width)), overlap=int(overlap), steps=int(steps),
+        samples=int(samples), eta=float(eta), seed=int(seed) % (2 ** 63), feather=bool(feather),
+        patch_batch=int(patch_batch) if patch_batch > 0 else None,
+        memory_budget=memory_budget(handle.device, memory_budget_mb),
+        device=None, precision=handle.precision)
+
+
+def plan(handle: HiFIModelHandle, frame_size: Tuple[int, int], settings: CascadeSettings):
+    return plan_for(handle.model, frame_size[0], frame_size[1], settings)
+
+
+def run_levels(handle: HiFIModelHandle, rgb: torch.Tensor, pairs: Sequence[int],
+               taus: Sequence[Sequence[float]], settings: CascadeSettings, *, start_level: int,
+               stop_level: Optional[int], previous: Optional[Sequence[Sequence[torch.Tensor]]] = None,
+               progress: Optional[comfy_bridge.ComfyProgress] = None
+               ) -> Tuple[List[List[torch.Tensor]], List[List[torch.Tensor]], int]:
+    """Cascade levels start_level..stop_level for every pair (i, i + 1) and tau.
+
+    Args:
+        rgb: the whole clip [N, 3, H, W] on the CPU.
+        previous: estimates at level start_level - 1 (per pair, per tau), when start_level > 0.
+
+    Returns:
+        (estimates, variances, last level run); estimates per pair per tau, [1, 3, h, w] CPU.
+    """
+    model = handle.ready()
+    device = handle.device
+    cascade_plan = plan(handle, tuple(rgb.shape[-2:]), settings)
+    last = cascade_plan.num_levels - 1 if stop_level is None else min(stop_level, cascade_plan.num_levels - 1)
+    if start_level > last:
+        raise HiFIInputError(f"the cascade has {cascade_plan.num_levels} levels; level {start_level} "
+                             "does not exist (the intermediate is already at full resolution)")
+    per_level = cascade_plan.patches_per_level()
+    units = sum(per_level[start_level:last + 1]) * settings.steps * settings.samples
+    counter = ProgressCounter(units * sum(len(t) for t in taus), progress)
+    # hifi_core's own context builder: patch batch from the memory budget, OOM back-off.
+    ctx = _level_context(model, cascade_plan, settings, device, counter,
+                                          comfy_bridge.cancel_check())
+    estimates: List[List[torch.Tensor]] = []
+    variances: List[List[torch.Tensor]] = []
+    was_training = model.training
+    model.eval()
+    try:
+        for row, (index, row_taus) in enumerate(zip(pairs, taus)):
+            f0 = rgb[index:index + 1].to(device)
+            f2 = rgb[index + 1:index + 2].to(device)
+            row_est, row_var = [], []
+            for column, tau in enumerate(row_taus):
+                start = None if previous is None else previous[row][column].to(device)
+                mean, var = run_cascade(model, f0, f2, float(tau), cascade_plan, ctx,
+                                        start_level=start_level, start_estimate=start,
+                                        stop_level=last)
+                row_est.append(mean.cpu())
+                row_var.append(var.cpu())
+            estimates.append(row_est)
+            variances.append(row_var)
+    finally:
+        model.train(was_training)
+    return estimates, variances, last
+
+
+def num_levels(handle: HiFIModelHandle, frame_size: Tuple[int, int], settings: CascadeSettings) -> int:
+    return plan(handle, frame_size, settings).num_levels

@@ -1,0 +1,63 @@
+"""The Patch-Cascade Upsample node's readout: patch grid and memory for given widget values.
+
+The web extension (web/hifi.js) asks the `/hifi/estimate` route (routes.py) for this while the
+user edits widgets; the numbers come from hifi_core itself (`plan_cascade`,
+`estimate_patch_bytes`, `plan_patch_batch`, `frame_buffer_bytes`), so the readout and the run
+always agree. Sizes are pixels, memory is bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ..hifi_core import get_preset, plan_cascade, read_checkpoint_config
+from ..hifi_core.memory import estimate_patch_bytes, frame_buffer_bytes, plan_patch_batch
+from .model_nodes import PRESET_PREFIX, resolve_checkpoint
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "auto": torch.float32}
+FALLBACK_PRESET = "small"
+
+
+def model_config(checkpoint: Optional[str]):
+    """The ModelConfig behind a Load Model combo value (metadata only, no weights read)."""
+    if not checkpoint:
+        return get_preset(FALLBACK_PRESET), f"{PRESET_PREFIX}{FALLBACK_PRESET} (no model connected)"
+    if checkpoint.startswith(PRESET_PREFIX):
+        return get_preset(checkpoint[len(PRESET_PREFIX):]), checkpoint
+    return read_checkpoint_config(resolve_checkpoint(checkpoint)), checkpoint
+
+
+def cascade_readout(*, checkpoint: Optional[str], width: int, height: int, levels: int,
+                    patch_width: int, patch_height: int, overlap: int, patch_batch: int = 0,
+                    memory_budget_mb: int = 0, precision: str = "fp32", samples: int = 1,
+                    free_bytes: Optional[int] = None) -> dict:
+    """Per-level patch grids and the memory the run will plan with (JSON-ready)."""
+    config, model_label = model_config(checkpoint)
+    plan = plan_cascade(int(height), int(width), levels="auto" if int(levels) == 0 else int(levels),
+                        patch_size=(int(patch_height), int(patch_width)), overlap=int(overlap),
+                        alignment=config.unet.alignment)
+    dtype = DTYPES.get(precision, torch.float32)
+    largest = max(plan.grids, key=lambda g: g.patch_height * g.patch_width)
+    per_patch = estimate_patch_bytes(config.unet, largest.patch_height, largest.patch_width, dtype)
+    if patch_batch > 0:
+        batch, budget = int(patch_batch), None
+    else:
+        budget = int(memory_budget_mb) * 2 ** 20 if memory_budget_mb > 0 else (
+            int(free_bytes * 0.8) if free_bytes else None)
+        batch = plan_patch_batch(config.unet, largest.patch_height, largest.patch_width,
+                                 budget_bytes=budget, dtype=dtype)
+    rows = []
+    for number, ((h, w), grid) in enumerate(zip(plan.level_sizes, plan.grids)):
+        ys = sorted({y for y, _ in grid.boxes})
+        xs = sorted({x for _, x in grid.boxes})
+        rows.append({"level": number + 1, "height": h, "width": w, "rows": len(ys),
+                     "columns": len(xs), "patches": len(grid.boxes),
+                     "patch": [grid.patch_height, grid.patch_width],
+                     "overlap_work": round(grid.overlap_work_fraction, 3)})
+    working = per_patch * batch
+    frames = frame_buffer_bytes(plan.padded_height, plan.padded_width, samples)
+    return {"model": model_label, "levels": rows, "patch_bytes": per_patch, "patch_batch": batch,
+            "budget_bytes": budget, "working_bytes": working, "frame_buffer_bytes": frames,
+            "total_bytes": working + frames, "padded": [plan.padded_height, plan.padded_width]}

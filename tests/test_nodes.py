@@ -1,0 +1,379 @@
+"""The ComfyUI node pack, without ComfyUI: loaded like ComfyUI loads it, run on the tiny preset.
+
+ComfyUI's modules are replaced by tests/comfy_stubs (installed per test into sys.modules).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import pytest
+import torch
+
+from comfy_stubs import install
+from comfy_stubs.clips import make_frames, write_clip
+from comfy_stubs.graph import load_pack
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = dict(levels=2, patch_width=32, patch_height=32, overlap=8, steps=1, samples=1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def pack():
+    return load_pack(ROOT)
+
+
+@pytest.fixture
+def comfy(monkeypatch, tmp_path):
+    stubs = install(monkeypatch, tmp_path / "ComfyUI")
+    stubs.utils.PROGRESS_UPDATES.clear()
+    stubs.model_management.INTERRUPT_AFTER_CHECKS[0] = None
+    stubs.model_management.INTERRUPT_CHECKS[0] = 0
+    return stubs
+
+
+@pytest.fixture
+def nodes(pack):
+    return pack.NODE_CLASS_MAPPINGS
+
+
+@pytest.fixture
+def tiny_model(nodes, comfy):
+    torch.manual_seed(0)
+    (handle,) = nodes["HiFILoadModel"]().load("preset:tiny", "cpu", "fp32")
+    return handle
+
+
+def _all_inputs(cls):
+    spec = cls.INPUT_TYPES()
+    for section in ("required", "optional"):
+        yield from spec.get(section, {}).items()
+
+
+# --- definitions -----------------------------------------------------------------------
+
+def test_mappings_are_complete_and_ids_stable(pack):
+    mappings, names = pack.NODE_CLASS_MAPPINGS, pack.NODE_DISPLAY_NAME_MAPPINGS
+    expected = {"HiFILoadModel", "HiFIBaseSample", "HiFIPatchCascadeUpsample", "HiFIMerge",
+                "HiFIInterpolate", "HiFILoadVideo", "HiFIVideoCombine"}
+    assert expected <= set(mappings)
+    assert set(names) == set(mappings)
+    assert pack.WEB_DIRECTORY == "./web"
+    for node_id, cls in mappings.items():
+        assert node_id.startswith("HiFI") and names[node_id].startswith("HiFI ")
+        assert cls.CATEGORY == "HiFI"
+        assert callable(getattr(cls, cls.FUNCTION))
+        assert len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES) == len(cls.OUTPUT_TOOLTIPS)
+
+
+def test_every_input_has_a_tooltip_and_a_valid_spec(nodes, comfy):
+    for node_id, cls in nodes.items():
+        for name, spec in _all_inputs(cls):
+            assert isinstance(spec, tuple) and 1 <= len(spec) <= 2, (node_id, name)
+            options = spec[1] if len(spec) == 2 else {}
+            assert options.get("tooltip"), f"{node_id}.{name} has no tooltip"
+            kind = spec[0]
+            if kind in ("INT", "FLOAT") and not options.get("forceInput"):
+                assert options["min"] <= options["default"] <= options["max"], (node_id, name)
+            if isinstance(kind, list):
+                assert options.get("default", kind[0]) in kind, (node_id, name)
+
+
+def test_widget_order_is_frozen(nodes, comfy):
+    """Saved workflows store widget values by position: this list may only grow at the end."""
+    frozen = {
+        "HiFILoadModel": ["checkpoint", "device", "precision"],
+        "HiFIBaseSample": ["hifi_model", "frames", "levels", "multiplier", "target_fps", "steps",
+                           "samples", "seed", "eta", "patch_width", "patch_height", "overlap",
+                           "fps", "taus"],
+        "HiFIPatchCascadeUpsample": ["hifi_model", "frames", "intermediate", "mode", "patch_width",
+                                     "patch_height", "overlap", "feather", "patch_batch",
+                                     "memory_budget_mb", "steps", "samples", "seed", "eta"],
+        "HiFIMerge": ["frames", "intermediate", "keep_originals", "scene_cuts", "scene_threshold",
+                      "duplicates"],
+        "HiFIInterpolate": ["hifi_model", "frames", "multiplier", "target_fps", "levels",
+                            "patch_width", "patch_height", "overlap", "steps", "samples", "seed",
+                            "scene_cuts", "scene_threshold", "fps"],
+        "HiFILoadVideo": ["video", "path", "frame_cap", "skip_first", "every_nth"],
+        "HiFIVideoCombine": ["frames", "fps", "filename_prefix", "format", "crf", "bit_depth", "audio"],
+    }
+    for node_id, names in frozen.items():
+        actual = [name for name, _ in _all_inputs(nodes[node_id])]
+        assert actual[:len(names)] == names, node_id
+
+
+# --- model loading -----------------------------------------------------------------------
+
+def test_loader_lists_model_folder_and_presets(pack, nodes, comfy):
+    from hifi_core import build_model, save_checkpoint
+
+    folder = Path(comfy.folder_paths.models_dir) / "hifi"
+    folder.mkdir(parents=True)
+    save_checkpoint(build_model("tiny"), folder / "mine.safetensors")
+    (folder / "notes.txt").write_text("not a model")
+    choices = nodes["HiFILoadModel"].INPUT_TYPES()["required"]["checkpoint"][0]
+    assert "mine.safetensors" in choices and "notes.txt" not in choices
+    assert "preset:tiny" in choices and choices[-1].startswith("preset:")
+    assert "hifi" in comfy.folder_paths.folder_names_and_paths
+    (handle,) = nodes["HiFILoadModel"]().load("mine.safetensors", "auto", "auto")
+    assert handle.device == torch.device("cpu") and handle.dtype == torch.float32
+    assert handle.patcher is not None and handle.patcher.model is handle.model
+    assert handle.model.config.preset == "tiny"
+
+
+def test_loader_errors_name_the_input(nodes, comfy):
+    with pytest.raises(FileNotFoundError, match="input 'checkpoint'.*models/hifi"):
+        nodes["HiFILoadModel"]().load("missing.safetensors", "cpu", "fp32")
+    with pytest.raises(ValueError, match="unknown preset"):
+        nodes["HiFILoadModel"]().load("preset:huge", "cpu", "fp32")
+
+
+def test_loader_refuses_a_pickle_file(nodes, comfy):
+    folder = Path(comfy.folder_paths.models_dir) / "hifi"
+    folder.mkdir(parents=True)
+    (folder / "evil.safetensors").write_bytes(b"\x80\x04K\x01.")  # a pickle, misnamed
+    with pytest.raises(ValueError, match="evil.safetensors"):
+        nodes["HiFILoadModel"]().load("evil.safetensors", "cpu", "fp32")
+
+
+# --- image conversion ---------------------------------------------------------------------
+
+def test_grayscale_and_alpha_are_kept(nodes, comfy, tiny_model):
+    rgb = make_frames(3, 32, 32)
+    alpha = torch.stack([torch.full((32, 32, 1), 0.2), torch.full((32, 32, 1), 0.6),
+                         torch.full((32, 32, 1), 1.0)])
+    out, fps, _ = nodes["HiFIInterpolate"]().interpolate(
+        tiny_model, torch.cat([rgb, alpha], dim=-1), 2, 0.0, scene_cuts="off",
+        scene_threshold=0.15, fps=10.0, **TINY)
+    assert out.shape == (5, 32, 32, 4) and fps == 20.0
+    assert torch.allclose(out[1, ..., 3], torch.full((32, 32), 0.4), atol=1e-6)  # alpha blended
+    assert torch.equal(out[0], torch.cat([rgb, alpha], dim=-1)[0])               # original kept
+    grey = rgb.mean(dim=-1, keepdim=True)
+    out, _, _ = nodes["HiFIInterpolate"]().interpolate(
+        tiny_model, grey, 2, 0.0, scene_cuts="off", scene_threshold=0.15, **TINY)
+    assert out.shape == (5, 32, 32, 1)
+    assert torch.allclose(out[2], grey[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (torch.rand(3, 16, 16, 2), "2 channels"),
+    (torch.rand(1, 16, 16, 3), "at least 2"),
+    (torch.rand(3, 16, 16, 3) * 255, r"\[0, 1\]"),
+    ("frames", "IMAGE batch"),
+])
+def test_bad_images_are_refused_naming_the_input(nodes, comfy, tiny_model, bad, message):
+    with pytest.raises(ValueError, match=f"HiFI Interpolate: input 'frames'.*{message}"):
+        nodes["HiFIInterpolate"]().interpolate(tiny_model, bad, 2, 0.0, scene_cuts="off",
+                                               scene_threshold=0.15, **TINY)
+
+
+# --- the cascade as a graph -------------------------------------------------------------------
+
+def test_split_graph_runs_in_time_order(nodes, comfy, tiny_model):
+    frames = make_frames(3, 48, 64)
+    base, preview = nodes["HiFIBaseSample"]().sample(
+        tiny_model, frames, levels=2, multiplier=2, target_fps=0.0, steps=1, samples=1, seed=3,
+        eta=0.0, patch_width=32, patch_height=32, overlap=8, fps=12.0)
+    assert base.level == 0 and base.num_levels == 2 and base.pairs == (0, 1)
+    assert preview.shape == (2, 48, 64, 3) and base.estimates[0][0].shape == (1, 3, 24, 32)
+    full, preview, uncertainty = nodes["HiFIPatchCascadeUpsample"]().upsample(
+        tiny_model, frames, base, "to full resolution", 32, 32, 8, False, 0, 0, 1, 2, 3, 0.0)
+    assert full.is_full_resolution and uncertainty.shape == (2, 48, 64, 3)
+    assert float(uncertainty.max()) > 0  # two samples differ somewhere
+    merged, fps = nodes["HiFIMerge"]().merge(frames, full, True, "off", 0.15, "keep")
+    assert merged.shape == (5, 48, 64, 3) and fps == 24.0
+    assert torch.equal(merged[0], frames[0]) and torch.equal(merged[2], frames[1])
+    assert torch.equal(merged[4], frames[2])
+    assert torch.equal(merged[1].permute(2, 0, 1)[None], full.estimates[0][0])
+    assert torch.equal(merged[3].permute(2, 0, 1)[None], full.estimates[1][0])
+
+
+def test_split_graph_matches_hifi_core(pack, nodes, comfy, tiny_model):
+    """One level, one pair: Base Sample -> Merge gives exactly hifi_core.interpolate's frame."""
+    core = pack.hifi_core
+    frames = make_frames(2, 48, 64)
+    base, _ = nodes["HiFIBaseSample"]().sample(
+        tiny_model, frames, levels=1, multiplier=2, target_fps=0.0, steps=2, samples=1, seed=3,
+        eta=0.0, patch_width=32, patch_height=32, overlap=8, fps=12.0)
+    assert base.is_full_resolution
+    merged, _ = nodes["HiFIMerge"]().merge(frames, base, True, "off", 0.15, "keep")
+    rgb = frames.permute(0, 3, 1, 2)
+    settings = core.CascadeSettings(levels=1, patch_size=(32, 32), overlap=8, steps=2, seed=3)
+    direct = core.interpolate(tiny_model.model, rgb[0], rgb[1], 0.5, settings=settings)
+    assert torch.allclose(merged[1].permute(2, 0, 1), direct, atol=1e-6)
+    assert not torch.allclose(direct, 0.5 * (rgb[0] + rgb[1]), atol=1e-3)  # the model did work
+
+
+def test_upsample_chains_one_level_per_node(nodes, comfy, tiny_model):
+    frames = make_frames(2, 64, 64)
+    base, _ = nodes["HiFIBaseSample"]().sample(
+        tiny_model, frames, levels=3, multiplier=3, target_fps=0.0, steps=1, samples=1, seed=0,
+        eta=0.0, patch_width=32, patch_height=32, overlap=8)
+    assert base.taus == ((1 / 3, 2 / 3),) and base.estimates[0][0].shape[-1] == 16
+    up = nodes["HiFIPatchCascadeUpsample"]()
+    mid, _, _ = up.upsample(tiny_model, frames, base, "next level", 32, 32, 8, False, 0, 0, 1, 1, 0, 0.0)
+    assert mid.level == 1 and mid.estimates[0][0].shape[-1] == 32
+    with pytest.raises(ValueError, match="not full resolution"):
+        nodes["HiFIMerge"]().merge(frames, mid, True, "off", 0.15, "keep")
+    top, _, _ = up.upsample(tiny_model, frames, mid, "next level", 32, 32, 8, False, 0, 0, 1, 1, 0, 0.0)
+    assert top.is_full_resolution and top.estimates[0][1].shape == (1, 3, 64, 64)
+    with pytest.raises(ValueError, match="already at full resolution"):
+        up.upsample(tiny_model, frames, top, "next level", 32, 32, 8, False, 0, 0, 1, 1, 0, 0.0)
+    with pytest.raises(ValueError, match="not the clip"):
+        up.upsample(tiny_model, make_frames(2, 64, 64, step=9), base, "next level", 32, 32, 8,
+                    False, 0, 0, 1, 1, 0, 0.0)
+
+
+def test_base_sample_timelines(nodes, comfy, tiny_model):
+    frames = make_frames(4, 32, 32)
+    sample = nodes["HiFIBaseSample"]().sample
+    common = dict(levels=1, steps=1, samples=1, seed=0, eta=0.0, patch_width=32, patch_height=32,
+                  overlap=8)
+    inter, _ = sample(tiny_model, frames, multiplier=2, target_fps=0.0, taus="0.25, 0.75", **common)
+    assert inter.taus == ((0.25, 0.75),) * 3 and inter.multiplier is None
+    inter, _ = sample(tiny_model, frames, multiplier=2, target_fps=20.0, fps=10.0, **common)
+    assert [t for _, t in inter.schedule] == [0.0, 0.5] * 3 + [0.0]
+    with pytest.raises(ValueError, match="input 'fps'"):
+        sample(tiny_model, frames, multiplier=2, target_fps=60.0, **common)
+    with pytest.raises(ValueError, match="input 'taus'"):
+        sample(tiny_model, frames, multiplier=2, target_fps=0.0, taus="0.5, 1.5", **common)
+
+
+def test_merge_scene_cuts_and_duplicates(nodes, comfy, tiny_model):
+    frames = make_frames(6, 32, 32, cut_at=3)
+    frames[1] = frames[0]  # a duplicate
+    base, _ = nodes["HiFIBaseSample"]().sample(
+        tiny_model, frames, levels=1, multiplier=2, target_fps=0.0, steps=1, samples=1, seed=0,
+        eta=0.0, patch_width=32, patch_height=32, overlap=8, fps=10.0)
+    merge = nodes["HiFIMerge"]().merge
+    repeated, _ = merge(frames, base, True, "repeat", 0.15, "keep")
+    assert repeated.shape[0] == 11
+    assert torch.equal(repeated[5], frames[3])  # pair (2, 3) straddles the cut; tau 0.5 -> 3
+    blended, _ = merge(frames, base, True, "blend", 0.15, "keep")
+    assert torch.allclose(blended[5], 0.5 * (frames[2] + frames[3]), atol=1e-6)
+    interpolated, _ = merge(frames, base, True, "off", 0.15, "keep")
+    assert not torch.allclose(interpolated[5], blended[5])
+    deduped, fps = merge(frames, base, True, "repeat", 0.15, "drop")
+    assert deduped.shape[0] == 9 and fps == 20.0  # frame 1 and the in-between before it dropped
+    only_new, fps = merge(frames, base, False, "repeat", 0.15, "keep")
+    assert only_new.shape[0] == 5 and fps == 10.0
+
+
+# --- ComfyUI behaviour: progress, cancel, memory ------------------------------------------------
+
+def test_progress_counts_every_patch_step_and_level(nodes, comfy, tiny_model):
+    frames = make_frames(3, 48, 64)
+    nodes["HiFIInterpolate"]().interpolate(tiny_model, frames, 2, 0.0, scene_cuts="off",
+                                           scene_threshold=0.15, **dict(TINY, steps=2))
+    updates = comfy.utils.PROGRESS_UPDATES
+    # levels 24x32 (1 patch) and 48x64 (2x3 patches of 32 with overlap 8) x 2 steps x 2 pairs
+    total = (1 + 6) * 2 * 2
+    assert updates[-1][1:] == (total, total)
+    values = [value for _, value, _ in updates]
+    assert values == sorted(values) and len(updates) >= 2 * 2 * 2
+
+
+def test_cancel_interrupts_mid_run(nodes, comfy, tiny_model):
+    comfy.model_management.INTERRUPT_AFTER_CHECKS[0] = 5
+    with pytest.raises(comfy.model_management.InterruptProcessingException):
+        nodes["HiFIInterpolate"]().interpolate(tiny_model, make_frames(3, 48, 64), 2, 0.0,
+                                               scene_cuts="off", scene_threshold=0.15, **TINY)
+    assert comfy.model_management.INTERRUPT_CHECKS[0] == 5
+    done = comfy.utils.PROGRESS_UPDATES[-1][1] if comfy.utils.PROGRESS_UPDATES else 0
+    assert done < (1 + 6) * 2  # stopped before the job was finished
+
+
+def test_free_memory_drives_the_patch_batch(pack, nodes, comfy, tiny_model):
+    from hifi_core.memory import estimate_patch_bytes
+
+    engine = pack.nodes.engine
+    per_patch = estimate_patch_bytes(tiny_model.model.config.unet, 32, 32)
+    comfy.model_management.FREE_MEMORY[0] = int(per_patch * 3 / 0.8) + 100
+    settings = engine.make_settings(tiny_model, **TINY)
+    assert settings.memory_budget == int(comfy.model_management.FREE_MEMORY[0] * 0.8)
+    from hifi_core.interpolate import _level_context
+    plan = engine.plan(tiny_model, (96, 96), settings)
+    ctx = _level_context(tiny_model.model, plan, settings, torch.device("cpu"), None, None)
+    assert ctx.batcher.batch_size == 3
+    explicit = engine.make_settings(tiny_model, **dict(TINY, patch_batch=7, memory_budget_mb=0))
+    assert explicit.patch_batch == 7
+
+
+# --- video in and out --------------------------------------------------------------------------
+
+def test_load_video_options_and_audio(nodes, comfy):
+    frames = make_frames(10, 48, 64)
+    write_clip(Path(comfy.folder_paths.get_input_directory()) / "clip.mp4", frames, fps=12)
+    loader = nodes["HiFILoadVideo"]
+    assert "clip.mp4" in loader.INPUT_TYPES()["required"]["video"][0]
+    assert loader.VALIDATE_INPUTS("clip.mp4", "") is True
+    assert "not in ComfyUI's input folder" in loader.VALIDATE_INPUTS("nope.mp4", "")
+    images, fps, count, audio = loader().load("clip.mp4", "", 3, 2, 2)
+    assert images.shape == (3, 48, 64, 3) and count == 3 and fps == 6.0
+    assert images.dtype == torch.float32 and 0 <= float(images.min()) <= float(images.max()) <= 1
+    # frame 2 of the source is the first loaded one (lossy h264: compare loosely)
+    assert float((images[0] - frames[2]).abs().mean()) < 0.03
+    assert float((images[1] - frames[4]).abs().mean()) < 0.03
+    assert audio["sample_rate"] == 16000 and audio["waveform"].shape[:2] == (1, 1)
+    # 3 frames at 2-frame steps = 0.5 s of the 12 fps source
+    assert abs(audio["waveform"].shape[-1] - 8000) <= 1100
+
+
+def test_load_video_refuses_what_does_not_fit(nodes, comfy, monkeypatch, pack):
+    write_clip(Path(comfy.folder_paths.get_input_directory()) / "clip.mp4", make_frames(10, 48, 64),
+               fps=12, audio_hz=None)
+    video_io = pack.hifi_core.video_io
+    monkeypatch.setattr(video_io, "available_memory_bytes", lambda: 48 * 64 * 3 * 4 * 5)
+    with pytest.raises(MemoryError, match="frame cap"):
+        nodes["HiFILoadVideo"]().load("clip.mp4", "", 0, 0, 1)
+    images, _, count, audio = nodes["HiFILoadVideo"]().load("clip.mp4", "", 2, 0, 1)
+    assert count == 2 and audio is None
+
+
+def test_load_video_path_input_and_errors(nodes, comfy, tmp_path):
+    clip = write_clip(tmp_path / "elsewhere" / "a.mp4", make_frames(4, 32, 32), fps=8, audio_hz=None)
+    _, fps, count, _ = nodes["HiFILoadVideo"]().load("", str(clip), 0, 0, 1)
+    assert (fps, count) == (8.0, 4)
+    with pytest.raises(ValueError, match="input 'path'"):
+        nodes["HiFILoadVideo"]().load("", str(tmp_path / "missing.mp4"), 0, 0, 1)
+    with pytest.raises(ValueError, match="skip_first"):
+        nodes["HiFILoadVideo"]().load("", str(clip), 0, 50, 1)
+
+
+@pytest.mark.parametrize("fmt, suffix", [("h264-mp4", ".mp4"), ("prores-mov", ".mov"),
+                                         ("png-sequence", "")])
+def test_video_combine_writes_previews_and_embeds_the_workflow(nodes, comfy, fmt, suffix):
+    frames = make_frames(4, 48, 64)
+    audio = {"waveform": torch.sin(torch.linspace(0, 600, 16000))[None, None] * 0.2, "sample_rate": 16000}
+    workflow = {"nodes": [{"id": 1, "type": "HiFIVideoCombine"}]}
+    result = nodes["HiFIVideoCombine"]().combine(frames, 8.0, "HiFI/test", fmt, 18, "8", audio=audio,
+                                                 prompt={"1": {"class_type": "HiFIVideoCombine"}},
+                                                 extra_pnginfo={"workflow": workflow})
+    (path,) = result["result"]
+    entry = result["ui"]["hifi_video"][0]
+    assert Path(path).name.endswith(suffix) and Path(path).exists()
+    assert entry["frame_count"] == 4 and entry["frame_rate"] == 8.0 and entry["file_subfolder"] == "HiFI"
+    preview_root = comfy.folder_paths.get_output_directory() if entry["type"] == "output" \
+        else comfy.folder_paths.get_temp_directory()
+    preview = Path(preview_root) / entry["subfolder"] / entry["filename"]
+    with av.open(str(preview)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+    if fmt == "png-sequence":
+        assert len(list(Path(path).glob("frame_*.png"))) == 4
+        assert json.loads((Path(path) / "workflow.json").read_text())["workflow"] == workflow
+        return
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        assert sum(1 for _ in container.decode(stream)) == 4
+        assert json.loads(container.metadata["comment"])["workflow"] == workflow
+    with av.open(path) as container:
+        assert container.streams.audio, "audio was not muxed"
+
+
+def test_video_combine_errors(nodes, comfy):
+    with pytest.raises(ValueError, match="input 'fps'"):
+        nodes["HiFIVideoCombine"]().combine(make_frames(2, 32, 32), 0.0, "x", "h264-mp4", 18, "8")
+    with pytest.raises(ValueError, match="input 'format'"):
+        nodes["HiFIVideoCombine"]().combine(make_frames(2, 32, 32), 8.0, "x", "gif", 18, "8")
