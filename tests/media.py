@@ -1,0 +1,172 @@
+"""Small generated video clips with known content, for tests (not a test module itself).
+
+Every clip is written straight with PyAV (not with `hifi_core.video_io`), so the reader and
+the writer are tested against an independent producer. Content is a pure function of the
+frame index, so a test can recompute what any frame should show:
+
+* `pattern_frame(i)`: a smooth diagonal gradient background with a bright square that moves
+  `speed` px to the right per frame (wrapping), uint8 `[H, W, 3]` RGB.
+* `cut_at=c`: frames `>= c` show a second, unrelated scene (inverted gradient, a dark
+  square moving down), i.e. a hard cut between frames `c - 1` and `c`.
+* `hold=n`: every picture is held for `n` frames (animation "on twos" for n=2), so frames
+  `i` and `i + 1` are exact duplicates whenever `(i + 1) % n != 0`.
+* `audio=True`: a 440 Hz stereo sine tone lasting exactly as long as the video.
+
+Lossless output (`codec="ffv1"`, `pix_fmt="bgr0"`) decodes back to the exact RGB values.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Optional, Union
+
+import av
+import numpy as np
+
+PathLike = Union[str, Path]
+
+
+def pattern_frame(index: int, width: int = 64, height: int = 48, *, speed: int = 3,
+                  scene: int = 0, bits: int = 8) -> np.ndarray:
+    """The picture of frame `index`: uint8 (or uint16 for bits > 8) `[H, W, 3]` RGB."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    grad = (xs / max(width - 1, 1) * 0.5 + ys / max(height - 1, 1) * 0.5)
+    if scene == 0:
+        img = np.stack([0.15 + 0.5 * grad, 0.3 + 0.3 * grad, 0.6 - 0.4 * grad], -1)
+        size = max(4, height // 4)
+        x0 = (index * speed) % max(width - size, 1)
+        y0 = height // 3
+        img[y0:y0 + size, x0:x0 + size] = (0.95, 0.9, 0.2)
+    else:
+        img = np.stack([0.85 - 0.6 * grad, 0.7 - 0.3 * grad, 0.2 + 0.5 * grad], -1)
+        size = max(4, height // 5)
+        y0 = (index * speed) % max(height - size, 1)
+        x0 = width // 2
+        img[y0:y0 + size, x0:x0 + size] = (0.05, 0.1, 0.15)
+    scale = (1 << bits) - 1
+    dtype = np.uint8 if bits <= 8 else np.uint16
+    return np.clip(np.round(img * scale), 0, scale).astype(dtype)
+
+
+def clip_frame(i: int, *, width: int = 64, height: int = 48, speed: int = 3,
+               cut_at: Optional[int] = None, hold: int = 1, bits: int = 8) -> np.ndarray:
+    """The picture that `write_clip` puts at frame `i` with the same options."""
+    scene = 1 if (cut_at is not None and i >= cut_at) else 0
+    local = i - cut_at if scene == 1 else i
+    return pattern_frame(local // hold, width, height, speed=speed, scene=scene, bits=bits)
+
+
+def tone(num_samples: int, sample_rate: int, channels: int = 2, freq: float = 440.0) -> np.ndarray:
+    """A sine tone, float32 `[channels, num_samples]` in [-0.3, 0.3]."""
+    t = np.arange(num_samples, dtype=np.float64) / sample_rate
+    wave = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return np.stack([wave] * channels)
+
+
+def write_clip(path: PathLike, *, num_frames: int = 24, width: int = 64, height: int = 48,
+               fps: Union[Fraction, int, str] = 24, codec: str = "ffv1",
+               pix_fmt: Optional[str] = None, speed: int = 3, cut_at: Optional[int] = None,
+               hold: int = 1, audio: bool = False, audio_codec: Optional[str] = None,
+               sample_rate: int = 48000, color_range: Optional[int] = None,
+               colorspace: Optional[int] = None, bits: int = 8) -> Path:
+    """Write a generated clip and return its path.
+
+    Args:
+        path: target file; the extension picks the container (.mkv, .mp4, .mov, .webm).
+        num_frames, width, height, fps: clip geometry and rate (`fps` as a Fraction for NTSC).
+        codec: PyAV encoder name ("ffv1", "libx264", "libx265", "prores_ks", ...).
+        pix_fmt: encoder pixel format; default "bgr0" for ffv1 (lossless RGB), else yuv420p
+            (or yuv420p10le / yuv422p10le when `bits` is 10).
+        speed, cut_at, hold: content options, see the module docstring.
+        audio: add a 440 Hz stereo tone as long as the video.
+        audio_codec: default "aac" for .mp4/.mov, "pcm_s16le" otherwise.
+        color_range, colorspace: AVColorRange / AVColorSpace codes to tag (and convert with).
+        bits: 8 or 10 (10 draws `clip_frame(..., bits=16)` pictures, so the extra precision
+            is real).
+    """
+    path = Path(path)
+    fps = Fraction(fps)
+    ext = path.suffix.lower()
+    if pix_fmt is None:
+        if codec == "ffv1":
+            pix_fmt = "bgr0" if bits <= 8 else "yuv444p10le"
+        elif codec == "prores_ks":
+            pix_fmt = "yuv422p10le"
+        else:
+            pix_fmt = "yuv420p" if bits <= 8 else "yuv420p10le"
+    options = {"x265-params": "log-level=error"} if codec == "libx265" else {}
+    out = av.open(str(path), "w")
+    try:
+        vs = out.add_stream(codec, rate=fps, options=options)
+        vs.width, vs.height, vs.pix_fmt = width, height, pix_fmt
+        vs.codec_context.time_base = 1 / fps
+        if color_range is not None:
+            vs.codec_context.color_range = color_range
+        if colorspace is not None:
+            vs.codec_context.colorspace = colorspace
+        as_ = None
+        if audio:
+            acodec = audio_codec or ("aac" if ext in (".mp4", ".mov", ".m4v") else "pcm_s16le")
+            as_ = out.add_stream(acodec, rate=sample_rate, layout="stereo")
+        rgb_fmt = "rgb24" if bits <= 8 else "rgb48le"
+        for i in range(num_frames):
+            img = clip_frame(i, width=width, height=height, speed=speed, cut_at=cut_at,
+                             hold=hold, bits=8 if bits <= 8 else 16)
+            frame = av.VideoFrame.from_ndarray(img, format=rgb_fmt)
+            kwargs = {}
+            if colorspace is not None:
+                kwargs["dst_colorspace"] = {1: "itu709", 5: "itu601", 6: "itu601", 9: "bt2020"}.get(
+                    colorspace, "default")
+            if color_range is not None:
+                kwargs["dst_color_range"] = color_range
+            frame = frame.reformat(format=pix_fmt, **kwargs)
+            frame.pts = i
+            frame.time_base = 1 / fps
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+        if as_ is not None:
+            total = int(round(num_frames / fps * sample_rate))
+            wave = tone(total, sample_rate)
+            fmt = as_.codec_context.format.name if as_.codec_context.format else "fltp"
+            step = 1024
+            for s in range(0, total, step):
+                chunk = wave[:, s:s + step]
+                if fmt.startswith("s16"):
+                    data = (chunk * 32767).astype(np.int16)
+                    data = data.T.reshape(1, -1) if not fmt.endswith("p") else data
+                    af = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=fmt,
+                                                    layout="stereo")
+                else:
+                    af = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp",
+                                                    layout="stereo")
+                af.sample_rate = sample_rate
+                af.pts = s
+                af.time_base = Fraction(1, sample_rate)
+                out.mux(as_.encode(af))
+            out.mux(as_.encode(None))
+    finally:
+        out.close()
+    return path
+
+
+def audio_duration(path: PathLike) -> float:
+    """Decoded audio duration in seconds (0.0 when the file has no audio)."""
+    with av.open(str(path)) as c:
+        if not c.streams.audio:
+            return 0.0
+        stream = c.streams.audio[0]
+        samples = sum(f.samples for f in c.decode(stream))
+        return samples / stream.codec_context.sample_rate
+
+
+def decode_all(path: PathLike) -> tuple[np.ndarray, list[float], Fraction]:
+    """All frames of a small clip as uint8 `[N, H, W, 3]` RGB, their times (s) and the rate."""
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        frames, times = [], []
+        for f in c.decode(stream):
+            frames.append(f.to_ndarray(format="rgb24"))
+            times.append(float(f.time))
+    return np.stack(frames), times, Fraction(rate)

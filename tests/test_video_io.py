@@ -1,0 +1,224 @@
+"""hifi_core.video_io: probing, streaming decode, encoding, audio, colour tags, errors."""
+
+from __future__ import annotations
+
+import warnings
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from hifi_core import video_io as vio
+from hifi_core.errors import HiFIInputError
+from media import audio_duration, clip_frame, decode_all, tone, write_clip
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("clips")
+    return {
+        "lossless": write_clip(d / "lossless.mkv", num_frames=12, audio=True),
+        "h264": write_clip(d / "h264.mp4", num_frames=24, fps=Fraction(24000, 1001),
+                           codec="libx264", audio=True, color_range=1, colorspace=1),
+        "ten": write_clip(d / "ten.mkv", num_frames=4, bits=10),
+    }
+
+
+def test_probe_reports_geometry_rate_length_audio_and_colour(clips):
+    info = vio.probe_video(clips["h264"])
+    assert (info.width, info.height) == (64, 48)
+    assert info.fps == Fraction(24000, 1001)
+    assert info.frame_count == 24 and info.frame_count_exact
+    assert info.duration == pytest.approx(24 * 1001 / 24000, abs=1e-3)
+    assert info.has_audio and info.audio_codec == "aac" and info.audio_channels == 2
+    assert info.codec == "h264" and info.pix_fmt == "yuv420p" and info.bit_depth == 8
+    assert (info.color_range, info.color_matrix) == ("tv", "bt709")
+
+
+def test_probe_estimates_frame_count_when_container_lacks_it(clips):
+    info = vio.probe_video(clips["lossless"])  # Matroska stores no frame count
+    assert not info.frame_count_exact
+    assert info.frame_count == 12 == vio.count_frames(clips["lossless"])
+    assert vio.probe_video(clips["ten"]).bit_depth == 10
+
+
+def test_iter_frames_streams_exact_pictures_and_times(clips):
+    frames = list(vio.iter_frames(clips["lossless"]))
+    assert [f.index for f in frames] == list(range(12))
+    assert [f.time for f in frames] == pytest.approx([i / 24 for i in range(12)], abs=1e-3)
+    for f in frames:
+        assert f.image.dtype == torch.float32 and f.image.shape == (3, 48, 64)
+        got = (f.image * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        assert np.array_equal(got, clip_frame(f.index))  # bgr0 FFV1 is lossless RGB
+
+
+def test_iter_frames_start_every_nth_max_frames_and_numpy(clips):
+    picked = list(vio.iter_frames(clips["lossless"], start=3, every_nth=4, max_frames=2, as_numpy=True))
+    assert [f.index for f in picked] == [3, 7]
+    assert isinstance(picked[0].image, np.ndarray) and picked[0].image.shape == (3, 48, 64)
+    with pytest.raises(HiFIInputError, match="every_nth"):
+        next(vio.iter_frames(clips["lossless"], every_nth=0))
+
+
+def test_ten_bit_source_keeps_its_precision_by_default(clips):
+    expected = [clip_frame(i, bits=16).transpose(2, 0, 1) / 65535.0 for i in range(4)]
+    deep = [f.image.numpy() for f in vio.iter_frames(clips["ten"])]
+    shallow = [f.image.numpy() for f in vio.iter_frames(clips["ten"], as_16bit=False)]
+    err_deep = np.mean([np.abs(a - b).mean() for a, b in zip(deep, expected)])
+    err_shallow = np.mean([np.abs(a - b).mean() for a, b in zip(shallow, expected)])
+    assert err_deep < 0.5 / 255 and err_deep < err_shallow / 2
+
+
+@pytest.mark.parametrize("codec,suffix,pix_fmt,bits", [
+    ("h264", ".mp4", "yuv420p", 8), ("h265", ".mkv", "yuv420p10le", 10),
+    ("prores", ".mov", "yuv422p10le", 10), ("ffv1", ".mkv", "yuv444p16le", 16),
+])
+def test_writer_round_trip(tmp_path, clips, codec, suffix, pix_fmt, bits):
+    src = [f.image for f in vio.iter_frames(clips["lossless"])]
+    out = tmp_path / f"out{suffix}"
+    with vio.VideoWriter(out, Fraction(30000, 1001), 64, 48, codec=codec, bit_depth=bits) as w:
+        for frame in src:
+            w.write(frame)
+    info = vio.probe_video(out)
+    assert info.pix_fmt == pix_fmt and info.bit_depth == bits and info.fps == Fraction(30000, 1001)
+    back = list(vio.iter_frames(out))
+    assert len(back) == len(src)
+    err = np.mean([float((a - b.image).abs().mean()) for a, b in zip(src, back)])
+    assert err < (0.02 if codec in ("h264", "h265") else 0.004)
+    assert [b.time for b in back] == pytest.approx([i * 1001 / 30000 for i in range(12)], abs=2e-3)
+
+
+def test_png_sequence_8_and_16_bit(tmp_path):
+    import cv2
+
+    frame = torch.linspace(0, 1, 64).repeat(3, 48, 1)
+    for bits, dtype in ((8, np.uint8), (16, np.uint16)):
+        d = tmp_path / f"seq{bits}"
+        with vio.VideoWriter(d, 24, 64, 48, codec="png", bit_depth=bits) as w:
+            w.write(torch.stack([frame, frame]))
+        files = sorted(p.name for p in d.iterdir())
+        assert files == ["frame_000000.png", "frame_000001.png"]
+        img = cv2.imread(str(d / files[1]), cv2.IMREAD_UNCHANGED)
+        assert img.dtype == dtype
+        assert img[0, -1, 0] == np.iinfo(dtype).max and img[0, 0, 0] == 0
+
+
+def test_colour_tags_are_carried_over(tmp_path, clips):
+    info = vio.probe_video(clips["h264"])
+    out = tmp_path / "tagged.mp4"
+    with vio.VideoWriter(out, info.fps, 64, 48, color=vio.ColorInfo(1, 1, 1, 1)) as w:
+        for f in vio.iter_frames(clips["h264"], max_frames=3):
+            w.write(f.image)
+    tags = vio.probe_video(out).color.names
+    assert tags == {"range": "tv", "matrix": "bt709", "primaries": "bt709", "transfer": "bt709"}
+
+
+def test_losing_bits_warns(tmp_path):
+    with pytest.warns(UserWarning, match="8-bit output from 10-bit"):
+        vio.resolve_output_format(tmp_path / "a.webm", "vp9", source_bit_depth=10)
+    with pytest.warns(UserWarning, match="requested"):
+        vio.resolve_output_format(tmp_path / "a.mp4", "h264", bit_depth=8, source_bit_depth=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fmt = vio.resolve_output_format(tmp_path / "a.mp4", "h264", source_bit_depth=10)
+    assert fmt.pix_fmt == "yuv420p10le"
+
+
+def _audio_packets(path):
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size]
+
+
+def test_audio_is_copied_untouched_and_trimmed_to_the_video(tmp_path, clips):
+    out = tmp_path / "copy.mkv"
+    with vio.VideoWriter(out, 24, 64, 48, codec="ffv1", audio_from=clips["h264"],
+                         trim_audio=False) as w:
+        for f in vio.iter_frames(clips["h264"]):
+            w.write(f.image)
+    assert _audio_packets(out) == _audio_packets(clips["h264"])
+    short = tmp_path / "short.mp4"
+    with vio.VideoWriter(short, 24, 64, 48, audio_from=clips["h264"]) as w:
+        for f in vio.iter_frames(clips["h264"], max_frames=12):
+            w.write(f.image)
+    assert audio_duration(short) == pytest.approx(0.5, abs=0.05)
+
+
+def test_audio_time_stretch_and_waveform_mux(tmp_path, clips):
+    slow = vio.write_audio_file(tmp_path / "slow.mka", audio_from=clips["lossless"], tempo=0.5)
+    assert audio_duration(slow) == pytest.approx(2 * 12 / 24, abs=0.05)
+    wave = torch.from_numpy(tone(24000, 48000))[None]  # ComfyUI AUDIO is [B, C, T]
+    out = tmp_path / "wave.mp4"
+    with vio.VideoWriter(out, 24, 64, 48, audio_waveform={"waveform": wave, "sample_rate": 48000},
+                         trim_audio=False) as w:
+        for f in vio.iter_frames(clips["lossless"]):
+            w.write(f.image)
+    data, rate = vio.read_audio(out)
+    assert rate == 48000 and data.shape[0] == 2
+    assert data.shape[1] / rate == pytest.approx(0.5, abs=0.05)
+    assert float(data[:, 4800:19200].pow(2).mean().sqrt()) == pytest.approx(0.3 / 2 ** 0.5, rel=0.05)
+
+
+def test_read_audio_matches_the_tone(clips):
+    data, rate = vio.read_audio(clips["lossless"])  # PCM: exact up to 16-bit rounding
+    assert data.dtype == torch.float32 and rate == 48000
+    ref = tone(data.shape[1], rate)
+    assert np.abs(data.numpy() - ref).max() < 2e-4
+
+
+def test_join_segments_equals_one_encode(tmp_path, clips):
+    frames = [f.image for f in vio.iter_frames(clips["lossless"])]
+    parts = []
+    for i, (a, b) in enumerate([(0, 5), (5, 12)]):
+        p = tmp_path / f"p{i}.mp4"
+        with vio.VideoWriter(p, 24, 64, 48) as w:
+            for f in frames[a:b]:
+                w.write(f)
+        parts.append(p)
+    whole = tmp_path / "whole.mp4"
+    assert vio.join_segments(parts, whole, 24, audio_from=clips["lossless"]) == 12
+    info = vio.probe_video(whole)
+    assert info.frame_count == 12 and info.has_audio
+    got, times, rate = decode_all(whole)
+    assert times == pytest.approx([i / 24 for i in range(12)], abs=1e-3)
+    seg = np.concatenate([decode_all(p)[0] for p in parts])
+    assert np.array_equal(got, seg)  # packets copied, not re-encoded
+
+
+def test_input_errors_are_clear(tmp_path):
+    with pytest.raises(HiFIInputError, match="not found"):
+        vio.probe_video(tmp_path / "missing.mp4")
+    with pytest.raises(HiFIInputError, match="directory"):
+        vio.probe_video(tmp_path)
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    with pytest.raises(HiFIInputError, match="could not read"):
+        vio.probe_video(text)
+    audio_only = vio.write_audio_file(tmp_path / "a.mka", waveform=tone(4800, 48000), sample_rate=48000)
+    with pytest.raises(HiFIInputError, match="no video stream"):
+        vio.probe_video(audio_only)
+
+
+def test_output_errors_are_clear(tmp_path):
+    with pytest.raises(HiFIInputError, match="h264, h265"):
+        vio.VideoWriter(tmp_path / "a.mp4", 24, 64, 48, codec="mpeg2")
+    with pytest.raises(HiFIInputError, match=r"\.mov"):
+        vio.VideoWriter(tmp_path / "a.mp4", 24, 64, 48, codec="prores")
+    with pytest.raises(HiFIInputError, match="does not exist"):
+        vio.VideoWriter(tmp_path / "no" / "a.mp4", 24, 64, 48)
+    with pytest.raises(HiFIInputError, match="even width"):
+        vio.VideoWriter(tmp_path / "a.mp4", 24, 63, 48)
+    with pytest.raises(HiFIInputError, match="does not support pixel format"):
+        vio.VideoWriter(tmp_path / "a.mp4", 24, 64, 48, pix_fmt="rgb565")
+    with vio.VideoWriter(tmp_path / "a.mp4", 24, 64, 48) as w:
+        with pytest.raises(HiFIInputError, match="differs"):
+            w.write(torch.zeros(3, 32, 32))
+
+
+def test_memory_estimate_refuses_before_loading():
+    assert vio.frames_nbytes(10, 1080, 1920) == 10 * 1080 * 1920 * 3 * 4
+    need = vio.check_frames_fit(10, 100, 100, available=10 ** 9)
+    assert need == 1_200_000
+    with pytest.raises(HiFIInputError, match="about 34 frames fit"):
+        vio.check_frames_fit(5000, 1080, 1920, available=2 ** 30)
