@@ -10,7 +10,7 @@ from . import comfy_bridge
 from .cascade_nodes import HiFIBaseSample, HiFIPatchCascadeUpsample
 from .merge_nodes import HiFIInterpolate, HiFIMerge
 from .model_nodes import HiFILoadModel
-from .video_nodes import HiFILoadVideo, HiFIVideoCombine
+from .video_nodes import HiFILoadVideo, HiFIRetimeVideo, HiFIVideoCombine
 
 NODE_CLASS_MAPPINGS = {
     "HiFILoadModel": HiFILoadModel,
@@ -20,6 +20,7 @@ NODE_CLASS_MAPPINGS = {
     "HiFIInterpolate": HiFIInterpolate,
     "HiFILoadVideo": HiFILoadVideo,
     "HiFIVideoCombine": HiFIVideoCombine,
+    "HiFIRetimeVideo": HiFIRetimeVideo,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -30,6 +31,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "HiFIInterpolate": "HiFI Interpolate",
     "HiFILoadVideo": "HiFI Load Video",
     "HiFIVideoCombine": "HiFI Video Combine",
+    "HiFIRetimeVideo": "HiFI Retime Video",
 }
 
 # Inside ComfyUI: the models/hifi folder and the web extension's small server route.

@@ -206,4 +206,8 @@ class HiFIPatchCascadeUpsample:
             source_fps=intermediate.source_fps, target_fps=intermediate.target_fps,
             multiplier=intermediate.multiplier, model_name=hifi_model.name)
         uncertainty = preview(variances, intermediate.frame_size).permute(0, 3, 1, 2)
-        return (result, preview(estimates, intermediate.frame_size), variance_to_image(uncertainty))
+        height, width = intermediate.frame_size
+        # The frame size lets the web readout show this clip's real patch grid after a run.
+        return {"ui": {"hifi_frame": [{"width": width, "height": height}]},
+                "result": (result, preview(estimates, intermediate.frame_size),
+                           variance_to_image(uncertainty))}

@@ -1,4 +1,8 @@
-"""HiFI Load Video and HiFI Video Combine: files <-> IMAGE batches, over hifi_core.video_io.
+"""HiFI Load Video, Video Combine and Retime Video: files <-> IMAGE batches, over hifi_core.
+
+Retime Video is file in, file out: `hifi_core.retime.retime_video` streams decode ->
+interpolate -> encode with bounded memory, for clips too long to load as an IMAGE batch.
+
 
 Load Video decodes with `video_io.iter_frames` (colour-tag aware, 10-bit kept as float) into
 an IMAGE [N, H, W, 3] float32 in [0, 1], preallocated from the probed frame count after
@@ -25,7 +29,9 @@ import torch.nn.functional as F
 
 from ..hifi_core import video_io
 from ..hifi_core.errors import HiFIInputError
-from . import comfy_bridge
+from ..hifi_core.retime import retime_video
+from ..hifi_core.scenes import DEFAULT_SCENE_THRESHOLD
+from . import comfy_bridge, engine, widgets
 
 CATEGORY = "HiFI"
 FORMATS = {  # widget value -> (codec, extension); never reorder (saved workflows keep the value)
@@ -286,3 +292,121 @@ class HiFIVideoCombine:
                                   codec="h264", crf=28) as writer:
             writer.write(small)
         return {"filename": name, "subfolder": "", "type": "temp"}
+
+
+class HiFIRetimeVideo:
+    """File in, file out: streaming retime for clips too long to hold as an IMAGE batch."""
+
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("STRING", "FLOAT", "INT")
+    RETURN_NAMES = ("path", "fps", "frame_count")
+    OUTPUT_TOOLTIPS = ("Full path of the written video.", "Its frame rate.", "Frames written.")
+    FUNCTION = "retime"
+    OUTPUT_NODE = True
+    DESCRIPTION = ("Retimes a whole video file with HiFI, streaming (memory does not grow with "
+                   "the clip length): multiplier, target fps or slow motion; scene cuts never "
+                   "interpolated across; audio copied; an interrupted run can be resumed.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        files = comfy_bridge.input_videos()
+        return {"required": {
+            "hifi_model": ("HIFI_MODEL", {"tooltip": "The model from HiFI Load Model."}),
+            "video": (files or [""], {"video_upload": True, "tooltip": (
+                "A video in ComfyUI's input folder. Ignored when 'path' is set.")}),
+            "path": ("STRING", {"default": "", "tooltip": (
+                "Optional input file path (absolute, or relative to the input folder).")}),
+            "multiplier": widgets.multiplier(),
+            "target_fps": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1000.0, "step": 0.001,
+                                     "tooltip": ("Retime to this frame rate (e.g. 60 or 59.94), keeping "
+                                                 "the duration and the audio. 0 = use the multiplier.")}),
+            "slow_motion": ("BOOLEAN", {"default": False, "tooltip": (
+                "Play the multiplied frames at the source rate (multiplier x slower). The audio "
+                "is dropped then, since it would no longer match.")}),
+            "scene_detect": ("BOOLEAN", {"default": True, "tooltip": (
+                "Detect scene cuts and never interpolate across one (the nearer frame repeats).")}),
+            "scene_threshold": widgets.scene_threshold(DEFAULT_SCENE_THRESHOLD),
+            "dedup": ("BOOLEAN", {"default": False, "tooltip": (
+                "Drop duplicate frames (screen recordings, animation on twos) and re-time the "
+                "real motion across them.")}),
+            "format": (list(FORMATS), {"default": "h264-mp4", "tooltip": "Output format (as in Video Combine)."}),
+            "crf": ("INT", {"default": 18, "min": 0, "max": 51, "tooltip": (
+                "Quality for h264/h265 (lower = better and bigger).")}),
+            "filename_prefix": ("STRING", {"default": "HiFI/retime", "tooltip": (
+                "Name of the output inside ComfyUI's output folder; a counter is appended.")}),
+            "levels": widgets.levels(),
+            "patch_width": widgets.patch_side("width"),
+            "patch_height": widgets.patch_side("height"),
+            "overlap": widgets.overlap(),
+            "steps": widgets.steps(2, "per cascade level"),
+            "samples": widgets.samples(),
+            "seed": widgets.seed(),
+            "resume": ("BOOLEAN", {"default": False, "tooltip": (
+                "Continue the last interrupted run with this prefix and settings instead of "
+                "starting a new file.")}),
+        }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, video, path):
+        try:
+            resolve_video_path(video, path, "HiFI Retime Video")
+        except ValueError as error:
+            return str(error)
+        return True
+
+    def retime(self, hifi_model, video, path, multiplier, target_fps, slow_motion, scene_detect,
+               scene_threshold, dedup, format, crf, filename_prefix, levels, patch_width,
+               patch_height, overlap, steps, samples, seed, resume):
+        node = "HiFI Retime Video"
+        source = resolve_video_path(video, path, node)
+        if format not in FORMATS:
+            raise ValueError(f"{node}: input 'format' {format!r} is unknown; choose one of {list(FORMATS)}")
+        if slow_motion and target_fps > 0:
+            raise ValueError(f"{node}: inputs 'slow_motion' and 'target_fps' exclude each other: "
+                             "slow motion plays the multiplied frames at the source rate")
+        codec, extension = FORMATS[format]
+        try:
+            info = video_io.probe_video(source)
+        except HiFIInputError as error:
+            raise ValueError(f"{node}: {error}") from None
+        folder, filename, counter, subfolder = comfy_bridge.save_path(filename_prefix, info.width,
+                                                                      info.height)
+        name = self._output_name(Path(folder), filename, counter, extension, resume)
+        target = Path(folder) / name
+        settings = engine.make_settings(hifi_model, levels=levels, patch_width=patch_width,
+                                        patch_height=patch_height, overlap=overlap, steps=steps,
+                                        samples=samples, seed=seed)
+        model = hifi_model.ready()
+        bar = comfy_bridge.ComfyProgress()
+        timing = ({"fps": target_fps} if target_fps > 0 else
+                  {"slowmo": multiplier} if slow_motion else {"multiplier": multiplier})
+        try:
+            result = retime_video(source, target, model=model, settings=settings, **timing,
+                                  scene_detect=scene_detect, scene_threshold=scene_threshold,
+                                  dedup=dedup, codec=codec,
+                                  crf=crf if codec in ("h264", "h265") else None, resume=resume,
+                                  progress=lambda p: bar.step(p.frames_done, p.frames_total),
+                                  cancel=comfy_bridge.cancel_check())
+        except HiFIInputError as error:
+            raise ValueError(f"{node}: {error}") from None
+        ui = {}
+        if format in BROWSER_PLAYABLE:
+            ui = {"hifi_video": [{"filename": name, "subfolder": subfolder, "type": "output",
+                                  "format": "video/mp4", "frame_rate": float(result.fps),
+                                  "frame_count": result.frames_written, "width": info.width,
+                                  "height": info.height, "file": name, "file_subfolder": subfolder,
+                                  "codec": format}]}
+        return {"ui": ui, "result": (str(result.output), float(result.fps), result.frames_written)}
+
+    @staticmethod
+    def _output_name(folder: Path, filename: str, counter: int, extension: str, resume: bool) -> str:
+        """A new numbered name, or with resume the previous one when it left a partial run."""
+        def named(number: int) -> str:
+            return f"{filename}_{number:05}_{extension}" if extension else f"{filename}_{number:05}"
+
+        if resume and counter > 1:
+            previous = named(counter - 1)
+            parts = folder / (previous if not extension else f".{previous}.hifi-parts")
+            if parts.exists():
+                return previous
+        return named(counter)

@@ -57,7 +57,7 @@ def _all_inputs(cls):
 def test_mappings_are_complete_and_ids_stable(pack):
     mappings, names = pack.NODE_CLASS_MAPPINGS, pack.NODE_DISPLAY_NAME_MAPPINGS
     expected = {"HiFILoadModel", "HiFIBaseSample", "HiFIPatchCascadeUpsample", "HiFIMerge",
-                "HiFIInterpolate", "HiFILoadVideo", "HiFIVideoCombine"}
+                "HiFIInterpolate", "HiFILoadVideo", "HiFIVideoCombine", "HiFIRetimeVideo"}
     assert expected <= set(mappings)
     assert set(names) == set(mappings)
     assert pack.WEB_DIRECTORY == "./web"
@@ -98,6 +98,10 @@ def test_widget_order_is_frozen(nodes, comfy):
                             "scene_cuts", "scene_threshold", "fps"],
         "HiFILoadVideo": ["video", "path", "frame_cap", "skip_first", "every_nth"],
         "HiFIVideoCombine": ["frames", "fps", "filename_prefix", "format", "crf", "bit_depth", "audio"],
+        "HiFIRetimeVideo": ["hifi_model", "video", "path", "multiplier", "target_fps", "slow_motion",
+                            "scene_detect", "scene_threshold", "dedup", "format", "crf",
+                            "filename_prefix", "levels", "patch_width", "patch_height", "overlap",
+                            "steps", "samples", "seed", "resume"],
     }
     for node_id, names in frozen.items():
         actual = [name for name, _ in _all_inputs(nodes[node_id])]
@@ -178,8 +182,10 @@ def test_split_graph_runs_in_time_order(nodes, comfy, tiny_model):
         eta=0.0, patch_width=32, patch_height=32, overlap=8, fps=12.0)
     assert base.level == 0 and base.num_levels == 2 and base.pairs == (0, 1)
     assert preview.shape == (2, 48, 64, 3) and base.estimates[0][0].shape == (1, 3, 24, 32)
-    full, preview, uncertainty = nodes["HiFIPatchCascadeUpsample"]().upsample(
+    ran = nodes["HiFIPatchCascadeUpsample"]().upsample(
         tiny_model, frames, base, "to full resolution", 32, 32, 8, False, 0, 0, 1, 2, 3, 0.0)
+    assert ran["ui"]["hifi_frame"] == [{"width": 64, "height": 48}]
+    full, preview, uncertainty = ran["result"]
     assert full.is_full_resolution and uncertainty.shape == (2, 48, 64, 3)
     assert float(uncertainty.max()) > 0  # two samples differ somewhere
     merged, fps = nodes["HiFIMerge"]().merge(frames, full, True, "off", 0.15, "keep")
@@ -213,11 +219,13 @@ def test_upsample_chains_one_level_per_node(nodes, comfy, tiny_model):
         eta=0.0, patch_width=32, patch_height=32, overlap=8)
     assert base.taus == ((1 / 3, 2 / 3),) and base.estimates[0][0].shape[-1] == 16
     up = nodes["HiFIPatchCascadeUpsample"]()
-    mid, _, _ = up.upsample(tiny_model, frames, base, "next level", 32, 32, 8, False, 0, 0, 1, 1, 0, 0.0)
+    mid, _, _ = up.upsample(tiny_model, frames, base, "next level", 32, 32, 8, False, 0, 0, 1, 1, 0,
+                            0.0)["result"]
     assert mid.level == 1 and mid.estimates[0][0].shape[-1] == 32
     with pytest.raises(ValueError, match="not full resolution"):
         nodes["HiFIMerge"]().merge(frames, mid, True, "off", 0.15, "keep")
-    top, _, _ = up.upsample(tiny_model, frames, mid, "next level", 32, 32, 8, False, 0, 0, 1, 1, 0, 0.0)
+    top, _, _ = up.upsample(tiny_model, frames, mid, "next level", 32, 32, 8, False, 0, 0, 1, 1, 0,
+                            0.0)["result"]
     assert top.is_full_resolution and top.estimates[0][1].shape == (1, 3, 64, 64)
     with pytest.raises(ValueError, match="already at full resolution"):
         up.upsample(tiny_model, frames, top, "next level", 32, 32, 8, False, 0, 0, 1, 1, 0, 0.0)
@@ -377,3 +385,28 @@ def test_video_combine_errors(nodes, comfy):
         nodes["HiFIVideoCombine"]().combine(make_frames(2, 32, 32), 0.0, "x", "h264-mp4", 18, "8")
     with pytest.raises(ValueError, match="input 'format'"):
         nodes["HiFIVideoCombine"]().combine(make_frames(2, 32, 32), 8.0, "x", "gif", 18, "8")
+
+
+def test_retime_video_streams_file_to_file(nodes, comfy, tiny_model):
+    write_clip(Path(comfy.folder_paths.get_input_directory()) / "clip.mp4", make_frames(6, 48, 64),
+               fps=12)
+    node = nodes["HiFIRetimeVideo"]
+    assert node.VALIDATE_INPUTS("clip.mp4", "") is True
+    args = dict(hifi_model=tiny_model, video="clip.mp4", path="", multiplier=2, target_fps=0.0,
+                slow_motion=False, scene_detect=True, scene_threshold=0.15, dedup=False,
+                format="h264-mp4", crf=18, filename_prefix="HiFI/retime", levels=2,
+                patch_width=32, patch_height=32, overlap=8, steps=1, samples=1, seed=0,
+                resume=False)
+    result = node().retime(**args)
+    path, fps, count = result["result"]
+    assert fps == 24.0 and count == 12  # the duration is kept: 6 frames at 12 fps -> 12 at 24
+    with av.open(path) as container:
+        assert sum(1 for _ in container.decode(container.streams.video[0])) == 12
+        assert container.streams.audio
+    assert result["ui"]["hifi_video"][0]["filename"] == Path(path).name
+    assert comfy.utils.PROGRESS_UPDATES[-1][1:] == (12, 12)
+    comfy.model_management.INTERRUPT_AFTER_CHECKS[0] = 4
+    with pytest.raises(comfy.model_management.InterruptProcessingException):
+        node().retime(**dict(args, target_fps=30.0))
+    with pytest.raises(ValueError, match="slow_motion"):
+        node().retime(**dict(args, target_fps=30.0, slow_motion=True))

@@ -1,0 +1,105 @@
+"""Every workflow in workflows/ runs end to end on a tiny generated clip with the tiny preset.
+
+The UI-format files are converted to the API format the way a real server's /object_info
+describes the nodes (tests/comfy_stubs/graph.py), then shrunk for CPU speed (model
+preset:tiny, 2 levels, 32-px patches, 1 step) and executed by a small topological runner.
+"""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import pytest
+
+from comfy_stubs import install
+from comfy_stubs.clips import make_frames, write_clip
+from comfy_stubs.graph import load_pack, node_info, run_prompt, ui_to_api
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
+CLIP_FRAMES, CLIP_FPS = 6, 12
+
+# Input name -> value used for every node that has it (CPU-sized runs of the real graphs).
+SHRINK = {"checkpoint": "preset:tiny", "video": "clip.mp4", "levels": 2, "patch_width": 32,
+          "patch_height": 32, "overlap": 8, "steps": 1, "samples": 1, "frame_cap": 0}
+
+
+def shrink(prompt: dict) -> dict:
+    for node in prompt.values():
+        for name, value in SHRINK.items():
+            if name in node["inputs"] and not isinstance(node["inputs"][name], list):
+                node["inputs"][name] = value
+    return prompt
+
+
+@pytest.fixture(scope="module")
+def pack():
+    return load_pack(ROOT)
+
+
+def test_there_are_the_three_example_workflows():
+    names = {p.stem for p in WORKFLOWS}
+    assert {"hifi_interpolate_x2", "hifi_cascade_4k", "hifi_retime_60fps_audio"} <= names
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_is_valid_ui_format(path, pack):
+    workflow = json.loads(path.read_text())
+    info = node_info(pack.NODE_CLASS_MAPPINGS)
+    ids = {node["id"] for node in workflow["nodes"]}
+    for link_id, source, slot, target, target_slot, kind in workflow["links"]:
+        assert source in ids and target in ids
+        source_node = next(n for n in workflow["nodes"] if n["id"] == source)
+        target_node = next(n for n in workflow["nodes"] if n["id"] == target)
+        assert link_id in source_node["outputs"][slot]["links"]
+        assert target_node["inputs"][target_slot]["link"] == link_id
+        assert source_node["outputs"][slot]["type"] == kind
+    for node in workflow["nodes"]:
+        assert node["type"] in info, f"{path.name}: unknown node {node['type']}"
+    prompt = ui_to_api(workflow, info)
+    for node_id, node in prompt.items():  # every required input is set, by widget or link
+        required = info[node["class_type"]]["input"]["required"]
+        missing = set(required) - set(node["inputs"])
+        assert not missing, f"{path.name}: node {node_id} misses {missing}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_runs_end_to_end(path, pack, monkeypatch, tmp_path):
+    comfy = install(monkeypatch, tmp_path / "ComfyUI")
+    write_clip(Path(comfy.folder_paths.get_input_directory()) / "clip.mp4",
+               make_frames(CLIP_FRAMES, 48, 64), fps=CLIP_FPS)
+    workflow = json.loads(path.read_text())
+    mappings = pack.NODE_CLASS_MAPPINGS
+    prompt = shrink(ui_to_api(workflow, node_info(mappings)))
+    results = run_prompt(prompt, mappings, extra_pnginfo={"workflow": workflow})
+    combines = [(node_id, results[node_id]) for node_id, node in prompt.items()
+                if node["class_type"] == "HiFIVideoCombine"]
+    assert len(combines) == 1
+    node_id, result = combines[0]
+    output = Path(result["outputs"][0])
+    assert output.exists() and Path(comfy.folder_paths.get_output_directory()) in output.parents
+    entry = result["ui"]["hifi_video"][0]
+    interpolator = next(n for n in prompt.values() if n["class_type"] in ("HiFIInterpolate", "HiFIBaseSample"))
+    target_fps = interpolator["inputs"].get("target_fps", 0)
+    if target_fps:
+        expected_frames = int((CLIP_FRAMES - 1) * target_fps / CLIP_FPS) + 1
+        expected_fps = target_fps
+    else:
+        multiplier = interpolator["inputs"]["multiplier"]
+        expected_frames = (CLIP_FRAMES - 1) * multiplier + 1
+        expected_fps = CLIP_FPS * multiplier
+    assert entry["frame_count"] == expected_frames
+    assert entry["frame_rate"] == pytest.approx(expected_fps)
+    with av.open(str(output)) as container:
+        video = container.streams.video[0]
+        assert Fraction(video.average_rate) == Fraction(expected_fps).limit_denominator(1000)
+        assert sum(1 for _ in container.decode(video)) == expected_frames
+        assert container.streams.audio, f"{path.name}: the audio was not kept"
+        audio = container.streams.audio[0]
+        seconds = float(audio.duration * audio.time_base) if audio.duration else None
+        if seconds is not None:  # same length as the video, within one AAC frame or so
+            assert abs(seconds - expected_frames / expected_fps) < 0.2
+        assert json.loads(container.metadata["comment"])["workflow"]["nodes"] == workflow["nodes"]

@@ -1,0 +1,237 @@
+// HiFI node pack: frontend extension (ES module loaded by ComfyUI from WEB_DIRECTORY).
+//
+// - HiFI Video Combine / HiFI Retime Video: an inline <video> player for the file the node
+//   wrote, taken from the node's "hifi_video" ui output (after a run, and when a workflow is
+//   reopened while the file still exists).
+// - HiFI Patch-Cascade Upsample: a readout of the patch grid per level and the memory the run
+//   will plan with, for the current widget values. The numbers come from the pack's
+//   /hifi/estimate route, i.e. from hifi_core itself, so they match the run exactly. The frame
+//   size is the one of the last run, else the Load Video upstream (/hifi/probe), else 4K UHD.
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+
+const PREVIEW_NODES = new Set(["HiFIVideoCombine", "HiFIRetimeVideo"]);
+const READOUT_NODE = "HiFIPatchCascadeUpsample";
+const DEFAULT_SIZE = { width: 3840, height: 2160, source: "assumed 4K UHD" };
+
+function widgetValue(node, name) {
+  const widget = node?.widgets?.find((w) => w.name === name);
+  return widget ? widget.value : undefined;
+}
+
+function upstream(node, inputName) {
+  const slot = node.findInputSlot ? node.findInputSlot(inputName) : -1;
+  if (slot < 0 || !node.inputs?.[slot] || node.inputs[slot].link == null) return null;
+  return node.getInputNode(slot);
+}
+
+function formatBytes(bytes) {
+  if (bytes == null) return "?";
+  const gib = bytes / 2 ** 30;
+  return gib >= 1 ? `${gib.toFixed(2)} GiB` : `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+}
+
+function viewUrl(entry) {
+  const params = new URLSearchParams({
+    filename: entry.filename,
+    subfolder: entry.subfolder ?? "",
+    type: entry.type ?? "output",
+  });
+  return api.apiURL(`/view?${params.toString()}`);
+}
+
+// ---- inline video preview -------------------------------------------------------------------
+
+function addVideoPreview(node) {
+  const box = document.createElement("div");
+  box.className = "hifi-preview";
+  box.style.cssText = "width:100%;display:flex;flex-direction:column;gap:2px;font:11px monospace;color:#ccc";
+  const video = document.createElement("video");
+  video.controls = true;
+  video.loop = true;
+  video.muted = true;
+  video.autoplay = true;
+  video.playsInline = true;
+  video.style.cssText = "width:100%;max-height:360px;background:#000;display:none";
+  const caption = document.createElement("div");
+  caption.textContent = "HiFI: the written video will play here";
+  box.append(video, caption);
+  node.addDOMWidget("hifi_preview", "hifi.preview", box, { serialize: false, hideOnZoom: false });
+  node.hifiPreview = { video, caption };
+}
+
+function showVideo(node, entry) {
+  if (!node.hifiPreview || !entry) return;
+  const { video, caption } = node.hifiPreview;
+  video.src = viewUrl(entry);
+  video.style.display = "block";
+  const fps = Number(entry.frame_rate ?? 0).toFixed(3).replace(/\.?0+$/, "");
+  caption.textContent = `${entry.file ?? entry.filename} · ${entry.width}×${entry.height} · ` +
+    `${entry.frame_count} frames @ ${fps} fps · ${entry.codec ?? ""}`;
+  video.play?.().catch(() => {});
+  node.properties = node.properties ?? {};
+  node.properties.hifi_last_video = entry;  // so a reopened workflow shows it again
+  node.setDirtyCanvas?.(true, true);
+}
+
+// ---- cascade readout --------------------------------------------------------------------------
+
+function addReadout(node) {
+  const box = document.createElement("pre");
+  box.className = "hifi-readout";
+  box.style.cssText = "margin:0;padding:4px 6px;font:11px/1.35 monospace;color:#d8e6ff;" +
+    "background:rgba(40,60,90,0.55);border-radius:4px;white-space:pre-wrap;overflow:hidden";
+  box.textContent = "HiFI readout: connect the node…";
+  node.addDOMWidget("hifi_readout", "hifi.readout", box, { serialize: false, hideOnZoom: false });
+  node.hifiReadout = { box, timer: null, sizeCache: {} };
+  for (const widget of node.widgets ?? []) {
+    const original = widget.callback;
+    widget.callback = function (...args) {
+      const result = original?.apply(this, args);
+      scheduleReadout(node);
+      return result;
+    };
+  }
+  scheduleReadout(node);
+}
+
+function scheduleReadout(node) {
+  if (!node.hifiReadout) return;
+  clearTimeout(node.hifiReadout.timer);
+  node.hifiReadout.timer = setTimeout(() => updateReadout(node), 250);
+}
+
+async function frameSize(node) {
+  const executed = node.properties?.hifi_frame;
+  if (executed?.width) return { ...executed, source: "last run" };
+  const loader = upstream(node, "frames");
+  if (loader && (loader.comfyClass ?? loader.type) === "HiFILoadVideo") {
+    const params = new URLSearchParams({
+      video: String(widgetValue(loader, "video") ?? ""),
+      path: String(widgetValue(loader, "path") ?? ""),
+    });
+    const key = params.toString();
+    const cache = node.hifiReadout.sizeCache;
+    if (!(key in cache)) {
+      try {
+        const response = await api.fetchApi(`/hifi/probe?${key}`);
+        cache[key] = response.ok ? await response.json() : null;
+      } catch {
+        cache[key] = null;
+      }
+    }
+    if (cache[key]?.width) return { ...cache[key], source: "Load Video" };
+  }
+  return DEFAULT_SIZE;
+}
+
+function cascadeLevels(node) {
+  // Walk the intermediate chain up to the Base Sample that decided the number of levels.
+  let current = upstream(node, "intermediate");
+  for (let hops = 0; current && hops < 16; hops++) {
+    if ((current.comfyClass ?? current.type) === "HiFIBaseSample") return widgetValue(current, "levels");
+    current = upstream(current, "intermediate");
+  }
+  return 3;
+}
+
+async function updateReadout(node) {
+  const { box } = node.hifiReadout;
+  const size = await frameSize(node);
+  const model = upstream(node, "hifi_model");
+  const params = new URLSearchParams({
+    width: size.width,
+    height: size.height,
+    levels: cascadeLevels(node) ?? 3,
+    patch_width: widgetValue(node, "patch_width"),
+    patch_height: widgetValue(node, "patch_height"),
+    overlap: widgetValue(node, "overlap"),
+    patch_batch: widgetValue(node, "patch_batch"),
+    memory_budget_mb: widgetValue(node, "memory_budget_mb"),
+    samples: widgetValue(node, "samples"),
+    checkpoint: model ? String(widgetValue(model, "checkpoint") ?? "") : "",
+    precision: model ? String(widgetValue(model, "precision") ?? "fp32") : "fp32",
+  });
+  let data;
+  try {
+    const response = await api.fetchApi(`/hifi/estimate?${params.toString()}`);
+    data = await response.json();
+    if (!response.ok) throw new Error(data.error ?? response.statusText);
+  } catch (error) {
+    box.textContent = `HiFI readout: ${error.message ?? error}`;
+    return;
+  }
+  const lines = [`frame ${size.width}×${size.height} (${size.source}), ${data.levels.length} levels`];
+  for (const level of data.levels) {
+    const mark = level.level === 1 ? " base" : "";
+    lines.push(`L${level.level}${mark} ${level.width}×${level.height}: ${level.rows}×${level.columns} = ` +
+      `${level.patches} patches of ${level.patch[1]}×${level.patch[0]}`);
+  }
+  lines.push(`patch batch ${data.patch_batch} × ${formatBytes(data.patch_bytes)} = ` +
+    `${formatBytes(data.working_bytes)} working`);
+  lines.push(`+ ${formatBytes(data.frame_buffer_bytes)} frame buffers ≈ ${formatBytes(data.total_bytes)}` +
+    ` on ${data.device ?? "?"}`);
+  box.textContent = lines.join("\n");
+  node.setDirtyCanvas?.(true, true);
+}
+
+// ---- registration -------------------------------------------------------------------------------
+
+app.registerExtension({
+  name: "hifi.nodes",
+
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (PREVIEW_NODES.has(nodeData.name)) {
+      const onNodeCreated = nodeType.prototype.onNodeCreated;
+      nodeType.prototype.onNodeCreated = function (...args) {
+        const result = onNodeCreated?.apply(this, args);
+        addVideoPreview(this);
+        return result;
+      };
+      const onExecuted = nodeType.prototype.onExecuted;
+      nodeType.prototype.onExecuted = function (message, ...rest) {
+        const result = onExecuted?.apply(this, [message, ...rest]);
+        showVideo(this, message?.hifi_video?.[0]);
+        return result;
+      };
+      const onConfigure = nodeType.prototype.onConfigure;
+      nodeType.prototype.onConfigure = function (...args) {
+        const result = onConfigure?.apply(this, args);
+        const last = this.properties?.hifi_last_video;
+        if (last) showVideo(this, last);
+        return result;
+      };
+    }
+    if (nodeData.name === READOUT_NODE) {
+      const onNodeCreated = nodeType.prototype.onNodeCreated;
+      nodeType.prototype.onNodeCreated = function (...args) {
+        const result = onNodeCreated?.apply(this, args);
+        addReadout(this);
+        return result;
+      };
+      const onExecuted = nodeType.prototype.onExecuted;
+      nodeType.prototype.onExecuted = function (message, ...rest) {
+        const result = onExecuted?.apply(this, [message, ...rest]);
+        const frame = message?.hifi_frame?.[0];
+        if (frame) {
+          this.properties = this.properties ?? {};
+          this.properties.hifi_frame = frame;
+          scheduleReadout(this);
+        }
+        return result;
+      };
+      const onConnectionsChange = nodeType.prototype.onConnectionsChange;
+      nodeType.prototype.onConnectionsChange = function (...args) {
+        const result = onConnectionsChange?.apply(this, args);
+        scheduleReadout(this);
+        return result;
+      };
+      const onConfigure = nodeType.prototype.onConfigure;
+      nodeType.prototype.onConfigure = function (...args) {
+        const result = onConfigure?.apply(this, args);
+        scheduleReadout(this);
+        return result;
+      };
+    }
+  },
+});
