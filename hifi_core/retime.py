@@ -65,6 +65,8 @@ from .video_io import (ColorInfo, OutputFormat, VideoInfo, VideoWriter, check_ou
 PathLike = Union[str, os.PathLike]
 Interpolator = Callable[[torch.Tensor, torch.Tensor, Sequence[float]], torch.Tensor]
 STATE_VERSION = 1
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+                "veryslow")
 _NTSC = {23.976: Fraction(24000, 1001), 29.97: Fraction(30000, 1001), 47.952: Fraction(48000, 1001),
          59.94: Fraction(60000, 1001), 119.88: Fraction(120000, 1001), 239.76: Fraction(240000, 1001)}
 
@@ -375,9 +377,11 @@ def retime_video(input: PathLike, output: PathLike, *, model=None, settings=None
                  scene_detect: bool = True, scene_threshold: float = DEFAULT_SCENE_THRESHOLD,
                  dedup: bool = False, dedup_threshold: Optional[float] = None,
                  codec: str = "h264", crf: Optional[int] = None, pix_fmt: Optional[str] = None,
-                 bit_depth: Optional[int] = None, slowmo_audio: str = "drop",
+                 bit_depth: Optional[int] = None, preset: Optional[str] = None,
+                 slowmo_audio: str = "drop",
                  resume: bool = False, tau_batch: int = 4, segment_seconds: float = 10.0,
                  progress: Optional[Callable[[RetimeProgress], None]] = None,
+                 model_progress: Optional[Callable] = None,
                  cancel: Optional[CancelCheck] = None) -> RetimeResult:
     """Retime a video file into another, streaming (see the module docstring).
 
@@ -394,11 +398,13 @@ def retime_video(input: PathLike, output: PathLike, *, model=None, settings=None
         dedup, dedup_threshold: drop duplicate frames and re-time the motion across the gap.
         codec, crf, pix_fmt, bit_depth: output encoding (`bit_depth=None` keeps the source's
             when the codec can; see `video_io.resolve_output_format`).
+        preset: x264/x265 speed preset ("ultrafast" ... "veryslow"; default "medium").
         slowmo_audio: "drop" (default) or "stretch" (atempo, pitch kept) for slow motion.
         resume: continue an interrupted run of the same command.
         tau_batch: in-betweens computed per interpolator call (bounds memory).
         segment_seconds: output seconds per segment (what a hard kill can lose).
         progress: called with a `RetimeProgress` after every output frame.
+        model_progress: passed to `interpolate` (patch-level `ProgressEvent`s, method "hifi").
         cancel: polled between frames and inside the model; True (or raising) stops.
 
     Returns:
@@ -422,19 +428,25 @@ def retime_video(input: PathLike, output: PathLike, *, model=None, settings=None
     ratio, out_fps = target.resolve(info.fps)
     method_key = method if interpolator is None else "custom"
     if interpolator is None:
-        interpolator = make_interpolator(method, model, settings, cancel=cancel)
+        interpolator = make_interpolator(method, model, settings, progress=model_progress,
+                                         cancel=cancel)
     if target.keeps_duration:
         audio_mode = "copied" if info.has_audio else "none"
     else:
         audio_mode = ("stretched" if slowmo_audio == "stretch" else "dropped") if info.has_audio else "none"
     audio_tempo = 1.0 / float(target.slowmo) if audio_mode == "stretched" else 1.0
+    if preset is not None and (fmt.codec not in ("h264", "h265") or preset not in X264_PRESETS):
+        raise HiFIInputError(f"preset {preset!r} needs --codec h264 or h265 and one of "
+                             f"{', '.join(X264_PRESETS)}")
     writer_kwargs = dict(fps=out_fps, width=info.width, height=info.height, codec=fmt.codec,
-                         crf=fmt.quality, pix_fmt=fmt.pix_fmt, color=info.color)
+                         crf=fmt.quality, pix_fmt=fmt.pix_fmt, color=info.color,
+                         options={"preset": preset} if preset else None)
     # fail now, not after an hour of work, if the encoder refuses the size/format
     _probe_writer(out_path, fmt, writer_kwargs)
 
     settings_key = _settings_key(ratio, out_fps, fmt, scene, dups, method_key, settings,
                                  tau_batch, segment_seconds, slowmo_audio, model)
+    settings_key["preset"] = preset
     state = _load_or_new_state(out_path, fmt, in_path, settings_key, resume)
     parts = _parts_dir(out_path, fmt)
     parts.mkdir(parents=True, exist_ok=True)
@@ -454,19 +466,20 @@ def retime_video(input: PathLike, output: PathLike, *, model=None, settings=None
         todo = [s for s in schedule if s.index >= out.frames_done]
         if not todo:
             return
-        taus = [s.tau for s in schedule if s.mode == "interpolate"]
+        # in-betweens are computed in fixed chunks of the pair's full tau list (so a resumed
+        # run computes exactly the same calls) and written as soon as their chunk is ready,
+        # so at most one chunk is held
+        between = [s for s in schedule if s.mode == "interpolate"]
+        chunk_of = {s.index: n // tau_batch for n, s in enumerate(between)}
         made = {}
-        for c in range(0, len(taus), tau_batch):
-            chunk = taus[c:c + tau_batch]
-            chunk_frames = [s for s in schedule if s.mode == "interpolate"][c:c + tau_batch]
-            if chunk_frames[-1].index < out.frames_done:
-                continue  # finished before the interruption: identical chunks, skip the work
-            check_cancel(cancel)
-            result = interpolator(a.image[None], b.image[None], chunk)
-            for s, img in zip(chunk_frames, result):
-                made[s.index] = img
         for s in todo:
             if s.mode == "interpolate":
+                if s.index not in made:
+                    c = chunk_of[s.index]
+                    chunk = between[c * tau_batch:(c + 1) * tau_batch]
+                    check_cancel(cancel)
+                    result = interpolator(a.image[None], b.image[None], [f.tau for f in chunk])
+                    made = {f.index: img for f, img in zip(chunk, result)}
                 img = made.pop(s.index)
             else:
                 img = a.image if s.source == a.position else b.image
@@ -575,8 +588,9 @@ def _load_or_new_state(out_path: Path, fmt: OutputFormat, in_path: Path, key: di
         return state
     if not fmt.is_sequence:
         remove_tree(_parts_dir(out_path, fmt))
-    elif state_path.exists():
-        state_path.unlink()
+    elif out_path.is_dir():  # a fresh sequence: drop an older run's frames (ours only)
+        for old in [*out_path.glob("frame_[0-9]*.png"), out_path / "audio.mka", state_path]:
+            old.unlink(missing_ok=True)
     return fresh
 
 

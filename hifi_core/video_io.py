@@ -190,14 +190,15 @@ def resolve_output_format(path: PathLike, codec: str = "h264", *, bit_depth: Opt
                              f"{', '.join(spec.extensions)} as the file extension")
     encoder = next((e for e in spec.encoders if _encoder_available(e)), None)
     src_bits = source_bit_depth or 8
-    want = bit_depth if bit_depth is not None else src_bits
     if bit_depth is not None and bit_depth not in (8, 10, 12, 16):
         raise HiFIInputError(f"bit depth {bit_depth} is not one of 8, 10, 12, 16")
+    # 10-bit H.264 (High 10) plays in few players and browsers: by default h264 stays 8-bit
+    compat = key == "h264" and bit_depth is None and pix_fmt is None
+    want = bit_depth if bit_depth is not None else (8 if compat else src_bits)
     if pix_fmt is None:
         depths = sorted(spec.pix_fmts)
         fits = [d for d in depths if d >= want]
-        chosen = fits[0] if fits else depths[-1]
-        pix = spec.pix_fmts[chosen]
+        pix = spec.pix_fmts[fits[0] if fits else depths[-1]]
     else:
         pix = pix_fmt
         if key == "png":
@@ -209,15 +210,16 @@ def resolve_output_format(path: PathLike, codec: str = "h264", *, bit_depth: Opt
                 raise HiFIInputError(f"encoder {encoder} does not support pixel format {pix!r}; "
                                      f"supported: {', '.join(formats)}")
     bits = _format_bits(pix)
-    if bits < want:
-        reason = ("as requested" if bit_depth is not None and bit_depth < src_bits else
-                  f"because {key} ({pix}) cannot store {want} bit")
+    if bits < max(want, src_bits):
+        if compat:
+            reason = ("because 10-bit H.264 plays in few players; pass --bit-depth 10 to keep "
+                      "the bits in H.264")
+        elif pix_fmt is not None or (bit_depth is not None and bit_depth < src_bits):
+            reason = "as requested"
+        else:
+            reason = f"because {key} ({pix}) cannot store {want} bit"
         warnings.warn(f"writing {bits}-bit output from {max(want, src_bits)}-bit data {reason}; "
-                      f"use --codec ffv1/prores/h265 (or --bit-depth) to keep the precision",
-                      stacklevel=2)
-    elif bit_depth is not None and bit_depth < src_bits:
-        warnings.warn(f"the source is {src_bits}-bit and {bit_depth}-bit output was requested: "
-                      f"precision is reduced", stacklevel=2)
+                      f"--codec h265/prores/ffv1 keep 10 bit or more", stacklevel=2)
     quality = None
     if spec.quality_option:
         quality = spec.default_quality if crf is None else int(crf)
@@ -441,11 +443,13 @@ def iter_frames(path: PathLike, *, start: int = 0, every_nth: int = 1,
                     if sixteen is None:
                         sixteen = _format_bits(frame.format.name) > 8
                 arr = _frame_to_array(frame, color, sixteen)
-                img = np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32)
-                img *= 1.0 / (65535.0 if sixteen else 255.0)
+                if sixteen:  # torch has few uint16 kernels: widen first
+                    arr = arr.astype(np.int32)
+                img = torch.from_numpy(arr).permute(2, 0, 1).contiguous().float()
+                img.mul_(1.0 / (65535.0 if sixteen else 255.0))
                 time = (float((frame.pts - start_pts) * frame.time_base)
                         if frame.pts is not None and frame.time_base else index / float(fps))
-                yield DecodedFrame(index, time, img if as_numpy else torch.from_numpy(img))
+                yield DecodedFrame(index, time, img.numpy() if as_numpy else img)
                 yielded += 1
                 if max_frames is not None and yielded >= max_frames:
                     return
@@ -728,23 +732,24 @@ def write_audio_file(path: PathLike, *, audio_from: Optional[PathLike] = None, w
 
 def _to_hwc(frame, bits: int) -> np.ndarray:
     """Any accepted frame -> uint8/uint16 `[H, W, 3]` (float input clamped to [0, 1])."""
-    if isinstance(frame, torch.Tensor):
-        frame = frame.detach().to("cpu", torch.float32).numpy()
-    arr = np.asarray(frame)
     # more than 8 bits always travels as full-scale 16-bit RGB (rgb48); swscale reduces it
     scale, dtype = (255, np.uint8) if bits <= 8 else (65535, np.uint16)
-    if arr.dtype in (np.uint8, np.uint16):
-        if arr.ndim != 3 or arr.shape[2] != 3:
-            raise HiFIInputError(f"integer frames must be [H, W, 3], got {arr.shape}")
-        src_bits = 8 if arr.dtype == np.uint8 else 16
-        if src_bits == (8 if bits <= 8 else 16):
-            return arr
-        arr = arr.astype(np.float32) / ((1 << src_bits) - 1)
-        return np.round(arr * scale).astype(dtype)
-    if arr.ndim != 3 or arr.shape[0] != 3:
-        raise HiFIInputError(f"float frames must be [3, H, W] RGB in [0, 1], got shape {arr.shape}")
-    out = np.clip(arr.transpose(1, 2, 0), 0.0, 1.0) * scale + 0.5
-    return out.astype(dtype)
+    if isinstance(frame, np.ndarray) and frame.dtype in (np.uint8, np.uint16):
+        if frame.ndim != 3 or frame.shape[2] != 3:
+            raise HiFIInputError(f"integer frames must be [H, W, 3], got {frame.shape}")
+        src_scale = 255 if frame.dtype == np.uint8 else 65535
+        if src_scale == scale:
+            return frame
+        return np.round(frame.astype(np.float32) * (scale / src_scale)).astype(dtype)
+    t = torch.as_tensor(frame).detach()
+    if t.dim() != 3 or t.shape[0] != 3 or not t.is_floating_point():
+        raise HiFIInputError(f"float frames must be [3, H, W] RGB in [0, 1], got "
+                             f"{tuple(t.shape)} {t.dtype}")
+    # torch rather than numpy: the multi-threaded kernels matter at 4K
+    q = t.to("cpu", torch.float32).clamp(0.0, 1.0).mul(scale).add_(0.5).permute(1, 2, 0)
+    if bits <= 8:
+        return q.to(torch.uint8).contiguous().numpy()
+    return q.to(torch.int32).contiguous().numpy().astype(np.uint16)
 
 
 class VideoWriter:

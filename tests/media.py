@@ -30,8 +30,9 @@ PathLike = Union[str, Path]
 def pattern_frame(index: int, width: int = 64, height: int = 48, *, speed: int = 3,
                   scene: int = 0, bits: int = 8) -> np.ndarray:
     """The picture of frame `index`: uint8 (or uint16 for bits > 8) `[H, W, 3]` RGB."""
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    grad = (xs / max(width - 1, 1) * 0.5 + ys / max(height - 1, 1) * 0.5)
+    xs = np.arange(width, dtype=np.float32)[None, :] / max(width - 1, 1)
+    ys = np.arange(height, dtype=np.float32)[:, None] / max(height - 1, 1)
+    grad = xs * 0.5 + ys * 0.5
     if scene == 0:
         img = np.stack([0.15 + 0.5 * grad, 0.3 + 0.3 * grad, 0.6 - 0.4 * grad], -1)
         size = max(4, height // 4)
@@ -69,7 +70,8 @@ def write_clip(path: PathLike, *, num_frames: int = 24, width: int = 64, height:
                pix_fmt: Optional[str] = None, speed: int = 3, cut_at: Optional[int] = None,
                hold: int = 1, audio: bool = False, audio_codec: Optional[str] = None,
                sample_rate: int = 48000, color_range: Optional[int] = None,
-               colorspace: Optional[int] = None, bits: int = 8) -> Path:
+               colorspace: Optional[int] = None, bits: int = 8,
+               options: Optional[dict] = None) -> Path:
     """Write a generated clip and return its path.
 
     Args:
@@ -82,6 +84,7 @@ def write_clip(path: PathLike, *, num_frames: int = 24, width: int = 64, height:
         audio: add a 440 Hz stereo tone as long as the video.
         audio_codec: default "aac" for .mp4/.mov, "pcm_s16le" otherwise.
         color_range, colorspace: AVColorRange / AVColorSpace codes to tag (and convert with).
+        options: extra encoder options, e.g. {"preset": "ultrafast"}.
         bits: 8 or 10 (10 draws `clip_frame(..., bits=16)` pictures, so the extra precision
             is real).
     """
@@ -95,7 +98,7 @@ def write_clip(path: PathLike, *, num_frames: int = 24, width: int = 64, height:
             pix_fmt = "yuv422p10le"
         else:
             pix_fmt = "yuv420p" if bits <= 8 else "yuv420p10le"
-    options = {"x265-params": "log-level=error"} if codec == "libx265" else {}
+    options = {**({"x265-params": "log-level=error"} if codec == "libx265" else {}), **(options or {})}
     out = av.open(str(path), "w")
     try:
         vs = out.add_stream(codec, rate=fps, options=options)

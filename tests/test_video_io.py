@@ -115,15 +115,20 @@ def test_colour_tags_are_carried_over(tmp_path, clips):
     assert tags == {"range": "tv", "matrix": "bt709", "primaries": "bt709", "transfer": "bt709"}
 
 
-def test_losing_bits_warns(tmp_path):
-    with pytest.warns(UserWarning, match="8-bit output from 10-bit"):
+def test_losing_bits_is_never_silent(tmp_path):
+    with pytest.warns(UserWarning, match="8-bit output from 10-bit data because vp9"):
         vio.resolve_output_format(tmp_path / "a.webm", "vp9", source_bit_depth=10)
-    with pytest.warns(UserWarning, match="requested"):
-        vio.resolve_output_format(tmp_path / "a.mp4", "h264", bit_depth=8, source_bit_depth=10)
+    with pytest.warns(UserWarning, match="as requested"):
+        vio.resolve_output_format(tmp_path / "a.mkv", "h265", bit_depth=8, source_bit_depth=10)
+    with pytest.warns(UserWarning, match="few players"):  # h264 stays 8-bit unless asked
+        assert vio.resolve_output_format(tmp_path / "a.mp4", "h264", source_bit_depth=10).bit_depth == 8
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fmt = vio.resolve_output_format(tmp_path / "a.mp4", "h264", source_bit_depth=10)
-    assert fmt.pix_fmt == "yuv420p10le"
+        fmts = [vio.resolve_output_format(tmp_path / "a.mp4", "h264", bit_depth=10, source_bit_depth=10),
+                vio.resolve_output_format(tmp_path / "a.mp4", "h265", source_bit_depth=10),
+                vio.resolve_output_format(tmp_path / "a.mov", "prores", source_bit_depth=10),
+                vio.resolve_output_format(tmp_path / "d", "png", source_bit_depth=10)]
+    assert [f.pix_fmt for f in fmts] == ["yuv420p10le", "yuv420p10le", "yuv422p10le", "rgb48le"]
 
 
 def _audio_packets(path):

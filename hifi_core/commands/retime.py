@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="output codec (default h264; prores -> .mov, ffv1 -> .mkv, png -> directory)")
     out.add_argument("--crf", type=int, default=None, help="quality for h264/h265/vp9/av1 "
                      "(lower is better; default 18 for h264, 20 for h265)")
+    out.add_argument("--encoder-preset", default=None, help="x264/x265 speed preset, ultrafast..veryslow "
+                     "(default medium)")
     out.add_argument("--pix-fmt", default=None, help="encoder pixel format, e.g. yuv420p10le")
     out.add_argument("--bit-depth", type=int, choices=[8, 10, 12, 16], default=None,
                      help="output bit depth (default: the source's, if the codec can store it)")
@@ -83,15 +85,20 @@ def run(args: argparse.Namespace) -> int:
         bar.total = event.frames_total
         bar.update(event.frames_done - bar.n)
 
+    def model_progress(event) -> None:  # inside one pair: slow at 4K, so show it
+        if bar is not None:
+            bar.set_postfix_str(f"pair: {event.units_done}/{event.units_total} patches")
+
     try:
         result = retime_video(
             args.input, args.output, model=model, settings=settings, method=args.method,
             multiplier=args.multiplier, fps=args.fps, slowmo=args.slowmo,
             scene_detect=not args.no_scene_detect, scene_threshold=args.scene_threshold,
             dedup=args.dedup, dedup_threshold=args.dedup_threshold, codec=args.codec,
-            crf=args.crf, pix_fmt=args.pix_fmt, bit_depth=args.bit_depth,
+            crf=args.crf, pix_fmt=args.pix_fmt, bit_depth=args.bit_depth, preset=args.encoder_preset,
             slowmo_audio=args.slowmo_audio, resume=args.resume,
-            segment_seconds=args.segment_seconds, progress=progress)
+            segment_seconds=args.segment_seconds, progress=progress,
+            model_progress=model_progress if args.method == "hifi" else None)
     except (Cancelled, KeyboardInterrupt):
         done = bar.n if bar is not None else 0
         if bar is not None:
