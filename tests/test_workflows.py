@@ -103,3 +103,17 @@ def test_workflow_runs_end_to_end(path, pack, monkeypatch, tmp_path):
         if seconds is not None:  # same length as the video, within one AAC frame or so
             assert abs(seconds - expected_frames / expected_fps) < 0.2
         assert json.loads(container.metadata["comment"])["workflow"]["nodes"] == workflow["nodes"]
+
+
+def test_conversion_reads_what_the_real_frontend_saves(pack):
+    """widgets_values as ComfyUI frontend 1.27 serialised a fresh Retime Video node (captured in
+    headless Chromium): seed's control value follows it, the upload button and the extension's
+    preview widget come last."""
+    saved = ["clip.mp4", "", 2, 0, False, True, 0.15, False, "h264-mp4", 18, "HiFI/retime", 3, 256,
+             256, 32, 2, 1, 0, "randomize", False, "image", ""]
+    workflow = {"nodes": [{"id": 7, "type": "HiFIRetimeVideo", "inputs": [], "widgets_values": saved}],
+                "links": []}
+    inputs = ui_to_api(workflow, node_info(pack.NODE_CLASS_MAPPINGS))["7"]["inputs"]
+    assert inputs["video"] == "clip.mp4" and inputs["path"] == "" and inputs["multiplier"] == 2
+    assert inputs["seed"] == 0 and inputs["resume"] is False and inputs["format"] == "h264-mp4"
+    assert len(inputs) == 19  # every widget input, nothing from the button or the preview

@@ -163,8 +163,11 @@ async function updateReadout(node) {
   }
   const lines = [`frame ${size.width}×${size.height} (${size.source}), ${data.levels.length} levels`];
   for (const level of data.levels) {
-    const mark = level.level === 1 ? " base" : "";
-    lines.push(`L${level.level}${mark} ${level.width}×${level.height}: ${level.rows}×${level.columns} = ` +
+    if (level.level === 1 && data.levels.length > 1) {  // denoised by Base Sample, its own patches
+      lines.push(`L1 ${level.width}×${level.height}: Base Sample`);
+      continue;
+    }
+    lines.push(`L${level.level} ${level.width}×${level.height}: ${level.rows}×${level.columns} = ` +
       `${level.patches} patches of ${level.patch[1]}×${level.patch[0]}`);
   }
   lines.push(`patch batch ${data.patch_batch} × ${formatBytes(data.patch_bytes)} = ` +

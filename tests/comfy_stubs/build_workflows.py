@@ -2,9 +2,9 @@
 
 Run from the repository root after changing a node's inputs:
     .venv/bin/python tests/comfy_stubs/build_workflows.py
-Widget values are laid out the way the frontend saves them (defaults from INPUT_TYPES, an
-extra "fixed" after a seed with control_after_generate, an extra "image" after an upload
-combo), so tests/test_workflows.py and a real ComfyUI read them the same way.
+Widget values are laid out the way the frontend (1.27) saves them: defaults from INPUT_TYPES,
+"fixed" right after a seed with control_after_generate, and an upload button's "image" after
+all input widgets; so tests/test_workflows.py and a real ComfyUI read them the same way.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class Builder:
     def node(self, class_type, pos, size=(320, 260), title=None, **values):
         cls = self.mappings[class_type]
         spec = cls.INPUT_TYPES()
-        widgets, inputs = [], []
+        widgets, inputs, upload = [], [], False
         for section in ("required", "optional"):
             for name, input_spec in spec.get(section, {}).items():
                 options = input_spec[1] if len(input_spec) > 1 else {}
@@ -46,12 +46,14 @@ class Builder:
                     if options.get("control_after_generate"):
                         widgets.append("fixed")
                     if any(options.get(k) for k in ("image_upload", "video_upload", "audio_upload")):
-                        widgets.append("image")
+                        upload = True
                 else:
                     slot = {"name": name, "type": input_spec[0], "link": None}
                     if section == "optional":
                         slot["shape"] = 7
                     inputs.append(slot)
+        if upload:  # the frontend's upload button stores its value after all input widgets
+            widgets.append("image")
         node = {"id": len(self.nodes) + 1, "type": class_type, "pos": list(pos), "size": list(size),
                 "flags": {}, "order": len(self.nodes), "mode": 0, "inputs": inputs,
                 "outputs": [{"name": n, "type": t, "links": [], "slot_index": i}

@@ -5,9 +5,9 @@
 - `node_info(mappings)`: the `/object_info` shape (input specs and input order) from node classes,
   so the same conversion works against a real server's `/object_info`.
 - `ui_to_api(workflow, info)`: a UI-format (litegraph) workflow -> API-format prompt, mapping
-  `widgets_values` by position onto the widget inputs in the frontend's order (a combo with
-  `*_upload` gets an extra "upload" value; an INT with `control_after_generate` gets one after
-  it) and links onto `[source node id, output slot]`.
+  `widgets_values` by position onto the widget inputs in the frontend's order (an INT with
+  `control_after_generate` has one more value after it; upload buttons and extension widgets
+  store theirs after all inputs) and links onto `[source node id, output slot]`.
 - `run_prompt(prompt, mappings, ...)`: executes an API prompt in topological order, calling
   `VALIDATE_INPUTS` where a node defines it; returns every node's outputs and ui dicts.
 """
@@ -56,14 +56,13 @@ def _is_widget(spec) -> bool:
 
 
 def _extra_values(spec) -> int:
-    """Widget values the frontend stores besides the input's own value."""
+    """Values the frontend stores right after the input's own value (ComfyUI frontend 1.27).
+
+    A seed's control_after_generate combo follows it; an upload button's value ("image") and
+    extension DOM widgets ("") come after all input widgets, so they shift nothing.
+    """
     options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-    extra = 0
-    if options.get("control_after_generate"):
-        extra += 1
-    if any(options.get(key) for key in ("image_upload", "video_upload", "audio_upload")):
-        extra += 1
-    return extra
+    return 1 if options.get("control_after_generate") else 0
 
 
 def ui_to_api(workflow: dict, info: Dict[str, dict]) -> Dict[str, dict]:
