@@ -410,3 +410,14 @@ def test_retime_video_streams_file_to_file(nodes, comfy, tiny_model):
         node().retime(**dict(args, target_fps=30.0))
     with pytest.raises(ValueError, match="slow_motion"):
         node().retime(**dict(args, target_fps=30.0, slow_motion=True))
+
+
+def test_pyproject_is_registry_ready_and_mirrors_requirements():
+    import tomllib
+
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project, comfy = data["project"], data["tool"]["comfy"]
+    assert project["name"] == "comfyui-hifi" and project["version"] and project["description"]
+    assert project["license"] and {"PublisherId", "DisplayName", "Icon", "includes"} <= set(comfy)
+    runtime = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
+    assert sorted(project["dependencies"]) == sorted(r for r in runtime if r)

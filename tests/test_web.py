@@ -1,0 +1,71 @@
+"""The web extension (web/hifi.js): syntax, namespacing, and agreement with the Python side.
+
+The browser check itself (the readout and the inline preview in the real frontend) needs a
+ComfyUI server and Chromium; see docs/nodes.md. These checks run everywhere.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from comfy_stubs.graph import load_pack
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "web" / "hifi.js"
+
+
+@pytest.fixture(scope="module")
+def source():
+    return SCRIPT.read_text()
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_script_parses_as_an_es_module(tmp_path):
+    module = tmp_path / "hifi.mjs"
+    module.write_text(SCRIPT.read_text())
+    result = subprocess.run(["node", "--check", str(module)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_extension_is_namespaced_and_uses_the_frontend_api(source):
+    names = re.findall(r'registerExtension\(\{\s*name:\s*"([^"]+)"', source)
+    assert names and all(name.startswith("hifi.") for name in names)
+    assert 'from "../../scripts/app.js"' in source and 'from "../../scripts/api.js"' in source
+    for widget in re.findall(r'addDOMWidget\("([^"]+)"', source):
+        assert widget.startswith("hifi_")
+
+
+def test_script_names_existing_nodes_inputs_and_routes(source):
+    pack = load_pack(ROOT)
+    mappings = pack.NODE_CLASS_MAPPINGS
+    for node in set(re.findall(r'"(HiFI[A-Za-z]+)"', source)):
+        assert node in mappings, f"hifi.js names unknown node {node}"
+    upsample = mappings["HiFIPatchCascadeUpsample"].INPUT_TYPES()["required"]
+    for name in re.findall(r'widgetValue\(node, "([a-z_]+)"\)', source):
+        assert name in upsample, f"hifi.js reads widget {name!r} that the Upsample node lacks"
+    routes = (ROOT / "nodes" / "routes.py").read_text()
+    for route in set(re.findall(r'fetchApi\(`(/hifi/[a-z]+)', source)):
+        assert f'routes.get("{route}")' in routes, f"hifi.js calls {route}, which routes.py lacks"
+
+
+def test_readout_matches_what_a_run_plans():
+    """The numbers the readout shows come from hifi_core, for the same widget values."""
+    pack = load_pack(ROOT)
+    readout = importlib.import_module(f"{pack.__name__}.nodes.readout").cascade_readout(
+        checkpoint="preset:small", width=3840, height=2160, levels=3, patch_width=768,
+        patch_height=512, overlap=64, patch_batch=0, memory_budget_mb=4096)
+    core = pack.hifi_core
+    plan = core.plan_cascade(2160, 3840, levels=3, patch_size=(512, 768), overlap=64,
+                             alignment=core.get_preset("small").unet.alignment)
+    assert [level["patches"] for level in readout["levels"]] == plan.patches_per_level()
+    assert [(level["height"], level["width"]) for level in readout["levels"]] == list(plan.level_sizes)
+    assert readout["patch_batch"] == core.plan_patch_batch(
+        core.get_preset("small").unet, 512, 768, budget_bytes=4096 * 2 ** 20)
+    last = readout["levels"][-1]
+    assert last["rows"] * last["columns"] == last["patches"]
