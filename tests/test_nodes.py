@@ -421,3 +421,27 @@ def test_pyproject_is_registry_ready_and_mirrors_requirements():
     assert project["license"] and {"PublisherId", "DisplayName", "Icon", "includes"} <= set(comfy)
     runtime = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
     assert sorted(project["dependencies"]) == sorted(r for r in runtime if r)
+
+
+def test_out_of_memory_halves_the_patch_batch_and_the_result_is_unchanged(nodes, comfy, tiny_model,
+                                                                          monkeypatch):
+    frames = make_frames(2, 48, 64)
+    run = nodes["HiFIPatchCascadeUpsample"]().upsample
+    base, _ = nodes["HiFIBaseSample"]().sample(
+        tiny_model, frames, levels=2, multiplier=2, target_fps=0.0, steps=1, samples=1, seed=0,
+        eta=0.0, patch_width=32, patch_height=32, overlap=8)
+    args = (tiny_model, frames, base, "to full resolution", 32, 32, 8, False)
+    reference = run(*args, 2, 0, 1, 1, 0, 0.0)["result"][0].estimates[0][0]
+    original = tiny_model.model.predict_v
+    batches = []
+
+    def limited(z, *rest, **kwargs):  # a GPU that fits two patches at a time
+        batches.append(z.shape[0])
+        if z.shape[0] > 2:
+            raise comfy.model_management.OOM_EXCEPTION("CUDA out of memory. Tried to allocate 2 GiB")
+        return original(z, *rest, **kwargs)
+
+    monkeypatch.setattr(tiny_model.model, "predict_v", limited)
+    result = run(*args, 8, 0, 1, 1, 0, 0.0)["result"][0].estimates[0][0]
+    assert batches == [6, 4, 2, 2, 2]  # all 6 patches of batch 8 tried, halved to 4, then to 2
+    assert torch.allclose(result, reference, atol=1e-6)
