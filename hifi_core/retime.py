@@ -54,11 +54,11 @@ from typing import Callable, Iterator, List, NamedTuple, Optional, Sequence, Uni
 
 import torch
 
-from .errors import Cancelled, HiFIInputError
+from .errors import HiFIInputError
 from .progress import CancelCheck, check_cancel
 from .scenes import (DEFAULT_SCENE_THRESHOLD, DuplicateDetector, DuplicateSettings,
                      SceneCutDetector, SceneSettings, thumbnail)
-from .video_io import (ColorInfo, OutputFormat, VideoInfo, VideoWriter, check_output_path,
+from .video_io import (OutputFormat, VideoInfo, VideoWriter, check_output_path,
                        iter_frames, join_segments, probe_video, remove_tree,
                        resolve_output_format, write_audio_file)
 

@@ -773,6 +773,8 @@ class VideoWriter:
             follow the module rule).
         start_number: first PNG file number (sequences only).
         options: extra encoder options (strings).
+        metadata: container tags, e.g. {"comment": ...} (Matroska keeps any key; MP4/MOV only
+            standard ones such as title and comment). Ignored for PNG sequences.
 
     Raises:
         HiFIInputError: bad codec/extension/pixel format, unwritable path, wrong frame size.
@@ -784,7 +786,8 @@ class VideoWriter:
                  audio_from: Optional[PathLike] = None, audio_tempo: float = 1.0,
                  audio_waveform=None, audio_sample_rate: Optional[int] = None,
                  trim_audio: bool = True, color: Optional[ColorInfo] = None,
-                 start_number: int = 0, options: Optional[dict] = None):
+                 start_number: int = 0, options: Optional[dict] = None,
+                 metadata: Optional[dict] = None):
         self.fps = Fraction(fps).limit_denominator(1_000_000)
         if self.fps <= 0:
             raise HiFIInputError(f"fps must be positive, got {fps}")
@@ -809,7 +812,11 @@ class VideoWriter:
         if audio_from is not None and not Path(audio_from).is_file():
             raise HiFIInputError(f"audio source not found: {str(audio_from)!r}")
         want_audio = wave is not None or _has_audio(audio_from)
-        max_s = None  # trimming for streamed video is done at close, by time
+
+        def audio_feed(container):  # the audio end is set at close(), once the length is known
+            return _AudioFeed(container, source=Path(audio_from) if wave is None else None,
+                              waveform=wave, sample_rate=audio_sample_rate, tempo=audio_tempo)
+
         color = color or ColorInfo()
         self.color = color.resolved(self.height, self.format.pix_fmt)
         if _is_rgb_format(self.format.pix_fmt):
@@ -819,10 +826,7 @@ class VideoWriter:
             self.path.mkdir(parents=True, exist_ok=True)
             if want_audio:
                 self._audio_container = av.open(str(self.path / "audio.mka"), "w", format="matroska")
-                self._audio = _AudioFeed(self._audio_container,
-                                         source=Path(audio_from) if wave is None else None,
-                                         waveform=wave, sample_rate=audio_sample_rate,
-                                         tempo=audio_tempo, max_seconds=max_s)
+                self._audio = audio_feed(self._audio_container)
             return
         try:
             self._out = av.open(str(self.path), "w")
@@ -834,7 +838,7 @@ class VideoWriter:
             if spec.quality_option and self.format.quality is not None:
                 opts[spec.quality_option] = str(self.format.quality)
             opts.update({k: str(v) for k, v in (options or {}).items()})
-            bitrate_zero = opts.pop("b", None) == "0"
+            bitrate_zero = opts.pop("b", None) == "0"  # libvpx: bit rate 0 = pure CRF mode
             stream = self._out.add_stream(self.format.encoder, rate=self.fps, options=opts)
             stream.width, stream.height = self.width, self.height
             stream.pix_fmt = self.format.pix_fmt
@@ -850,10 +854,10 @@ class VideoWriter:
             if self.format.codec == "h265" and self.path.suffix.lower() in (".mp4", ".mov"):
                 stream.codec_tag = "hvc1"  # the tag Apple players require for HEVC
             self._stream = stream
+            for key, value in (metadata or {}).items():
+                self._out.metadata[str(key)] = str(value)
             if want_audio:
-                self._audio = _AudioFeed(self._out, source=Path(audio_from) if wave is None else None,
-                                         waveform=wave, sample_rate=audio_sample_rate,
-                                         tempo=audio_tempo, max_seconds=max_s)
+                self._audio = audio_feed(self._out)
         except Exception:
             self._out.close()
             raise

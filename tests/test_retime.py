@@ -8,7 +8,6 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-import torch
 
 from hifi_core import retime
 from hifi_core.errors import Cancelled, HiFIInputError

@@ -108,11 +108,14 @@ def test_png_sequence_8_and_16_bit(tmp_path):
 def test_colour_tags_are_carried_over(tmp_path, clips):
     info = vio.probe_video(clips["h264"])
     out = tmp_path / "tagged.mp4"
-    with vio.VideoWriter(out, info.fps, 64, 48, color=vio.ColorInfo(1, 1, 1, 1)) as w:
+    with vio.VideoWriter(out, info.fps, 64, 48, color=vio.ColorInfo(1, 1, 1, 1),
+                         metadata={"comment": "workflow"}) as w:
         for f in vio.iter_frames(clips["h264"], max_frames=3):
             w.write(f.image)
     tags = vio.probe_video(out).color.names
     assert tags == {"range": "tv", "matrix": "bt709", "primaries": "bt709", "transfer": "bt709"}
+    with av.open(str(out)) as c:
+        assert c.metadata.get("comment") == "workflow"
 
 
 def test_losing_bits_is_never_silent(tmp_path):
