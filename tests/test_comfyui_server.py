@@ -25,7 +25,7 @@ import pytest
 
 from comfy_stubs.clips import make_frames, write_clip
 from comfy_stubs.graph import ui_to_api
-from test_workflows import CLIP_FPS, CLIP_FRAMES, WORKFLOWS, shrink
+from test_workflows import CLIP_FPS, CLIP_FRAMES, WORKFLOWS, expected_output, shrink
 
 COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,10 +142,12 @@ def test_workflow_runs_in_comfyui(server, path):
     record = history[prompt_id]
     status = record["status"]
     assert status["status_str"] == "success", json.dumps(status["messages"])[-2000:]
-    combine_id = next(i for i, n in prompt.items() if n["class_type"] == "HiFIVideoCombine")
-    entry = record["outputs"][combine_id]["hifi_video"][0]
+    output_id = next(i for i, n in prompt.items()
+                     if n["class_type"] in ("HiFIVideoCombine", "HiFIRetimeVideo"))
+    entry = record["outputs"][output_id]["hifi_video"][0]
     written = server["output"] / entry["file_subfolder"] / entry["file"]
     assert written.exists() and written.stat().st_size > 0
+    assert (entry["frame_count"], entry["frame_rate"]) == pytest.approx(expected_output(prompt))
     print(f"\n{path.stem}: {written.relative_to(server['output'])} {entry['width']}x{entry['height']}, "
           f"{entry['frame_count']} frames @ {entry['frame_rate']:g} fps, "
           f"{written.stat().st_size} bytes, {time.monotonic() - started:.1f} s")

@@ -8,6 +8,7 @@ preset:tiny, 2 levels, 32-px patches, 1 step) and executed by a small topologica
 from __future__ import annotations
 
 import json
+import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -35,6 +36,20 @@ def shrink(prompt: dict) -> dict:
     return prompt
 
 
+def expected_output(prompt: dict):
+    """(frames, fps) the workflow must write for the CLIP_FRAMES-frame CLIP_FPS clip."""
+    node = next(n for n in prompt.values()
+                if n["class_type"] in ("HiFIInterpolate", "HiFIBaseSample", "HiFIRetimeVideo"))
+    inputs = node["inputs"]
+    target_fps = inputs.get("target_fps", 0)
+    if node["class_type"] == "HiFIRetimeVideo":  # streaming: keeps the duration, last frame held
+        fps = target_fps or CLIP_FPS * inputs["multiplier"]
+        return math.ceil(CLIP_FRAMES * fps / CLIP_FPS), fps
+    if target_fps:
+        return int((CLIP_FRAMES - 1) * target_fps / CLIP_FPS) + 1, target_fps
+    return (CLIP_FRAMES - 1) * inputs["multiplier"] + 1, CLIP_FPS * inputs["multiplier"]
+
+
 @pytest.fixture(scope="module")
 def pack():
     return load_pack(ROOT)
@@ -42,7 +57,8 @@ def pack():
 
 def test_there_are_the_three_example_workflows():
     names = {p.stem for p in WORKFLOWS}
-    assert {"hifi_interpolate_x2", "hifi_cascade_4k", "hifi_retime_60fps_audio"} <= names
+    assert {"hifi_interpolate_x2", "hifi_cascade_4k", "hifi_retime_60fps_audio",
+            "hifi_retime_video_file"} <= names
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -75,22 +91,14 @@ def test_workflow_runs_end_to_end(path, pack, monkeypatch, tmp_path):
     mappings = pack.NODE_CLASS_MAPPINGS
     prompt = shrink(ui_to_api(workflow, node_info(mappings)))
     results = run_prompt(prompt, mappings, extra_pnginfo={"workflow": workflow})
-    combines = [(node_id, results[node_id]) for node_id, node in prompt.items()
-                if node["class_type"] == "HiFIVideoCombine"]
-    assert len(combines) == 1
-    node_id, result = combines[0]
+    outputs = [node_id for node_id, node in prompt.items()
+               if node["class_type"] in ("HiFIVideoCombine", "HiFIRetimeVideo")]
+    assert len(outputs) == 1
+    result = results[outputs[0]]
     output = Path(result["outputs"][0])
     assert output.exists() and Path(comfy.folder_paths.get_output_directory()) in output.parents
     entry = result["ui"]["hifi_video"][0]
-    interpolator = next(n for n in prompt.values() if n["class_type"] in ("HiFIInterpolate", "HiFIBaseSample"))
-    target_fps = interpolator["inputs"].get("target_fps", 0)
-    if target_fps:
-        expected_frames = int((CLIP_FRAMES - 1) * target_fps / CLIP_FPS) + 1
-        expected_fps = target_fps
-    else:
-        multiplier = interpolator["inputs"]["multiplier"]
-        expected_frames = (CLIP_FRAMES - 1) * multiplier + 1
-        expected_fps = CLIP_FPS * multiplier
+    expected_frames, expected_fps = expected_output(prompt)
     assert entry["frame_count"] == expected_frames
     assert entry["frame_rate"] == pytest.approx(expected_fps)
     with av.open(str(output)) as container:
@@ -102,7 +110,8 @@ def test_workflow_runs_end_to_end(path, pack, monkeypatch, tmp_path):
         seconds = float(audio.duration * audio.time_base) if audio.duration else None
         if seconds is not None:  # same length as the video, within one AAC frame or so
             assert abs(seconds - expected_frames / expected_fps) < 0.2
-        assert json.loads(container.metadata["comment"])["workflow"]["nodes"] == workflow["nodes"]
+        if prompt[outputs[0]]["class_type"] == "HiFIVideoCombine":  # retime files carry none
+            assert json.loads(container.metadata["comment"])["workflow"]["nodes"] == workflow["nodes"]
 
 
 def test_conversion_reads_what_the_real_frontend_saves(pack):

@@ -138,10 +138,20 @@ def retime_fps_audio(b: Builder):
     return b.workflow("Retime to 60 fps (in-betweens at the exact times, duration and audio kept).")
 
 
+def retime_file(b: Builder):
+    model = b.node("HiFILoadModel", (0, 0), (320, 130), checkpoint=DEFAULT_CHECKPOINT)
+    retime = b.node("HiFIRetimeVideo", (380, 0), (420, 900), video=DEFAULT_VIDEO, target_fps=60.0,
+                    filename_prefix="HiFI/retime60")
+    b.link(model, "hifi_model", retime, "hifi_model")
+    return b.workflow("A whole video file to 60 fps, streaming (memory does not grow with the "
+                      "length), audio copied, resumable.")
+
+
 WORKFLOWS = {
     "hifi_interpolate_x2": interpolate_x2,
     "hifi_cascade_4k": cascade_4k,
     "hifi_retime_60fps_audio": retime_fps_audio,
+    "hifi_retime_video_file": retime_file,
 }
 
 
