@@ -14,7 +14,7 @@ finest level are at the padded level size, the finest level is cropped to the fr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Tuple
 
 import torch
 
@@ -121,9 +121,6 @@ class HiFIIntermediate:
         row = self.pairs.index(index)
         column = min(range(len(self.taus[row])), key=lambda k: abs(self.taus[row][k] - tau))
         return self.estimates[row][column]
-
-    def flat(self, tensors: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
-        return torch.cat([t for row in tensors for t in row]) if tensors else torch.zeros(0, 3, 1, 1)
 
 
 def frames_key(rgb: torch.Tensor) -> Tuple[float, ...]:

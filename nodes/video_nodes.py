@@ -22,7 +22,6 @@ import math
 import os
 from fractions import Fraction
 from pathlib import Path
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
