@@ -172,14 +172,12 @@ def _workflow_metadata(prompt, extra_pnginfo) -> dict:
     return meta
 
 
-def _embed_in_container(writer, meta: dict) -> None:
-    """Put the workflow into the container's tags before the header is written."""
-    container = getattr(writer, "_out", None)  # VideoWriter has no metadata argument (yet)
-    if container is None or not meta:
-        return
-    container.metadata["comment"] = json.dumps(meta)
-    for key, value in meta.items():  # kept by Matroska; mp4/mov keep only standard keys
-        container.metadata[key] = json.dumps(value)
+def _container_tags(meta: dict) -> dict:
+    """The workflow as container tags: all of it in `comment` (kept by mp4/mov/mkv), and one
+    tag per key as well (Matroska keeps those; mp4/mov drop non-standard keys)."""
+    if not meta:
+        return {}
+    return {"comment": json.dumps(meta), **{key: json.dumps(value) for key, value in meta.items()}}
 
 
 def _preview_frames(rgb: torch.Tensor) -> torch.Tensor:
@@ -261,9 +259,8 @@ class HiFIVideoCombine:
             with video_io.VideoWriter(target, rate, width, height, codec=codec,
                                       crf=crf if codec in ("h264", "h265") else None,
                                       bit_depth=depth, audio_waveform=waveform,
-                                      audio_sample_rate=waveform["sample_rate"] if waveform else None
-                                      ) as writer:
-                _embed_in_container(writer, meta)
+                                      audio_sample_rate=waveform["sample_rate"] if waveform else None,
+                                      metadata=_container_tags(meta)) as writer:
                 for i in range(count):
                     writer.write(rgb[i])
                     progress.step(i + 1, count)
