@@ -1,0 +1,281 @@
+"""Speed benchmark: time per interpolated frame, U-Net throughput, patch overlap, peers.
+
+For each frame size: HiFI at the given ("default") cascade settings and at a fast setting
+(1 step, 1 sample), and every available peer, each timed on one frame pair (one warm-up
+on the smallest size first, so one-off costs such as kernel selection are not counted).
+Frames are a real photo pair when photos are given (a 2 % pan), else random.
+
+Throughput: the U-Net's FLOPs for one patch batch are counted with `FlopCounterMode`
+(`flops.unet_flops`) and its forward timed; achieved GFLOP/s is stated next to the machine's
+reference (a large fp32 matmul, timed in the same run) as a percentage. The end-to-end
+rate (all patch FLOPs of a frame / the frame's time) is given too.
+
+Patch overlap: sum of patch areas / level area - 1, for the finest level and over all levels.
+
+Runs predicted (from FLOPs or, for peers, from the previous size) to exceed
+`max_run_seconds` are skipped with the prediction. `plot` draws time and peak memory
+(from the memory benchmark, when it ran) against megapixels.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+
+from ..errors import HiFIInputError
+from . import report
+from .peers import Method
+from .sizes import Resolution
+
+
+@dataclass(frozen=True)
+class SpeedOptions:
+    """Knobs of the speed run.
+
+    Attributes:
+        max_run_seconds: skip a run predicted to take longer than this.
+        matmul_size: side of the reference matmul.
+        fast_steps, fast_samples: the "fast" HiFI setting.
+    """
+
+    max_run_seconds: float = 300.0
+    matmul_size: int = 2048
+    fast_steps: int = 1
+    fast_samples: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_run_seconds <= 0 or self.matmul_size < 16:
+            raise HiFIInputError(f"max_run_seconds={self.max_run_seconds} must be > 0 and "
+                                 f"matmul_size={self.matmul_size} >= 16")
+
+
+def _frame_pair(res: Resolution, photos: Sequence[Path]) -> tuple:
+    from .data import _cover, _load_photo, _to_uint8
+    from .peers import from_uint8_hwc
+
+    shift = max(1, res.width // 50)
+    if photos:
+        image = _cover(_load_photo(photos[0], res.height, res.width + shift), res.height, res.width + shift)
+        f0, f2 = _to_uint8(image[:, :res.width]), _to_uint8(image[:, shift:shift + res.width])
+        return from_uint8_hwc(f0), from_uint8_hwc(f2)
+    generator = torch.Generator().manual_seed(0)
+    f0 = torch.rand(1, 3, res.height, res.width, generator=generator)
+    return f0, torch.roll(f0, shift, dims=3)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(torch.device(device))
+
+
+def _timed(fn, *args, device: str = "cpu") -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn(*args)
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def patch_throughput(model, settings, reference: Dict[str, float]) -> Dict[str, Any]:
+    """FLOPs, time and achieved GFLOP/s of one patch-batch forward at the settings' patch size."""
+    from ..memory import plan_patch_batch
+    from .flops import time_forward, unet_flops
+
+    ph, pw = settings.patch_size
+    device = next(model.parameters()).device
+    batch = settings.patch_batch or plan_patch_batch(model.config.unet, ph, pw,
+                                                     budget_bytes=settings.memory_budget, device=device)
+    flops, by_op = unet_flops(model, batch, ph, pw)
+    seconds = time_forward(model, batch, ph, pw)
+    gflops = flops / seconds / 1e9
+    return {"patch": [ph, pw], "batch": batch, "flops": flops, "flops_by_op": by_op,
+            "seconds": seconds, "gflops": gflops,
+            "percent_of_reference": 100.0 * gflops / reference["gflops"]}
+
+
+def run_speed(peers: Sequence[Method], model, base_settings,
+              resolutions: Sequence[Resolution], out_dir: Path, *, photos: Sequence[Path] = (),
+              options: SpeedOptions = SpeedOptions(), memory: Optional[Dict[str, Any]] = None,
+              model_name: str = "", log: Callable[[str], None] = print) -> Dict[str, Any]:
+    """Time HiFI (default and fast settings) and the peers at every size; write speed.json/md/png.
+
+    Args:
+        peers: the peer methods to time next to HiFI.
+        model: the HiFI model; base_settings: its default `CascadeSettings` ("default");
+            the fast setting replaces steps and samples by `fast_steps` / `fast_samples`.
+        memory: the memory benchmark's result, for the plot.
+        model_name: label of the model in the report (e.g. "tiny-untrained").
+    """
+    from ..interpolate import interpolate, plan_for, units_per_pair
+    from .flops import count_on_meta, reference_gflops
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    device = str(next(model.parameters()).device)
+    reference = reference_gflops(device, options.matmul_size)
+    log(f"[speed] reference fp32 matmul {options.matmul_size}^3: {reference['gflops']:.1f} GFLOP/s")
+    throughput = patch_throughput(model, base_settings, reference)
+    log(f"[speed] U-Net patch {throughput['patch']} x{throughput['batch']}: "
+        f"{throughput['flops'] / 1e9:.2f} GFLOP in {throughput['seconds']:.3f} s = "
+        f"{throughput['gflops']:.1f} GFLOP/s ({throughput['percent_of_reference']:.0f}% of reference)")
+    settings_by_name = {
+        "default": base_settings,
+        "fast": replace(base_settings, steps=options.fast_steps, samples=options.fast_samples),
+    }
+    rows: List[Dict[str, Any]] = []
+    flops_cache: Dict[tuple, int] = {}
+    peer_times: Dict[str, tuple] = {}
+    warm = False
+    for res in resolutions:
+        frame0, frame2 = _frame_pair(res, photos)
+        if not warm:
+            # One-off costs (allocator growth, kernel choice, ffmpeg start) are not per-frame costs.
+            for method in peers:
+                try:
+                    method(frame0, frame2, 0.5)
+                except Exception:  # noqa: BLE001 - reported in the timed run below
+                    pass
+            interpolate(model, frame0, frame2, 0.5, settings=settings_by_name["fast"])
+            warm = True
+        for name, settings in settings_by_name.items():
+            plan = plan_for(model, res.height, res.width, settings)
+            flops = 0
+            for grid in plan.grids:
+                key = (grid.patch_height, grid.patch_width)
+                if key not in flops_cache:
+                    flops_cache[key] = count_on_meta(model.config, 1, *key)
+                flops += flops_cache[key] * len(grid.boxes)
+            flops *= settings.steps * settings.samples
+            finest = plan.grids[-1]
+            all_area = sum(len(g.boxes) * g.patch_height * g.patch_width for g in plan.grids)
+            level_area = sum(g.height * g.width for g in plan.grids)
+            row = {"resolution": res.name, "megapixels": res.megapixels, "method": f"hifi-{name}",
+                   "steps": settings.steps, "samples": settings.samples, "levels": plan.num_levels,
+                   "patches": plan.patches_per_level(), "units": units_per_pair(plan, settings),
+                   "flops": flops, "predicted_seconds": flops / (throughput["gflops"] * 1e9),
+                   "overlap_fraction_finest": finest.overlap_work_fraction,
+                   "overlap_fraction_all_levels": all_area / level_area - 1.0}
+            if row["predicted_seconds"] > options.max_run_seconds:
+                row.update(status="skipped", note=f"predicted {row['predicted_seconds']:.0f} s > "
+                           f"{options.max_run_seconds:.0f} s limit")
+            else:
+                run = functools.partial(interpolate, settings=settings)
+                seconds = _timed(run, model, frame0, frame2, 0.5, device=device)
+                row.update(status="ok", seconds=seconds, gflops_end_to_end=flops / seconds / 1e9)
+            log(f"[speed] {res.name} {row['method']}: {row.get('status')} "
+                f"{report.fmt(row.get('seconds'), 2)} s (predicted {row['predicted_seconds']:.1f} s)")
+            rows.append(row)
+        for method in peers:
+            row = {"resolution": res.name, "megapixels": res.megapixels, "method": method.name}
+            if method.name in peer_times:
+                mp, s = peer_times[method.name]
+                row["predicted_seconds"] = s * res.megapixels / mp
+            if row.get("predicted_seconds", 0) > options.max_run_seconds:
+                row.update(status="skipped", note=f"predicted {row['predicted_seconds']:.0f} s > "
+                           f"{options.max_run_seconds:.0f} s limit")
+            else:
+                try:
+                    seconds = _timed(method, frame0, frame2, 0.5, device=method.device)
+                    row.update(status="ok", seconds=seconds)
+                    peer_times[method.name] = (res.megapixels, seconds)
+                except Exception as error:  # noqa: BLE001 - e.g. OOM of a peer at 8K
+                    row.update(status="error", note=f"{type(error).__name__}: {str(error)[:150]}")
+            log(f"[speed] {res.name} {method.name}: {row.get('status')} {report.fmt(row.get('seconds'), 3)} s")
+            rows.append(row)
+    data = {"device": device, "reference": reference, "unet_patch": throughput,
+            "settings": {n: {"levels": s.levels, "patch": list(s.patch_size), "overlap": s.overlap,
+                             "steps": s.steps, "samples": s.samples, "precision": s.precision,
+                             "memory_budget": s.memory_budget, "patch_batch": s.patch_batch}
+                         for n, s in settings_by_name.items()},
+            "model": model_name or getattr(model.config, "preset", "custom"),
+            "rows": rows,
+            "seconds": time.perf_counter() - started}
+    plot_path = plot(out_dir / "speed_memory.png", rows, (memory or {}).get("rows", []))
+    data["plot"] = plot_path.name if plot_path else None
+    markdown = _markdown(data)
+    report.write_json(out_dir / "speed.json", data)
+    (out_dir / "speed.md").write_text("## Speed\n\n" + markdown)
+    data["markdown"] = markdown
+    return data
+
+
+def _markdown(data: Dict[str, Any]) -> str:
+    ref, tp = data["reference"], data["unet_patch"]
+    s = data["settings"]
+    lines = [
+        f"Device `{data['device']}`. Reference: fp32 matmul {ref['size']}x{ref['size']} = "
+        f"**{ref['gflops']:.1f} GFLOP/s** (best of 5, this run). U-Net (`{data['model']}`) forward on a "
+        f"{tp['patch'][0]}x{tp['patch'][1]} patch batch of {tp['batch']}: {tp['flops'] / 1e9:.2f} GFLOP "
+        f"(FlopCounterMode) in {tp['seconds'] * 1e3:.0f} ms = **{tp['gflops']:.1f} GFLOP/s, "
+        f"{tp['percent_of_reference']:.0f}% of the reference**.",
+        "",
+        f"Settings: default = levels {s['default']['levels']}, patch {s['default']['patch'][0]}x"
+        f"{s['default']['patch'][1]}, overlap {s['default']['overlap']}, {s['default']['steps']} steps, "
+        f"{s['default']['samples']} sample(s); fast = {s['fast']['steps']} step, {s['fast']['samples']} "
+        "sample. Overlap = extra pixels denoised because patches overlap (sum of patch areas / area - 1), "
+        "finest level and all levels.", ""]
+    header = ["size", "MP", "method", "time / frame s", "end-to-end GFLOP/s", "patches per level",
+              "overlap finest", "overlap all", "note"]
+    rows = []
+    for r in data["rows"]:
+        rows.append([r["resolution"], f"{r['megapixels']:.2f}", r["method"],
+                     report.fmt(r.get("seconds"), 3) if r.get("status") == "ok" else r.get("status"),
+                     report.fmt(r.get("gflops_end_to_end"), 1),
+                     "/".join(map(str, r["patches"])) if "patches" in r else "—",
+                     f"{100 * r['overlap_fraction_finest']:.0f}%" if "overlap_fraction_finest" in r else "—",
+                     f"{100 * r['overlap_fraction_all_levels']:.0f}%" if "overlap_fraction_all_levels" in r else "—",
+                     (r.get("note") or "")[:80]])
+    lines.append(report.markdown_table(header, rows))
+    if data.get("plot"):
+        lines.append(f"Plot: `{data['plot']}` (time and peak memory against megapixels).\n")
+    return "\n".join(lines)
+
+
+def plot(path: Path, speed_rows: Sequence[Dict[str, Any]],
+         memory_rows: Sequence[Dict[str, Any]]) -> Optional[Path]:
+    """Log-log time per frame and peak memory against megapixels, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, rows, key, ylabel in ((axes[0], speed_rows, "seconds", "seconds per frame"),
+                                  (axes[1], memory_rows, "peak", "peak memory (GiB)")):
+        methods = list(dict.fromkeys(r["method"] for r in rows))
+        scale = 2 ** 30 if key == "peak" else 1
+        measured = [r[key] / scale for r in rows if r.get("status") == "ok" and r.get(key)]
+        top = max(measured) * 1.6 if measured else 1.0
+        for method in methods:
+            points = sorted((r["megapixels"], r[key] / scale) for r in rows
+                            if r["method"] == method and r.get("status") == "ok" and r.get(key))
+            failed = [r["megapixels"] for r in rows
+                      if r["method"] == method and r.get("status") in ("OOM", "skipped")]
+            colour = None
+            if points:
+                colour = ax.plot(*zip(*points), marker="o", label=method)[0].get_color()
+            if failed:
+                # Out-of-memory or skipped sizes: an x on the top edge, in the method's colour.
+                ax.scatter(failed, [top] * len(failed), marker="x", color=colour,
+                           label=None if points else f"{method} (none measured)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("megapixels")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.lines or ax.collections:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "not measured in this run", ha="center", transform=ax.transAxes)
+    axes[0].set_title("time per interpolated frame (x: skipped)")
+    axes[1].set_title("peak memory per frame (x: OOM or skipped)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
