@@ -11,9 +11,11 @@ import json
 import os
 import struct
 from pathlib import Path
+from types import ModuleType
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
+from torch import nn
 
 from .config import ModelConfig, PRESETS
 from .errors import CheckpointError, HiFIInputError
@@ -87,8 +89,12 @@ def read_checkpoint_config(path: PathLike) -> ModelConfig:
         raise CheckpointError(f"{path}: the stored model config is invalid ({error})") from error
 
 
-def load_checkpoint(path: PathLike, device: Union[str, torch.device] = "cpu") -> HiFIModel:
-    """Load a HiFI checkpoint into a new model on `device` (eval mode)."""
+def load_checkpoint(path: PathLike, device: Union[str, torch.device] = "cpu",
+                    operations: ModuleType = nn) -> HiFIModel:
+    """Load a HiFI checkpoint into a new model on `device` (eval mode).
+
+    `operations` supplies the layer classes (e.g. ComfyUI's `comfy.ops`), as in `HiFIModel`.
+    """
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -98,7 +104,7 @@ def load_checkpoint(path: PathLike, device: Union[str, torch.device] = "cpu") ->
     except Exception as error:
         raise CheckpointError(f"{path}: cannot read the tensors ({error}); the file is corrupt "
                               "or truncated") from error
-    model = HiFIModel(config)
+    model = HiFIModel(config, operations=operations)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

@@ -23,6 +23,8 @@ from .progress import CancelCheck, ProgressCallback
 from .validation import check_pair, check_sequence, check_taus
 
 Number = Union[int, float, Fraction]
+# On a CPU, batching more patches gains no speed but holds more memory.
+CPU_MAX_PATCH_BATCH = 4
 
 
 @dataclass
@@ -93,16 +95,23 @@ def _prepare(model: HiFIModel, settings: CascadeSettings) -> torch.device:
     return device
 
 
-def _level_context(model: HiFIModel, plan: CascadePlan, settings: CascadeSettings,
+def level_context(model: HiFIModel, plan: CascadePlan, settings: CascadeSettings,
                    device: torch.device, counter: ProgressCounter,
                    cancel: Optional[CancelCheck]) -> LevelContext:
+    """Everything `run_cascade` needs besides frames: planned patch batch, noise, hooks.
+
+    One context serves a whole job (its generator is consumed in order, its batch size keeps
+    any out-of-memory reduction); hosts that run the cascade level by level (the ComfyUI
+    nodes) build it once with this function.
+    """
     precision = settings.resolved_precision(device)
     batch = settings.patch_batch
     if batch is None:
         largest = max(plan.grids, key=lambda g: g.patch_height * g.patch_width)
         batch = plan_patch_batch(model.config.unet, largest.patch_height, largest.patch_width,
                                  budget_bytes=settings.memory_budget, device=device,
-                                 dtype=PRECISIONS[precision])
+                                 dtype=PRECISIONS[precision],
+                                 max_batch=64 if device.type == "cuda" else CPU_MAX_PATCH_BATCH)
     return LevelContext(
         steps=settings.steps, samples=settings.samples, eta=settings.eta, overlap=settings.overlap,
         feather=settings.feather, generator=torch.Generator().manual_seed(settings.seed),
@@ -126,7 +135,7 @@ def _interpolate_pairs(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Ten
                        counter: ProgressCounter, cancel: Optional[CancelCheck],
                        plan: CascadePlan, device: torch.device
                        ) -> List[List[Tuple[torch.Tensor, torch.Tensor]]]:
-    ctx = _level_context(model, plan, settings, device, counter, cancel)
+    ctx = level_context(model, plan, settings, device, counter, cancel)
     was_training = model.training
     model.eval()
     try:

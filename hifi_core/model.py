@@ -87,6 +87,6 @@ class HiFIModel(nn.Module):
         return (v_hat.float() - v).abs().flatten(1).mean(dim=1)
 
 
-def build_model(preset: Union[str, ModelConfig]) -> HiFIModel:
+def build_model(preset: Union[str, ModelConfig], operations: ModuleType = nn) -> HiFIModel:
     """A freshly initialised (untrained) model from a preset name or a config."""
-    return HiFIModel(get_preset(preset) if isinstance(preset, str) else preset)
+    return HiFIModel(get_preset(preset) if isinstance(preset, str) else preset, operations=operations)

@@ -13,7 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 
 from ..hifi_core import CascadeSettings, run_cascade
-from ..hifi_core.interpolate import _level_context, plan_for
+from ..hifi_core.interpolate import level_context, plan_for
 from ..hifi_core.cascade import ProgressCounter
 from ..hifi_core.errors import HiFIInputError
 from . import comfy_bridge
@@ -73,7 +73,7 @@ def run_levels(handle: HiFIModelHandle, rgb: torch.Tensor, pairs: Sequence[int],
     units = sum(per_level[start_level:last + 1]) * settings.steps * settings.samples
     counter = ProgressCounter(units * sum(len(t) for t in taus), progress)
     # hifi_core's own context builder: patch batch from the memory budget, OOM back-off.
-    ctx = _level_context(model, cascade_plan, settings, device, counter,
+    ctx = level_context(model, cascade_plan, settings, device, counter,
                                           comfy_bridge.cancel_check())
     estimates: List[List[torch.Tensor]] = []
     variances: List[List[torch.Tensor]] = []
