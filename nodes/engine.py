@@ -73,8 +73,7 @@ def run_levels(handle: HiFIModelHandle, rgb: torch.Tensor, pairs: Sequence[int],
     units = sum(per_level[start_level:last + 1]) * settings.steps * settings.samples
     counter = ProgressCounter(units * sum(len(t) for t in taus), progress)
     # hifi_core's own context builder: patch batch from the memory budget, OOM back-off.
-    ctx = level_context(model, cascade_plan, settings, device, counter,
-                                          comfy_bridge.cancel_check())
+    ctx = level_context(model, cascade_plan, settings, device, counter, comfy_bridge.cancel_check())
     estimates: List[List[torch.Tensor]] = []
     variances: List[List[torch.Tensor]] = []
     was_training = model.training
