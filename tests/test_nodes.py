@@ -301,9 +301,9 @@ def test_free_memory_drives_the_patch_batch(pack, nodes, comfy, tiny_model):
     comfy.model_management.FREE_MEMORY[0] = int(per_patch * 3 / 0.8) + 100
     settings = engine.make_settings(tiny_model, **TINY)
     assert settings.memory_budget == int(comfy.model_management.FREE_MEMORY[0] * 0.8)
-    from hifi_core.interpolate import _level_context
+    from hifi_core.interpolate import level_context
     plan = engine.plan(tiny_model, (96, 96), settings)
-    ctx = _level_context(tiny_model.model, plan, settings, torch.device("cpu"), None, None)
+    ctx = level_context(tiny_model.model, plan, settings, torch.device("cpu"), None, None)
     assert ctx.batcher.batch_size == 3
     explicit = engine.make_settings(tiny_model, **dict(TINY, patch_batch=7, memory_budget_mb=0))
     assert explicit.patch_batch == 7

@@ -1,0 +1,96 @@
+"""`python -m hifi_core train`: train (or resume) a model from a JSON config; export EMA weights.
+
+Examples:
+    python -m hifi_core train --config configs/train/small.json --out runs/small
+    torchrun --nproc_per_node=2 -m hifi_core train --config configs/train/tiny.json --out runs/t
+    python -m hifi_core train --out runs/small --export checkpoints/hifi-small.safetensors
+
+A run directory that already holds a checkpoint is resumed (use --fresh to refuse that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HELP = "train a HiFI model from a JSON config (resumable, DDP-ready) or export its EMA weights"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="training config JSON (configs/train/*.json); "
+                        "default: the config stored in --out's checkpoint, else configs/train/small.json")
+    parser.add_argument("--out", type=Path, required=True, help="run directory (checkpoint, logs, plot)")
+    parser.add_argument("--preset", help="override the config's model preset")
+    parser.add_argument("--data", help="override data.root (folder with clips/ and photos/)")
+    parser.add_argument("--steps", type=int, help="override the total number of steps")
+    parser.add_argument("--stop-at", type=int, help="stop at this step without changing the schedule")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument("--resume", action="store_true", help="require an existing checkpoint in --out")
+    parser.add_argument("--fresh", action="store_true", help="refuse to resume an existing run")
+    parser.add_argument("--no-validate", action="store_true", help="skip in-training validation")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads")
+    parser.add_argument("--export", type=Path, metavar="PATH",
+                        help="write the EMA weights of --out's checkpoint to PATH (safetensors) and exit")
+
+
+def _load_config(args):
+    from ..errors import HiFIInputError
+    from ..training.config import config_from_dict, load_config
+
+    checkpoint = args.out / "checkpoint.safetensors"
+    if args.config is not None:
+        config = load_config(args.config)
+    elif checkpoint.exists():
+        from safetensors import safe_open
+
+        with safe_open(str(checkpoint), framework="pt") as f:
+            config = config_from_dict(json.loads(f.metadata()["state"])["config"], str(checkpoint))
+    elif Path("configs/train/small.json").exists():
+        config = load_config(Path("configs/train/small.json"))
+    else:
+        raise HiFIInputError("no --config given and no checkpoint in --out to take one from")
+    data = config.to_dict()
+    if args.preset:
+        data["preset"] = args.preset
+    if args.data:
+        data["data"]["root"] = args.data
+    if args.steps:
+        data["steps"] = args.steps
+    return config_from_dict(data)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..errors import HiFIInputError
+    from ..training.trainer import CHECKPOINT_NAME, Trainer, export_ema
+
+    if args.export is not None:
+        checkpoint = args.out / CHECKPOINT_NAME
+        if not checkpoint.exists():
+            raise HiFIInputError(f"{checkpoint}: no training checkpoint to export; train into --out first")
+        path = export_ema(checkpoint, args.export)
+        print(f"exported EMA weights to {path}")
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = _load_config(args)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    trainer = Trainer(config, args.out, device=device, validate=not args.no_validate)
+    try:
+        exists = trainer.checkpoint_path.exists()
+        if args.fresh and exists:
+            raise HiFIInputError(f"{trainer.checkpoint_path} exists and --fresh was given; pick another --out")
+        if args.resume and not exists:
+            raise HiFIInputError(f"--resume: no checkpoint in {args.out}")
+        if trainer.resume() and trainer.dist.main:
+            print(f"resumed {args.out} at step {trainer.step}")
+        if trainer.dist.main:
+            (args.out / "config.json").write_text(config.to_json())
+        trainer.fit(stop_at=args.stop_at)
+        if trainer.dist.main:
+            print(f"stopped at step {trainer.step}; checkpoint {trainer.checkpoint_path}")
+    finally:
+        trainer.close()
+    return 0

@@ -1,0 +1,17 @@
+"""Training side of hifi_core: data (real clips, synthetic layered motion), trainer, export.
+
+See docs/training/README.md for the data mix, the conditioning choice and how to run, resume
+and export a training run.
+"""
+
+from .config import TrainConfig, config_from_dict, load_config
+from .data import AugmentConfig, Triplet
+from .dataset import ConditionConfig, MixConfig, MixedTriplets, batch_indices, load_batch, make_condition
+from .real import RealClips, SplitConfig, detect_cuts, split_ranges
+from .synthetic import SyntheticConfig, SyntheticScenes
+from .trainer import Trainer, export_ema
+
+__all__ = ["AugmentConfig", "ConditionConfig", "MixConfig", "MixedTriplets", "RealClips", "SplitConfig",
+           "SyntheticConfig", "SyntheticScenes", "TrainConfig", "Trainer", "Triplet", "batch_indices",
+           "config_from_dict", "detect_cuts", "export_ema", "load_batch", "load_config", "make_condition",
+           "split_ranges"]

@@ -1,0 +1,181 @@
+"""Training data: real-clip caching/split/cuts, synthetic scenes, augmentation, the mixture."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from hifi_core.errors import HiFIInputError
+from hifi_core.training.data import AugmentConfig, Triplet, crop_frames, flip_triplet, temporal_flip, to_tensor
+from hifi_core.training.dataset import (ConditionConfig, MixConfig, MixedTriplets, batch_indices,
+                                        load_batch, make_condition)
+from hifi_core.training.real import (RealClips, SplitConfig, detect_cuts, load_clip_frames,
+                                     pair_differences, split_ranges, windows_in)
+from hifi_core.training.synthetic import Layer, LayerMotion, SyntheticScenes, render
+
+
+def make_clip(folder: Path, frames: int = 30, cut_at: int = 14, size=(48, 64)) -> Path:
+    """A frame folder: a textured pattern panning 2 px/frame, with a scene cut after `cut_at`."""
+    folder.mkdir(parents=True)
+    h, w = size
+    rng = np.random.default_rng(0)
+    scenes = [cv2.resize(rng.integers(0, 256, (4, 12, 3), dtype=np.uint8), (2 * w + 80, h),
+                         interpolation=cv2.INTER_CUBIC)
+              for _ in range(2)]
+    for i in range(frames):
+        scene = scenes[0] if i <= cut_at else 255 - scenes[1]
+        x = 2 * i
+        cv2.imwrite(str(folder / f"{i:04d}.png"), cv2.cvtColor(scene[:, x:x + w], cv2.COLOR_RGB2BGR))
+    return folder
+
+
+def make_photos(folder: Path, count: int = 3) -> Path:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for i in range(count):
+        small = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+        cv2.imwrite(str(folder / f"p{i}.png"), cv2.resize(small, (160, 120), interpolation=cv2.INTER_CUBIC))
+    return folder
+
+
+@pytest.fixture
+def data(tmp_path):
+    clip = make_clip(tmp_path / "clips" / "pan")
+    photos = make_photos(tmp_path / "photos")
+    return clip, photos, tmp_path / "cache"
+
+
+def test_clip_is_decoded_once_and_memory_mapped(data):
+    clip, _, cache = data
+    first = load_clip_frames(clip, 1, cache)
+    files = list((cache / "clips").glob("*.npy"))
+    assert len(files) == 1 and first.shape == (30, 48, 64, 3) and first.dtype == np.uint8
+    again = load_clip_frames(clip, 1, cache)
+    assert isinstance(again, np.memmap) and np.array_equal(first, again)
+    half = load_clip_frames(clip, 2, cache)
+    assert half.shape == (30, 24, 32, 3)
+
+
+def test_scene_cut_is_detected_and_windows_avoid_it(data):
+    clip, _, cache = data
+    frames = load_clip_frames(clip, 1, cache)
+    assert detect_cuts(pair_differences(frames)) == [14]
+    windows = windows_in(range(0, 30), [2, 4], [14], clip=0, scale=1)
+    assert windows and all(not (w.first <= 14 < w.last) for w in windows)
+
+
+def test_span_windows_enumerate_every_tau():
+    windows = windows_in(range(0, 10), [4], [], clip=0, scale=1)
+    assert sorted({w.tau for w in windows}) == [0.25, 0.5, 0.75]
+    assert all(w.last - w.first == 4 for w in windows)
+
+
+def test_split_has_no_frame_overlap(data):
+    clip, _, cache = data
+    clips = RealClips([clip], spans=[2, 3, 4], scales=[1, 2], split=SplitConfig(0.6, 4), cache_dir=cache)
+    train, val = split_ranges(30, clips.split)
+    used_train = {f for w in clips.train_windows for f in range(w.first, w.last + 1)}
+    used_val = {f for w in clips.validation_windows([1, 2], per_clip=10)
+                for f in range(w.first, w.last + 1)}
+    assert used_train and used_val
+    assert max(used_train) < min(used_val)
+    assert used_train <= set(train) and used_val <= set(val)
+
+
+def test_temporal_flip_maps_tau():
+    rng = np.random.default_rng(0)
+    a, b, c = (np.full((4, 4, 3), v, np.uint8) for v in (10, 20, 30))
+    f0, ft, f2, tau = flip_triplet(a, b, c, 0.25, rng, AugmentConfig(hflip=0, vflip=0, tflip=1.0))
+    assert tau == 0.75 and f0[0, 0, 0] == 30 and ft[0, 0, 0] == 20 and f2[0, 0, 0] == 10
+    t = Triplet(to_tensor(a), to_tensor(b), to_tensor(c), 0.3)
+    flipped = temporal_flip(t)
+    assert flipped.tau == pytest.approx(0.7) and torch.equal(flipped.frame0, t.frame2)
+
+
+def test_multires_crop_keeps_frames_aligned():
+    rng = np.random.default_rng(3)
+    base = np.random.default_rng(4).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    out = crop_frames([base, base.copy(), base.copy()], (16, 24), rng, multires_prob=1.0)
+    assert all(o.shape == (16, 24, 3) for o in out)
+    assert np.array_equal(out[0], out[1]) and np.array_equal(out[1], out[2])
+
+
+def test_pure_translation_at_half_equals_average_position_render():
+    rng = np.random.default_rng(0)
+    background = rng.uniform(0, 255, (64, 64, 3)).astype(np.float32)
+    sprite = rng.uniform(0, 255, (16, 16, 3)).astype(np.float32)
+    mask = np.zeros((16, 16), np.float32)
+    mask[4:12, 2:14] = 1.0
+    still = LayerMotion(anchor=(32, 32), centre0=(32, 32), displacement=(0, 0), zoom=1.0)
+    moving = LayerMotion(anchor=(8, 8), centre0=(10, 20), displacement=(30, 12), zoom=1.0, angle0=0.3)
+    midway = LayerMotion(anchor=(8, 8), centre0=(25, 26), displacement=(0, 0), zoom=1.0, angle0=0.3)
+    at_half = render([Layer(background, None, still), Layer(sprite, mask, moving)], 0.5, (64, 64))
+    reference = render([Layer(background, None, still), Layer(sprite, mask, midway)], 0.0, (64, 64))
+    np.testing.assert_allclose(at_half, reference, atol=1e-3)
+    # and an integer translation is an exact pixel shift of the layer
+    start = render([Layer(sprite, mask, moving)], 0.0, (64, 64))
+    shifted = LayerMotion(anchor=(8, 8), centre0=(10, 20), displacement=(4, 0), zoom=1.0, angle0=0.3)
+    later = render([Layer(sprite, mask, shifted)], 1.0, (64, 64))
+    np.testing.assert_allclose(later[:, 4:], start[:, :-4], atol=1e-3)
+
+
+def test_synthetic_scene_renders_three_consistent_frames(data):
+    _, photos, cache = data
+    scenes = SyntheticScenes(photos, cache_dir=cache)
+    rng = np.random.default_rng(5)
+    f0, ft, f2, tau = scenes.sample(rng, (32, 40))
+    assert f0.shape == ft.shape == f2.shape == (32, 40, 3) and f0.dtype == np.uint8
+    assert 0 < tau < 1
+    f0b, ftb, _, taub = scenes.sample(np.random.default_rng(5), (32, 40))
+    assert taub == tau and np.array_equal(f0, f0b) and np.array_equal(ft, ftb)
+
+
+def _mixture(data, real_fraction=0.5, seed=0):
+    clip, photos, cache = data
+    real = RealClips([clip], spans=[2, 3], scales=[1, 2], split=SplitConfig(0.7, 4), cache_dir=cache)
+    return MixedTriplets(real, SyntheticScenes(photos, cache_dir=cache),
+                         MixConfig(real_fraction, (24, 32)), seed=seed)
+
+
+def test_mixture_samples_have_shapes_ranges_and_both_sources(data):
+    ds = _mixture(data)
+    samples = [ds[i] for i in range(24)]
+    kinds = {s.source.split(":")[0] for s in samples}
+    assert kinds == {"real", "synthetic"}
+    for s in samples:
+        for f in (s.frame0, s.target, s.frame2):
+            assert f.shape == (3, 24, 32) and f.dtype == torch.float32
+            assert 0.0 <= float(f.min()) and float(f.max()) <= 1.0
+        assert 0.0 < s.tau < 1.0
+
+
+def test_order_is_reproducible_and_sharded(data):
+    ds1, ds2 = _mixture(data), _mixture(data)
+    for a, b in zip(load_batch(ds1, 3, 4), load_batch(ds2, 3, 4)):
+        assert torch.equal(a, b)
+    different = load_batch(_mixture(data, seed=1), 3, 4)
+    assert not torch.equal(different[1], load_batch(ds1, 3, 4)[1])
+    ranks = [set(batch_indices(5, 4, r, 2)) for r in range(2)]
+    assert not ranks[0] & ranks[1]
+    seen = set().union(*(batch_indices(s, 4, r, 2) for s in range(3) for r in range(2)))
+    assert seen == set(range(24))  # no sample skipped or repeated
+
+
+def test_condition_is_degraded_target_or_dropped():
+    gen = torch.Generator().manual_seed(0)
+    target = torch.rand(64, 3, 16, 16, generator=gen)
+    f0, f2 = torch.rand_like(target), torch.rand_like(target)
+    tau = torch.full((64,), 0.5)
+    cond, mask = make_condition(target, f0, f2, tau, ConditionConfig(), torch.Generator().manual_seed(1))
+    assert cond.shape == target.shape and mask.dtype == torch.bool
+    assert 16 <= int(mask.sum()) <= 48
+    assert float(cond[~mask].abs().max()) == 0.0
+    # kept conditions follow the target more closely than the blend does
+    pooled = torch.nn.functional.avg_pool2d(target, 2)
+    cond_err = (torch.nn.functional.avg_pool2d(cond[mask], 2) - pooled[mask]).abs().mean()
+    blend_err = (torch.nn.functional.avg_pool2d((f0 + f2)[mask] / 2, 2) - pooled[mask]).abs().mean()
+    assert cond_err < 0.6 * blend_err
+    with pytest.raises(HiFIInputError, match="even"):
+        make_condition(target[:, :, :15], f0[:, :, :15], f2[:, :, :15], tau, ConditionConfig(), gen)

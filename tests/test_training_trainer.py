@@ -1,0 +1,133 @@
+"""Trainer: exact resume, checkpoint format, validation logs, export, CLI."""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_training_data import make_clip, make_photos  # noqa: E402
+
+from hifi_core import load_model  # noqa: E402
+from hifi_core.training.config import config_from_dict  # noqa: E402
+from hifi_core.training.trainer import (CHECKPOINT_NAME, Trainer, export_ema, learning_rate,  # noqa: E402
+                                        sample_t)
+
+
+def tiny_config(root: Path, **overrides) -> dict:
+    config = {
+        "preset": "tiny", "seed": 3, "batch": 2, "steps": 6, "ema_decay": 0.9, "log_every": 2,
+        "data": {"root": str(root), "clips": [], "spans": [2, 3], "scales": [1, 2], "real_fraction": 0.5,
+                 "crop": [16, 16], "train_fraction": 0.7, "cache_dir": str(root / "cache")},
+        "synthetic": {"photo_size": 128, "max_render_scale": 2.0},
+        "optim": {"lr": 1e-3, "warmup_steps": 2},
+        "validation": {"every": 3, "gaps": [1, 2], "per_clip": 1, "scale": 1, "levels": 2, "steps": [1],
+                       "patch": [16, 16], "overlap": 4},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            config[key].update(value)
+        else:
+            config[key] = value
+    return config
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    base = tmp_path_factory.mktemp("train")
+    make_clip(base / "clips" / "pan")
+    make_photos(base / "photos")
+    return base
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_kill_and_resume_matches_an_uninterrupted_run(root, tmp_path):
+    config = config_from_dict(tiny_config(root))
+    straight = Trainer(config, tmp_path / "a", validate=False)
+    straight.fit(progress=False)
+    first = Trainer(config, tmp_path / "b", validate=False)
+    first.fit(stop_at=4, progress=False)
+    del first  # "killed" after its step-4 checkpoint
+    resumed = Trainer(config, tmp_path / "b", validate=False)
+    assert resumed.resume() and resumed.step == 4
+    resumed.fit(progress=False)
+    for name, value in _weights(straight.model).items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    for name, value in _weights(straight.ema).items():
+        assert torch.equal(value, resumed.ema.state_dict()[name]), name
+    a, b = straight.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"]
+    assert torch.equal(a[0]["exp_avg_sq"], b[0]["exp_avg_sq"])
+    fresh = Trainer(config, tmp_path / "c", validate=False).model.state_dict()
+    assert any(not torch.equal(v, fresh[k]) for k, v in straight.model.state_dict().items())  # it trained
+
+
+def test_checkpoint_is_safetensors_with_json_state(root, tmp_path):
+    trainer = Trainer(config_from_dict(tiny_config(root)), tmp_path, validate=False)
+    trainer.fit(stop_at=2, progress=False)
+    path = tmp_path / CHECKPOINT_NAME
+    head = path.read_bytes()[:8]
+    assert head[:2] != b"PK" and head[:1] != b"\x80"  # not a pickle / torch zip
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        state = json.loads(f.metadata()["state"])
+        keys = list(f.keys())
+    assert state["step"] == 2 and state["config"]["preset"] == "tiny"
+    assert any(k.startswith("ema.") for k in keys) and any(k.startswith("optim.") for k in keys)
+    assert not (tmp_path / (CHECKPOINT_NAME + ".tmp")).exists()
+
+
+def test_validation_logs_csv_plot_and_export(root, tmp_path):
+    trainer = Trainer(config_from_dict(tiny_config(root)), tmp_path, validate=True)
+    summary = trainer.fit(progress=False)
+    assert {"blend", "dis", "hifi-1step"} <= set(summary)
+    assert summary["dis"]["all"] > summary["blend"]["all"]  # the pan is where flow wins
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "val"] == [0, 3, 6]
+    assert all(r["loss"] > 0 and r["samples_per_s"] > 0 for r in records if r["kind"] == "train")
+    assert (tmp_path / "val.csv").read_text().startswith("step,method,group,psnr,ssim")
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    exported = export_ema(tmp_path / CHECKPOINT_NAME, tmp_path / "hifi-tiny.safetensors")
+    model = load_model(exported)
+    assert model.config.preset == "tiny"
+    for name, value in trainer.ema.state_dict().items():
+        assert torch.equal(value, model.state_dict()[name]), name
+
+
+def test_cli_trains_resumes_and_exports(root, tmp_path):
+    from hifi_core.cli import main
+
+    config_path = tmp_path / "tiny.json"
+    config_path.write_text(json.dumps(tiny_config(root, steps=4)))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config_path), "--out", str(out), "--no-validate",
+                 "--stop-at", "2"]) == 0
+    assert main(["train", "--config", str(config_path), "--out", str(out), "--no-validate", "--resume"]) == 0
+    assert main(["train", "--out", str(out), "--export", str(tmp_path / "x.safetensors")]) == 0
+    assert load_model(tmp_path / "x.safetensors").config.preset == "tiny"
+    assert main(["train", "--config", str(config_path), "--out", str(out), "--fresh"]) == 2
+
+
+def test_bad_config_keys_are_named(root):
+    from hifi_core.errors import HiFIInputError
+
+    with pytest.raises(HiFIInputError, match="learning_rate"):
+        config_from_dict(tiny_config(root, optim={"learning_rate": 1.0}))
+
+
+def test_schedules():
+    config = config_from_dict({"steps": 100, "optim": {"lr": 1e-3, "warmup_steps": 10, "schedule": "cosine",
+                                                        "min_lr_fraction": 0.1}})
+    assert learning_rate(0, config) == pytest.approx(1e-4)
+    assert learning_rate(10, config) == pytest.approx(1e-3)
+    assert learning_rate(100, config) == pytest.approx(1e-4)
+    t = sample_t(10000, config, torch.Generator().manual_seed(0))
+    assert 0 < float(t.min()) and float(t.max()) == 1.0
+    assert 0.2 < float((t == 1).float().mean()) < 0.3  # p_one = 0.25
+    assert float(t.mean()) > 0.7  # biased toward t = 1
