@@ -42,6 +42,7 @@ Output, interruption and resume:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -380,6 +381,7 @@ def retime_video(input: PathLike, output: PathLike, *, model=None, settings=None
                  bit_depth: Optional[int] = None, preset: Optional[str] = None,
                  slowmo_audio: str = "drop",
                  resume: bool = False, tau_batch: int = 4, segment_seconds: float = 10.0,
+                 max_frames: Optional[int] = None,
                  progress: Optional[Callable[[RetimeProgress], None]] = None,
                  model_progress: Optional[Callable] = None,
                  cancel: Optional[CancelCheck] = None) -> RetimeResult:
@@ -403,6 +405,8 @@ def retime_video(input: PathLike, output: PathLike, *, model=None, settings=None
         resume: continue an interrupted run of the same command.
         tau_batch: in-betweens computed per interpolator call (bounds memory).
         segment_seconds: output seconds per segment (what a hard kill can lose).
+        max_frames: retime only the first `max_frames` source frames (a quick preview);
+            the audio is cut to the same length.
         progress: called with a `RetimeProgress` after every output frame.
         model_progress: passed to `interpolate` (patch-level `ProgressEvent`s, method "hifi").
         cancel: polled between frames and inside the model; True (or raising) stops.
@@ -419,6 +423,8 @@ def retime_video(input: PathLike, output: PathLike, *, model=None, settings=None
         raise HiFIInputError(f"slowmo_audio={slowmo_audio!r} must be 'drop' or 'stretch'")
     if tau_batch < 1 or segment_seconds <= 0:
         raise HiFIInputError("tau_batch must be >= 1 and segment_seconds > 0")
+    if max_frames is not None and max_frames < 2:
+        raise HiFIInputError(f"max_frames={max_frames}: interpolation needs at least 2 source frames")
     scene = SceneSettings(threshold=scene_threshold) if scene_detect else None
     dups = (DuplicateSettings(**({"threshold": dedup_threshold} if dedup_threshold else {}))
             if dedup else None)
@@ -447,6 +453,8 @@ def retime_video(input: PathLike, output: PathLike, *, model=None, settings=None
     settings_key = _settings_key(ratio, out_fps, fmt, scene, dups, method_key, settings,
                                  tau_batch, segment_seconds, slowmo_audio, model)
     settings_key["preset"] = preset
+    settings_key["max_frames"] = max_frames
+    source_frames = info.frame_count if max_frames is None else min(info.frame_count, max_frames)
     state = _load_or_new_state(out_path, fmt, in_path, settings_key, resume)
     parts = _parts_dir(out_path, fmt)
     parts.mkdir(parents=True, exist_ok=True)
@@ -455,11 +463,12 @@ def retime_video(input: PathLike, output: PathLike, *, model=None, settings=None
     _remove_strays(out)
     resumed_from = out.frames_done
     stats = DetectionStats()
-    estimate = total_output_frames(info.frame_count, ratio)
+    estimate = total_output_frames(source_frames, ratio)
+    trim_audio = max_frames is not None
 
     def report(done: int) -> None:
         if progress is not None:
-            total = estimate if stats.source_frames < info.frame_count else max(estimate, done)
+            total = estimate if stats.source_frames < source_frames else max(estimate, done)
             progress(RetimeProgress(done, max(total, done), stats.source_frames, resumed_from))
 
     def emit(schedule: List[ScheduledFrame], a: Keyframe, b: Optional[Keyframe]) -> None:
@@ -489,7 +498,7 @@ def retime_video(input: PathLike, output: PathLike, *, model=None, settings=None
 
     try:
         prev = None
-        frames = iter_frames(in_path)
+        frames = itertools.islice(iter_frames(in_path), max_frames)
         for key in keyframes(frames, scene=scene, dedup=dups, stats=stats):
             if prev is not None:
                 emit(interval_schedule(prev.position, key.position, ratio, cut=key.cut_before), prev, key)
@@ -502,7 +511,7 @@ def retime_video(input: PathLike, output: PathLike, *, model=None, settings=None
         raise
     if out.frames_done == 0:
         raise HiFIInputError(f"{str(in_path)!r} produced no frames")
-    _finish(out, in_path, out_fps, audio_mode, audio_tempo)
+    _finish(out, in_path, out_fps, audio_mode, audio_tempo, trim_audio)
     return RetimeResult(out_path, out.frames_done, stats.source_frames, out_fps, ratio,
                         list(stats.cuts), stats.duplicates, resumed_from, audio_mode)
 
@@ -604,7 +613,8 @@ def _remove_strays(out: _Output) -> None:
             p.unlink()
 
 
-def _finish(out: _Output, in_path: Path, fps: Fraction, audio_mode: str, tempo: float) -> None:
+def _finish(out: _Output, in_path: Path, fps: Fraction, audio_mode: str, tempo: float,
+            trim_audio: bool = False) -> None:
     audio_from = in_path if audio_mode in ("copied", "stretched") else None
     if out.fmt.is_sequence:
         sidecar = out.output / "audio.mka"
@@ -614,7 +624,7 @@ def _finish(out: _Output, in_path: Path, fps: Fraction, audio_mode: str, tempo: 
         _state_path(out.output, out.fmt).unlink(missing_ok=True)
         return
     join_segments(out.segment_paths(), out.output, fps, audio_from=audio_from, audio_tempo=tempo,
-                  trim_audio=tempo != 1.0)
+                  trim_audio=trim_audio or tempo != 1.0)
     remove_tree(out.parts)
 
 

@@ -303,3 +303,14 @@ def test_cli_retime(tmp_path, clip, capsys):
     assert "scene cuts before source frames: 12" in capsys.readouterr().out
     rc = main(["retime", str(tmp_path / "nope.mp4"), str(out), "--fps", "30", "--method", "blend"])
     assert rc == 2 and "not found" in capsys.readouterr().err
+
+
+def test_max_frames_previews_the_start_with_matching_audio(tmp_path, clip):
+    out = tmp_path / "head.mkv"
+    result = retime_video(clip, out, method="blend", multiplier=2, max_frames=8, **LOSSLESS)
+    assert result.source_frames == 8 and result.frames_written == 16
+    frames, times, rate = decode_all(out)
+    assert len(frames) == 16 and np.array_equal(frames[14], source(7))
+    assert audio_duration(out) == pytest.approx(8 / 24, abs=0.03)  # cut to the video, not 20/24
+    with pytest.raises(HiFIInputError, match="max_frames"):
+        retime_video(clip, tmp_path / "one.mkv", method="blend", multiplier=2, max_frames=1, **LOSSLESS)

@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="output bit depth (default: the source's, if the codec can store it)")
     out.add_argument("--slowmo-audio", default="drop", choices=["drop", "stretch"],
                      help="audio for --slowmo: drop it (default) or time-stretch it (pitch kept)")
+    out.add_argument("--max-frames", type=int, default=None, metavar="N",
+                     help="retime only the first N source frames (a quick preview; audio is cut to match)")
     out.add_argument("--segment-seconds", type=float, default=10.0,
                      help="output seconds per resumable segment (default 10)")
     det = parser.add_argument_group("scene cuts and duplicates")
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             dedup=args.dedup, dedup_threshold=args.dedup_threshold, codec=args.codec,
             crf=args.crf, pix_fmt=args.pix_fmt, bit_depth=args.bit_depth, preset=args.encoder_preset,
             slowmo_audio=args.slowmo_audio, resume=args.resume,
-            segment_seconds=args.segment_seconds, progress=progress,
+            segment_seconds=args.segment_seconds, max_frames=args.max_frames, progress=progress,
             model_progress=model_progress if args.method == "hifi" else None)
     except (Cancelled, KeyboardInterrupt):
         done = bar.n if bar is not None else 0
