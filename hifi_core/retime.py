@@ -318,8 +318,9 @@ class _Output:
     """Writes output frames in order: segment files (video) or PNG files, plus the state."""
 
     def __init__(self, output: Path, fmt: OutputFormat, writer_kwargs: dict, state: dict,
-                 segment_frames: int):
+                 segment_frames: int, metadata: Optional[dict] = None):
         self.output, self.fmt, self.kwargs, self.state = output, fmt, writer_kwargs, state
+        self.metadata = metadata  # container tags, written when the segments are joined
         self.segment_frames = segment_frames
         self.parts = _parts_dir(output, fmt)
         self.state_path = _state_path(output, fmt)
@@ -381,7 +382,7 @@ def retime_video(input: PathLike, output: PathLike, *, model=None, settings=None
                  bit_depth: Optional[int] = None, preset: Optional[str] = None,
                  slowmo_audio: str = "drop",
                  resume: bool = False, tau_batch: int = 4, segment_seconds: float = 10.0,
-                 max_frames: Optional[int] = None,
+                 max_frames: Optional[int] = None, metadata: Optional[dict] = None,
                  progress: Optional[Callable[[RetimeProgress], None]] = None,
                  model_progress: Optional[Callable] = None,
                  cancel: Optional[CancelCheck] = None) -> RetimeResult:
@@ -407,6 +408,8 @@ def retime_video(input: PathLike, output: PathLike, *, model=None, settings=None
         segment_seconds: output seconds per segment (what a hard kill can lose).
         max_frames: retime only the first `max_frames` source frames (a quick preview);
             the audio is cut to the same length.
+        metadata: container tags for the output file (e.g. a ComfyUI workflow in
+            "comment"); not written for image sequences.
         progress: called with a `RetimeProgress` after every output frame.
         model_progress: passed to `interpolate` (patch-level `ProgressEvent`s, method "hifi").
         cancel: polled between frames and inside the model; True (or raising) stops.
@@ -459,7 +462,7 @@ def retime_video(input: PathLike, output: PathLike, *, model=None, settings=None
     parts = _parts_dir(out_path, fmt)
     parts.mkdir(parents=True, exist_ok=True)
     segment_frames = max(1, round(segment_seconds * float(out_fps)))
-    out = _Output(out_path, fmt, writer_kwargs, state, segment_frames)
+    out = _Output(out_path, fmt, writer_kwargs, state, segment_frames, metadata)
     _remove_strays(out)
     resumed_from = out.frames_done
     stats = DetectionStats()
@@ -624,7 +627,7 @@ def _finish(out: _Output, in_path: Path, fps: Fraction, audio_mode: str, tempo: 
         _state_path(out.output, out.fmt).unlink(missing_ok=True)
         return
     join_segments(out.segment_paths(), out.output, fps, audio_from=audio_from, audio_tempo=tempo,
-                  trim_audio=trim_audio or tempo != 1.0)
+                  trim_audio=trim_audio or tempo != 1.0, metadata=out.metadata)
     remove_tree(out.parts)
 
 
@@ -642,6 +645,6 @@ def _finish_partial(out: _Output, in_path: Path, audio_mode: str, tempo: float) 
     try:
         fps = Fraction(out.kwargs["fps"])
         join_segments(out.segment_paths(), out.output, fps, audio_from=audio_from,
-                      audio_tempo=tempo, trim_audio=True)
+                      audio_tempo=tempo, trim_audio=True, metadata=out.metadata)
     except Exception:
         pass  # a partial file is a courtesy; the parts folder still allows --resume

@@ -951,15 +951,15 @@ class VideoWriter:
 
 def join_segments(segments: Sequence[PathLike], output: PathLike, fps, *,
                   audio_from: Optional[PathLike] = None, audio_tempo: float = 1.0,
-                  trim_audio: bool = False) -> int:
+                  trim_audio: bool = False, metadata: Optional[dict] = None) -> int:
     """Concatenate encoded segment files into one file without re-encoding the video.
 
     The segments must come from identically configured encoders (same codec, size, pixel
     format, extradata), as `VideoWriter` produces. Video timestamps are rebuilt from frame
     indices at `fps`, so the result's timing equals one uninterrupted encode. The audio of
     `audio_from` is muxed interleaved (untouched, see `VideoWriter`), trimmed to the video
-    length when `trim_audio`. The file is written next to `output` and renamed over it only
-    when complete.
+    length when `trim_audio`. `metadata` are container tags (see `VideoWriter`). The file is
+    written next to `output` and renamed over it only when complete.
 
     Returns:
         The number of video frames in the output.
@@ -974,6 +974,8 @@ def join_segments(segments: Sequence[PathLike], output: PathLike, fps, *,
     frames = 0
     feed = None
     try:
+        for key, value in (metadata or {}).items():
+            out.metadata[str(key)] = str(value)
         vs = out.add_stream_from_template(first.streams.video[0])
         tag = first.streams.video[0].codec_tag
         if tag and tag.strip("\x00"):

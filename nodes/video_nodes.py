@@ -340,7 +340,7 @@ class HiFIRetimeVideo:
             "resume": ("BOOLEAN", {"default": False, "tooltip": (
                 "Continue the last interrupted run with this prefix and settings instead of "
                 "starting a new file.")}),
-        }}
+        }, "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
 
     @classmethod
     def VALIDATE_INPUTS(cls, video, path):
@@ -352,7 +352,7 @@ class HiFIRetimeVideo:
 
     def retime(self, hifi_model, video, path, multiplier, target_fps, slow_motion, scene_detect,
                scene_threshold, dedup, format, crf, filename_prefix, levels, patch_width,
-               patch_height, overlap, steps, samples, seed, resume):
+               patch_height, overlap, steps, samples, seed, resume, prompt=None, extra_pnginfo=None):
         node = "HiFI Retime Video"
         source = resolve_video_path(video, path, node)
         if format not in FORMATS:
@@ -381,6 +381,7 @@ class HiFIRetimeVideo:
                                   scene_detect=scene_detect, scene_threshold=scene_threshold,
                                   dedup=dedup, codec=codec,
                                   crf=crf if codec in ("h264", "h265") else None, resume=resume,
+                                  metadata=_container_tags(_workflow_metadata(prompt, extra_pnginfo)),
                                   progress=lambda p: bar.step(p.frames_done, p.frames_total),
                                   cancel=comfy_bridge.cancel_check())
         except HiFIInputError as error:

@@ -397,12 +397,15 @@ def test_retime_video_streams_file_to_file(nodes, comfy, tiny_model):
                 format="h264-mp4", crf=18, filename_prefix="HiFI/retime", levels=2,
                 patch_width=32, patch_height=32, overlap=8, steps=1, samples=1, seed=0,
                 resume=False)
-    result = node().retime(**args)
+    workflow = {"nodes": [{"id": 1, "type": "HiFIRetimeVideo"}]}
+    result = node().retime(**args, prompt={"1": {"class_type": "HiFIRetimeVideo"}},
+                           extra_pnginfo={"workflow": workflow})
     path, fps, count = result["result"]
     assert fps == 24.0 and count == 12  # the duration is kept: 6 frames at 12 fps -> 12 at 24
     with av.open(path) as container:
         assert sum(1 for _ in container.decode(container.streams.video[0])) == 12
         assert container.streams.audio
+        assert json.loads(container.metadata["comment"])["workflow"] == workflow
     assert result["ui"]["hifi_video"][0]["filename"] == Path(path).name
     assert comfy.utils.PROGRESS_UPDATES[-1][1:] == (12, 12)
     comfy.model_management.INTERRUPT_AFTER_CHECKS[0] = 4
