@@ -56,6 +56,8 @@ class MemoryOptions:
         max_run_seconds: runs predicted to take longer are skipped (estimate reported).
         peers: peer names to measure as well.
         device: "cpu" or "cuda[:N]".
+        full_frame: also measure full-frame (non-patched) denoising.
+        threads: torch CPU threads in the children (None = torch's default).
     """
 
     model: str = "tiny"
@@ -64,12 +66,13 @@ class MemoryOptions:
     levels: Any = 3
     patch: tuple = (256, 256)
     overlap: int = 32
-    memory_budget: Optional[int] = 1 << 30
+    memory_budget: Optional[int] = 256 << 20
     cap_bytes: int = 12 << 30
     max_run_seconds: float = 600.0
     peers: tuple = ("blend", "dis", "minterpolate", "rife")
     device: str = "cpu"
     full_frame: bool = True
+    threads: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.cap_bytes <= 0:
@@ -247,7 +250,7 @@ def _run_memory(server: ProbeServer, resolutions: Sequence[Resolution], out_dir:
     base = ProbeSpec(method="hifi", height=8, width=8, model=options.model, steps=options.steps,
                      samples=options.samples, levels=options.levels, patch=options.patch,
                      overlap=options.overlap, memory_budget=options.memory_budget,
-                     device=options.device, cap_bytes=options.cap_bytes)
+                     device=options.device, cap_bytes=options.cap_bytes, threads=options.threads)
     rows: List[Dict[str, Any]] = []
     peer_times: Dict[str, tuple] = {}
     jobs = [("hifi", "cascade")] + ([("hifi", "full")] if options.full_frame else [])

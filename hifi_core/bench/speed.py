@@ -33,6 +33,11 @@ from .peers import Method
 from .sizes import Resolution
 
 
+# The throughput probe times one batch of the cascade's size, capped: a 64-patch forward
+# would take minutes on a CPU and tells nothing that 8 patches do not.
+MAX_THROUGHPUT_BATCH = 8
+
+
 @dataclass(frozen=True)
 class SpeedOptions:
     """Knobs of the speed run.
@@ -90,6 +95,7 @@ def patch_throughput(model, settings, reference: Dict[str, float]) -> Dict[str, 
     device = next(model.parameters()).device
     batch = settings.patch_batch or plan_patch_batch(model.config.unet, ph, pw,
                                                      budget_bytes=settings.memory_budget, device=device)
+    batch = min(batch, MAX_THROUGHPUT_BATCH)
     flops, by_op = unet_flops(model, batch, ph, pw)
     seconds = time_forward(model, batch, ph, pw)
     gflops = flops / seconds / 1e9

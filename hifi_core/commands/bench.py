@@ -79,12 +79,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--memory-cap-gb", type=float, default=None,
                    help="per-run memory cap; runs passing it are OOM (default: 60%% of available, "
                         "at most 12)")
+    m.add_argument("--memory-run-budget-mb", type=float, default=256,
+                   help="the cascade's working-memory budget in the memory runs (sets the patch "
+                        "batch; default %(default)s)")
     m.add_argument("--no-full-frame", action="store_true", help="skip the full-frame memory runs")
     m.add_argument("--speed-model", default=None,
                    help="preset/checkpoint for the speed runs (default: the main HiFI model)")
     m.add_argument("--max-run-seconds", type=float, default=300.0,
-                   help="skip single runs predicted to take longer (default %(default)s)")
+                   help="speed: skip single runs predicted to take longer (default %(default)s)")
+    m.add_argument("--memory-max-run-seconds", type=float, default=900.0,
+                   help="memory: skip single runs predicted to take longer (default %(default)s)")
     m.add_argument("--matmul-size", type=int, default=2048, help="reference matmul side")
+    m.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads for every run, children included (default: torch's "
+                        "choice; 1 can be faster on a machine busy with other jobs)")
 
 
 def find_evaluation_videos() -> List[Path]:
@@ -164,6 +172,8 @@ def _apply_quick(args) -> None:
     args.worst = min(args.worst, 2)
     args.memory_model = "tiny"
     args.max_run_seconds = min(args.max_run_seconds, 120.0)  # tiny runs: never skipped
+    args.memory_max_run_seconds = min(args.memory_max_run_seconds, 120.0)
+    args.threads = args.threads or 1  # a smoke test: one thread is fastest on a busy machine
     args.matmul_size = 512
 
 
@@ -216,12 +226,14 @@ def _memory(args, out: Path, device: str, quick: bool, log) -> Dict[str, Any]:
     cap = int(args.memory_cap_gb * 2 ** 30) if args.memory_cap_gb else default_cap_bytes()
     if quick:
         cap = min(cap, 3 << 30)
-    budget = int(args.memory_budget_mb * 2 ** 20) if args.memory_budget_mb else 1 << 30
+    budget = int(args.memory_run_budget_mb * 2 ** 20)
     peers = tuple(n for n in args.methods if n != "hifi")
     options = MemoryOptions(model=args.memory_model, steps=args.memory_steps, samples=1,
                             levels=args.levels, patch=tuple(args.patch), overlap=args.overlap,
-                            memory_budget=budget, cap_bytes=cap, max_run_seconds=args.max_run_seconds,
-                            peers=peers, device=device, full_frame=not args.no_full_frame)
+                            memory_budget=budget, cap_bytes=cap,
+                            max_run_seconds=args.memory_max_run_seconds,
+                            peers=peers, device=device, full_frame=not args.no_full_frame,
+                            threads=args.threads)
     sizes = list(QUICK_SWEEP) if quick else parse_resolutions(args.resolutions)
     return run_memory(sizes, out, options=options, log=log)
 
@@ -264,6 +276,9 @@ def run(args: argparse.Namespace) -> int:
     if quick:
         _apply_quick(args)
     device = resolve_device(args.device)
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     info = report.machine_info(device)
 
     def log(line: str) -> None:
