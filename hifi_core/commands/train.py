@@ -4,6 +4,7 @@ Examples:
     python -m hifi_core train --config configs/train/small.json --out runs/small
     torchrun --nproc_per_node=2 -m hifi_core train --config configs/train/tiny.json --out runs/t
     python -m hifi_core train --out runs/small --export checkpoints/hifi-small.safetensors
+    python -m hifi_core train --out runs/small --evaluate checkpoints/hifi-small.safetensors
 
 A run directory that already holds a checkpoint is resumed (use --fresh to refuse that).
 """
@@ -12,6 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
+import sys
 from pathlib import Path
 
 HELP = "train a HiFI model from a JSON config (resumable, DDP-ready) or export its EMA weights"
@@ -30,6 +34,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fresh", action="store_true", help="refuse to resume an existing run")
     parser.add_argument("--no-validate", action="store_true", help="skip in-training validation")
     parser.add_argument("--threads", type=int, help="torch intra-op threads")
+    parser.add_argument("--evaluate", type=Path, metavar="CHECKPOINT",
+                        help="score a HiFI checkpoint on the config's held-out validation triplets at "
+                        "full resolution next to blend and DIS flow, plus the shortcut check; writes "
+                        "evaluation.json/.md to --report-dir (default --out) and exits")
+    parser.add_argument("--eval-per-clip", type=int, default=3, metavar="N",
+                        help="--evaluate: triplets per clip and gap (default %(default)s)")
+    parser.add_argument("--eval-settings", default="2x1,2x2,3x1,3x2", metavar="LxS,...",
+                        help="--evaluate: cascade levels x DDIM steps to score (default %(default)s)")
+    parser.add_argument("--report-dir", type=Path, help="--evaluate: where to write the report")
     parser.add_argument("--export", type=Path, metavar="PATH",
                         help="write the EMA weights of --out's checkpoint to PATH (safetensors) and exit")
 
@@ -76,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = _load_config(args)
+    if args.evaluate is not None:
+        return _evaluate(args, config)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     trainer = Trainer(config, args.out, device=device, validate=not args.no_validate)
     try:
@@ -94,3 +109,42 @@ def run(args: argparse.Namespace) -> int:
     finally:
         trainer.close()
     return 0
+
+
+def _evaluate(args, config) -> int:
+    import dataclasses
+    import platform
+
+    from ..checkpoint import load_checkpoint
+    from ..errors import HiFIInputError
+    from ..training.evaluate import EvalSetting, condition_check, score_methods, write_report
+    from ..training.real import RealClips
+    from ..training.trainer import validation_set
+
+    try:
+        settings = [EvalSetting(*(int(n) for n in item.split("x"))) for item in args.eval_settings.split(",")]
+    except (TypeError, ValueError):
+        raise HiFIInputError(f"--eval-settings {args.eval_settings!r}: use LEVELSxSTEPS pairs, e.g. 2x1,3x2")
+    model = load_checkpoint(args.evaluate)
+    d = config.data
+    real = RealClips(d.clip_paths(), spans=d.spans, scales=d.scales, split=d.split(),
+                     cache_dir=Path(d.cache_dir) if d.cache_dir else None)
+    full_res = dataclasses.replace(config, validation=dataclasses.replace(
+        config.validation, scale=1, per_clip=args.eval_per_clip))
+    val = validation_set(real, full_res)
+    print(f"evaluating {args.evaluate} on {len(val)} full-resolution validation triplets")
+    records = score_methods(model, val, settings)
+    check = condition_check(model, val)
+    machine = f"{platform.machine()}, {os.cpu_count()} CPU threads, torch {torch_version()}"
+    path = write_report(args.report_dir or args.out, records, check,
+                        title=f"Validation of {Path(args.evaluate).name}",
+                        command="python -m hifi_core " + shlex.join(sys.argv[1:]),
+                        machine=machine)
+    print(path.read_text())
+    return 0
+
+
+def torch_version() -> str:
+    import torch
+
+    return torch.__version__

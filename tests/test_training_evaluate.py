@@ -1,0 +1,75 @@
+"""Checkpoint evaluation: the quality table against blend/DIS and the shortcut check."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_training_data import make_clip, make_photos  # noqa: E402
+from test_training_trainer import tiny_config  # noqa: E402
+
+from hifi_core import build_model, save_checkpoint  # noqa: E402
+from hifi_core.baselines import blend_interpolate  # noqa: E402
+from hifi_core.metrics import psnr  # noqa: E402
+from hifi_core.training.config import config_from_dict  # noqa: E402
+from hifi_core.training.evaluate import condition_check  # noqa: E402
+from hifi_core.training.real import RealClips  # noqa: E402
+from hifi_core.training.trainer import validation_set  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    base = tmp_path_factory.mktemp("eval")
+    make_clip(base / "clips" / "pan")
+    make_clip(base / "clips" / "other", cut_at=100)
+    make_photos(base / "photos")
+    return base
+
+
+def _validation(root):
+    config = config_from_dict(tiny_config(root))
+    d = config.data
+    real = RealClips(d.clip_paths(), spans=d.spans, scales=d.scales, split=d.split(), cache_dir=Path(d.cache_dir))
+    return validation_set(real, config)
+
+
+def test_cli_writes_table_with_baselines_on_the_same_triplets(root, tmp_path):
+    from hifi_core.cli import main
+
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(build_model("tiny"), tmp_path / "tiny.safetensors")
+    config_path = tmp_path / "tiny.json"
+    config_path.write_text(json.dumps(tiny_config(root)))
+    assert main(["train", "--config", str(config_path), "--out", str(tmp_path / "run"),
+                 "--evaluate", str(checkpoint), "--eval-per-clip", "1", "--eval-settings", "2x1"]) == 0
+    report = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    methods = {r["method"] for r in report["records"]}
+    assert methods == {"blend", "dis", "hifi L2 1step"}
+    val = _validation(root)
+    blend = [r for r in report["records"] if r["method"] == "blend"]
+    assert len(blend) == len(val) >= 2
+    first = val[0].triplet
+    expected = float(psnr(blend_interpolate(first.frame0, first.frame2, first.tau), first.target))
+    assert blend[0]["psnr"] == pytest.approx(expected)
+    table = (tmp_path / "run" / "evaluation.md").read_text()
+    assert "| all |" in table and "hifi L2 1step" in table and "Shortcut check" in table
+    assert main(["train", "--config", str(config_path), "--out", str(tmp_path / "run"),
+                 "--evaluate", str(checkpoint), "--eval-settings", "two"]) == 2
+
+
+def test_condition_check_flags_a_model_that_copies_its_condition(root):
+    # An untrained residual model adds nothing to its base, which at an upsampling level is
+    # the condition: the check must show the output following the (wrong) condition.
+    torch.manual_seed(0)
+    model = build_model("tiny")
+    rows = condition_check(model, _validation(root), patch=(32, 32), overlap=8, steps=1)
+    assert rows
+    for row in rows:
+        wrong, correct = row["wrong"], row["correct"]
+        assert wrong["detail_corr_condition"] > 0.95 > wrong["detail_corr_truth"]
+        assert wrong["psnr_output_vs_truth"] == pytest.approx(wrong["psnr_condition_vs_truth"], abs=0.05)
+        assert correct["psnr_output_vs_truth"] == pytest.approx(correct["psnr_condition_vs_truth"], abs=0.05)
+        assert row["wrong_from"] != row["case"].split("@")[0]
