@@ -97,12 +97,18 @@ class DiffusionConfig:
             Residual targets let a cheaply trained model start at its baseline
             (see docs/training-notes in shared/ and docs/training/).
         residual_scale: multiplier on the residual so it is not drowned by unit noise.
+        condition_detail: with a condition, the residual base is the condition *plus the
+            tau-blend's detail* (blend minus its x2 down/up-sampled copy, the same operators
+            the cascade uses). The upsampled lower level lacks exactly that band, so where
+            nothing moves the base is already the blend, sharp; the network only corrects
+            where things move. False = the condition alone.
     """
 
     logsnr_min: float = -20.0
     logsnr_max: float = 20.0
     parameterisation: str = "residual"
     residual_scale: float = 2.0
+    condition_detail: bool = False
 
     def __post_init__(self) -> None:
         if self.parameterisation not in PARAMETERISATIONS:
@@ -147,19 +153,19 @@ PRESETS: Dict[str, ModelConfig] = {
     "tiny": ModelConfig(
         unet=UNetConfig(base_channels=16, channel_mults=(1, 2, 2), blocks_per_level=(1, 1, 1),
                         attention_levels=1, attention_heads=2, norm_groups=4),
-        preset="tiny"),
+        diffusion=DiffusionConfig(condition_detail=True), preset="tiny"),
     "small": ModelConfig(
         unet=UNetConfig(base_channels=32, channel_mults=(1, 2, 4, 4), blocks_per_level=(1, 1, 1, 1),
                         attention_levels=2, attention_heads=4, norm_groups=8),
-        preset="small"),
+        diffusion=DiffusionConfig(condition_detail=True), preset="small"),
     "base": ModelConfig(
         unet=UNetConfig(base_channels=64, channel_mults=(1, 2, 4, 8), blocks_per_level=(1, 2, 4, 4),
                         attention_levels=2, attention_heads=8, norm_groups=32),
-        preset="base"),
+        diffusion=DiffusionConfig(condition_detail=True), preset="base"),
     "paper": ModelConfig(
         unet=UNetConfig(base_channels=128, channel_mults=(1, 2, 4, 8), blocks_per_level=(2, 4, 8, 8),
                         attention_levels=2, attention_heads=8, norm_groups=32),
-        preset="paper"),
+        diffusion=DiffusionConfig(condition_detail=True), preset="paper"),
 }
 
 

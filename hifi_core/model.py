@@ -6,9 +6,10 @@ the diffused quantity y:
 
 - ``image`` parameterisation: y = x (the paper's form).
 - ``residual`` parameterisation: y = (x - base) * residual_scale, where base is the
-  condition (the upsampled lower-level estimate) when present, else the tau-weighted frame
-  blend. An untrained model therefore reproduces its base, and the cascade levels learn
-  exactly what they must add to the level below.
+  condition (the upsampled lower-level estimate; with ``condition_detail`` plus the detail
+  band of the tau-blend that upsampling cannot restore) when present, else the tau-weighted
+  frame blend. An untrained model therefore reproduces its base, and the cascade levels
+  learn exactly what they must add to the level below.
 
 Condition dropout: `cond_mask[b] = False` means "no condition" (base level of the cascade, or
 dropped in training); the network then gets zeros in the condition channels.
@@ -20,11 +21,18 @@ from types import ModuleType
 from typing import Optional, Union
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig, get_preset
 from .diffusion import (alpha_sigma, logsnr_schedule, q_sample, to_model_space, v_from_x_eps)
 from .unet import EfficientUNet
+
+
+def detail_band(image: torch.Tensor) -> torch.Tensor:
+    """What a x2 area-downsample then bilinear x2 upsample removes (the cascade's operators)."""
+    low = F.interpolate(F.avg_pool2d(image, 2), size=image.shape[-2:], mode="bilinear", align_corners=False)
+    return image - low
 
 
 class HiFIModel(nn.Module):
@@ -43,6 +51,8 @@ class HiFIModel(nn.Module):
     def base_estimate(self, frame0: torch.Tensor, frame2: torch.Tensor, tau: torch.Tensor,
                       cond: torch.Tensor, cond_mask: torch.Tensor) -> torch.Tensor:
         blend = frame0 + (frame2 - frame0) * tau.view(-1, 1, 1, 1).to(frame0.dtype)
+        if self.config.diffusion.condition_detail:
+            cond = cond + detail_band(blend)
         return torch.where(cond_mask.view(-1, 1, 1, 1), cond, blend)
 
     def to_diffusion_space(self, x: torch.Tensor, base: torch.Tensor) -> torch.Tensor:

@@ -167,3 +167,23 @@ def test_auto_precision_picks_half_on_cuda_and_fp32_on_cpu(monkeypatch):
     assert settings.resolved_precision(torch.device("cuda")) == "bf16"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     assert settings.resolved_precision(torch.device("cuda")) == "fp16"
+
+
+def test_untrained_cascade_keeps_a_static_frame_sharp_only_with_condition_detail():
+    # An untrained residual model returns its base. On a still scene the base level gives the
+    # blend (= the frame) at low resolution; the finer level's base is its upsampling plus
+    # the blend's detail band, so the frame comes back sharp. Without the detail band the
+    # output is the blurred upsampling.
+    import dataclasses
+
+    torch.manual_seed(0)
+    frame = torch.rand(1, 3, 64, 96)
+    settings = CascadeSettings(levels=3, patch_size=(32, 32), overlap=8, steps=1)
+    with_detail = build_model("tiny")
+    assert with_detail.config.diffusion.condition_detail
+    sharp = interpolate(with_detail, frame, frame, settings=settings)
+    blurred_config = dataclasses.replace(with_detail.config, diffusion=dataclasses.replace(
+        with_detail.config.diffusion, condition_detail=False))
+    blurred = interpolate(build_model(blurred_config), frame, frame, settings=settings)
+    assert (sharp - frame).abs().max() < 1e-3
+    assert (blurred - frame).abs().mean() > 0.05

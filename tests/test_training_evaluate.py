@@ -1,5 +1,6 @@
 """Checkpoint evaluation: the quality table against blend/DIS and the shortcut check."""
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from test_training_trainer import tiny_config  # noqa: E402
 
 from hifi_core import build_model, save_checkpoint  # noqa: E402
 from hifi_core.baselines import blend_interpolate  # noqa: E402
+from hifi_core.config import get_preset  # noqa: E402
 from hifi_core.metrics import psnr  # noqa: E402
 from hifi_core.training.config import config_from_dict  # noqa: E402
 from hifi_core.training.evaluate import condition_check  # noqa: E402
@@ -62,9 +64,12 @@ def test_cli_writes_table_with_baselines_on_the_same_triplets(root, tmp_path):
 
 def test_condition_check_flags_a_model_that_copies_its_condition(root):
     # An untrained residual model adds nothing to its base, which at an upsampling level is
-    # the condition: the check must show the output following the (wrong) condition.
+    # the condition (without condition_detail): the check must show the output following
+    # the (wrong) condition.
     torch.manual_seed(0)
-    model = build_model("tiny")
+    tiny = get_preset("tiny")
+    model = build_model(dataclasses.replace(tiny, diffusion=dataclasses.replace(tiny.diffusion,
+                                                                                condition_detail=False)))
     rows = condition_check(model, _validation(root), patch=(32, 32), overlap=8, steps=1)
     assert rows
     for row in rows:
