@@ -2,7 +2,7 @@
 # The main job on a fresh machine: set up .venv, then retime a real clip to twice its frame
 # rate with the bundled default checkpoint.
 #   bash scripts/demo.sh [INPUT_VIDEO] [OUTPUT] [-- extra retime flags]
-# DEMO_FRAMES=N retimes only the first N source frames (default 48: about 2 s of the bikes
+# DEMO_FRAMES=N retimes only the first N source frames (default 24: about 1 s of the bikes
 # clip, a few minutes on 2 CPU cores); DEMO_FRAMES=all retimes the whole clip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +11,7 @@ INPUT=${1:-../shared/data/clips/bikes_f000-149.mkv}
 OUTPUT=${2:-outputs/demo_x2.mp4}
 shift $(( $# > 2 ? 2 : $# ))
 [ "${1:-}" = "--" ] && shift
-FRAMES=${DEMO_FRAMES:-48}
+FRAMES=${DEMO_FRAMES:-24}
 LIMIT=()
 [ "$FRAMES" != "all" ] && LIMIT=(--max-frames "$FRAMES")
 if [ ! -f checkpoints/hifi-small.safetensors ]; then
