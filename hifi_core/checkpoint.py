@@ -164,5 +164,7 @@ def checkpoint_metadata(path: PathLike) -> Dict[str, str]:
 def describe_metadata(path: PathLike) -> str:
     meta = checkpoint_metadata(path)
     config = json.loads(meta.get("model_config", "{}"))
+    # Long JSON entries (training config, validation tables) are named, not printed.
     return f"{Path(path).name}: preset {config.get('preset', '?')}, " + ", ".join(
-        f"{k}={v}" for k, v in sorted(meta.items()) if k not in ("model_config", "format", "format_version"))
+        f"{k}={v}" if len(v) <= 80 else f"{k}=<{len(v)} chars>"
+        for k, v in sorted(meta.items()) if k not in ("model_config", "format", "format_version"))
