@@ -48,21 +48,24 @@ def save_checkpoint(model: HiFIModel, path: PathLike,
 def _check_safetensors_header(path: Path) -> None:
     """Refuse non-safetensors files with a specific reason before parsing them."""
     with open(path, "rb") as handle:
-        head = handle.read(8)
+        head = handle.read(9)
         if len(head) < 8:
             raise CheckpointError(f"{path}: file is empty or truncated ({len(head)} bytes); "
                                   "re-download or re-export the checkpoint")
-        if head[:2] == b"PK" or head[:1] == b"\x80":
+        # A safetensors header length can itself start with the bytes "PK" (19,280 bytes is
+        # 0x4B50), so only a file without the JSON header at byte 8 counts as a pickle/zip.
+        looks_like_pickle = head[:4] == b"PK\x03\x04" or head[:1] == b"\x80"
+        if looks_like_pickle and head[8:9] != b"{":
             raise CheckpointError(
                 f"{path}: this is a PyTorch pickle/zip file, not safetensors. HiFI never loads "
                 "pickles (they can run arbitrary code); convert it to .safetensors first")
-        (header_len,) = struct.unpack("<Q", head)
+        (header_len,) = struct.unpack("<Q", head[:8])
         size = path.stat().st_size
         if header_len <= 0 or header_len > size - 8:
             raise CheckpointError(
                 f"{path}: not a valid safetensors file (header length {header_len} does not fit "
                 f"in a {size}-byte file); the file is corrupt or of another format")
-        if handle.read(1) != b"{":
+        if head[8:9] != b"{":
             raise CheckpointError(f"{path}: not a valid safetensors file (no JSON header)")
 
 

@@ -95,3 +95,20 @@ def test_load_model_by_preset_path_or_unknown_name(tmp_path):
     assert load_model(str(path)).config.preset == "tiny"
     with pytest.raises(HiFIInputError, match="unknown model 'hifi-huge'.*Presets: tiny"):
         load_model("hifi-huge")
+
+
+def test_header_length_starting_with_pk_is_still_safetensors(tmp_path):
+    # 0x4B50 = 19,280: a header of that length begins with the bytes "PK" like a zip file.
+    import struct
+
+    from safetensors.torch import save_file
+
+    from hifi_core.checkpoint import _check_safetensors_header
+
+    path = tmp_path / "pk.safetensors"
+    for pad in range(0, 400):
+        save_file({"w": torch.zeros(1)}, str(path), metadata={"pad": "x" * (19_200 + pad)})
+        if path.read_bytes()[:2] == b"PK":
+            break
+    assert struct.unpack("<Q", path.read_bytes()[:8])[0] & 0xFFFF == 0x4B50
+    _check_safetensors_header(path)  # no error
