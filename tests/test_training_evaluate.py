@@ -18,8 +18,7 @@ from hifi_core.config import get_preset  # noqa: E402
 from hifi_core.metrics import psnr  # noqa: E402
 from hifi_core.training.config import config_from_dict  # noqa: E402
 from hifi_core.training.evaluate import condition_check  # noqa: E402
-from hifi_core.training.real import RealClips  # noqa: E402
-from hifi_core.training.trainer import validation_set  # noqa: E402
+from hifi_core.training.trainer import real_clips, validation_set  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +32,7 @@ def root(tmp_path_factory):
 
 def _validation(root):
     config = config_from_dict(tiny_config(root))
-    d = config.data
-    real = RealClips(d.clip_paths(), spans=d.spans, scales=d.scales, split=d.split(), cache_dir=Path(d.cache_dir))
-    return validation_set(real, config)
+    return validation_set(real_clips(config), config)
 
 
 def test_cli_writes_table_with_baselines_on_the_same_triplets(root, tmp_path):

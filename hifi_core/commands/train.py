@@ -118,33 +118,25 @@ def _evaluate(args, config) -> int:
     from ..checkpoint import load_checkpoint
     from ..errors import HiFIInputError
     from ..training.evaluate import EvalSetting, condition_check, score_methods, write_report
-    from ..training.real import RealClips
-    from ..training.trainer import validation_set
+    import torch
+
+    from ..training.trainer import real_clips, validation_set
 
     try:
         settings = [EvalSetting(*(int(n) for n in item.split("x"))) for item in args.eval_settings.split(",")]
     except (TypeError, ValueError):
         raise HiFIInputError(f"--eval-settings {args.eval_settings!r}: use LEVELSxSTEPS pairs, e.g. 2x1,3x2")
     model = load_checkpoint(args.evaluate)
-    d = config.data
-    real = RealClips(d.clip_paths(), spans=d.spans, scales=d.scales, split=d.split(),
-                     cache_dir=Path(d.cache_dir) if d.cache_dir else None)
     full_res = dataclasses.replace(config, validation=dataclasses.replace(
         config.validation, scale=1, per_clip=args.eval_per_clip))
-    val = validation_set(real, full_res)
+    val = validation_set(real_clips(config), full_res)
     print(f"evaluating {args.evaluate} on {len(val)} full-resolution validation triplets")
     records = score_methods(model, val, settings)
     check = condition_check(model, val)
-    machine = f"{platform.machine()}, {os.cpu_count()} CPU threads, torch {torch_version()}"
+    machine = f"{platform.machine()}, {os.cpu_count()} CPU threads, torch {torch.__version__}"
     path = write_report(args.report_dir or args.out, records, check,
                         title=f"Validation of {Path(args.evaluate).name}",
                         command="python -m hifi_core " + shlex.join(sys.argv[1:]),
                         machine=machine)
     print(path.read_text())
     return 0
-
-
-def torch_version() -> str:
-    import torch
-
-    return torch.__version__

@@ -22,7 +22,6 @@ val records), `<out>/val.csv`, and `<out>/curves.png`.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import math
@@ -211,6 +210,13 @@ def export_ema(checkpoint: Path, output: Path, extra: Optional[Dict[str, str]] =
 
 # ---------------------------------------------------------------- validation
 
+def real_clips(config: TrainConfig) -> RealClips:
+    """The config's real clips (cached, split into train and validation ranges)."""
+    d = config.data
+    return RealClips(d.clip_paths(), spans=d.spans, scales=d.scales, split=d.split(),
+                     cache_dir=Path(d.cache_dir) if d.cache_dir else None)
+
+
 @dataclass
 class ValTriplet:
     clip: str
@@ -388,8 +394,7 @@ class Trainer:
                 self.loss_module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         d = config.data
         cache = Path(d.cache_dir) if d.cache_dir else None
-        self.real = (RealClips(d.clip_paths(), spans=d.spans, scales=d.scales, split=d.split(), cache_dir=cache)
-                     if d.real_fraction > 0 or validate else None)
+        self.real = real_clips(config) if d.real_fraction > 0 or validate else None
         self.synthetic = (SyntheticScenes(d.photo_path(), config.synthetic, cache_dir=cache)
                           if d.real_fraction < 1 else None)
         self.dataset = MixedTriplets(self.real if d.real_fraction > 0 else None, self.synthetic,
