@@ -19,6 +19,9 @@ import torch
 from .errors import HiFIInputError
 
 
+MIN_DIS_SIDE = 16
+
+
 def _check(frame0: torch.Tensor, frame2: torch.Tensor, tau: float) -> None:
     if not isinstance(frame0, torch.Tensor) or not isinstance(frame2, torch.Tensor):
         raise HiFIInputError("frame0 and frame2 must be torch tensors [B, 3, H, W] or [3, H, W]")
@@ -50,21 +53,31 @@ def _warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
                      borderMode=cv2.BORDER_REPLICATE)
 
 
-def dis_flow_pair(frame0: np.ndarray, frame2: np.ndarray, tau: float) -> np.ndarray:
-    """One pair of float32 [H, W, 3] (0..1) arrays -> the DIS interpolation at tau (same layout)."""
+def dis_tau_flows(frame0: np.ndarray, frame2: np.ndarray, tau: float):
+    """Float32 [H, W, 3] (0..1) frames -> (flow tau->0, flow tau->2), each [H, W, 2] in pixels.
+
+    DIS (MEDIUM) on grey 8-bit frames both ways, combined with the linear-motion
+    approximation of Super SloMo (see the module docstring).
+    """
     import cv2
 
-    grey = [cv2.cvtColor((f * 255.0).round().clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
-            for f in (frame0, frame2)]
+    h, w = frame0.shape[:2]
+    # DIS refuses images under 12 px a side; replicate-pad tiny ones (flows keep their pixels)
+    pad = ((0, max(0, MIN_DIS_SIDE - h)), (0, max(0, MIN_DIS_SIDE - w)))
+    grey = [np.pad(cv2.cvtColor((f * 255.0).round().clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY),
+                   pad, mode="edge") for f in (frame0, frame2)]
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    f02 = dis.calc(grey[0], grey[1], None)
-    f20 = dis.calc(grey[1], grey[0], None)
+    f02 = dis.calc(grey[0], grey[1], None)[:h, :w]
+    f20 = dis.calc(grey[1], grey[0], None)[:h, :w]
     t = float(tau)
-    ft0 = -(1.0 - t) * t * f02 + t * t * f20
-    ft2 = (1.0 - t) ** 2 * f02 - t * (1.0 - t) * f20
-    warped0 = _warp(frame0, ft0)
-    warped2 = _warp(frame2, ft2)
-    return (1.0 - t) * warped0 + t * warped2
+    return -(1.0 - t) * t * f02 + t * t * f20, (1.0 - t) ** 2 * f02 - t * (1.0 - t) * f20
+
+
+def dis_flow_pair(frame0: np.ndarray, frame2: np.ndarray, tau: float) -> np.ndarray:
+    """One pair of float32 [H, W, 3] (0..1) arrays -> the DIS interpolation at tau (same layout)."""
+    ft0, ft2 = dis_tau_flows(frame0, frame2, tau)
+    t = float(tau)
+    return (1.0 - t) * _warp(frame0, ft0) + t * _warp(frame2, ft2)
 
 
 def dis_flow_interpolate(frame0: torch.Tensor, frame2: torch.Tensor, tau: float = 0.5) -> torch.Tensor:

@@ -8,6 +8,13 @@ Per pair, with N levels (level 0 = coarsest, scale 1/2**(N-1); level N-1 = full 
    and downsampled by area averaging to each level.
 2. Level 0 is denoised with a zero condition (the model's "base" mode).
 3. Each finer level conditions on the bilinear x2 upsample of the previous estimate.
+   A model with a flow residual base gets DIS flows computed once on level 0's frames;
+   each level warps its own frames with them, upsampled (`hifi_core.flow_base`), and its
+   condition carries the coarser level's *correction* of its own warped average:
+   condition = up(estimate - coarser warped) + up(down(warped)), so that the base
+   (condition + detail band of warped) = warped + up(correction). An untrained model thus
+   returns each level's own flow average (no blur accumulates through the levels), and the
+   base is exactly what training builds from a condition.
 4. Every level is denoised patch by patch: the level is covered by overlapping patches (the
    last one flush with the edge); at *every* denoising step each patch's v-prediction is
    accumulated with its weight (uniform, or feathered linear ramps over the overlap) and
@@ -30,6 +37,7 @@ import torch.nn.functional as F
 
 from .diffusion import ddim_sample, from_model_space, to_model_space
 from .errors import HiFIInputError
+from .flow_base import tau_flows, warp_average
 from .memory import AdaptiveBatchSize
 from .model import HiFIModel
 from .progress import CancelCheck, check_cancel
@@ -155,6 +163,12 @@ def resize_to_level(padded: torch.Tensor, plan: CascadePlan, level: int) -> torc
     return F.avg_pool2d(padded, factor) if factor > 1 else padded
 
 
+def level_flow_average(padded0: torch.Tensor, padded2: torch.Tensor, flows: torch.Tensor, tau: float,
+                       plan: CascadePlan, level: int) -> torch.Tensor:
+    """The flow-warped average at a level's size (flows from any level, resized)."""
+    return warp_average(resize_to_level(padded0, plan, level), resize_to_level(padded2, plan, level), flows, tau)
+
+
 def upsample_estimate(estimate: torch.Tensor) -> torch.Tensor:
     """Bilinear x2: the condition for the next finer level."""
     return F.interpolate(estimate, scale_factor=2.0, mode="bilinear", align_corners=False)
@@ -200,7 +214,8 @@ def _autocast(device: torch.device, precision: str):
 
 def denoise_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
                   condition: Optional[torch.Tensor], tau: float, grid: PatchGrid, level: int,
-                  num_levels: int, ctx: LevelContext) -> Tuple[torch.Tensor, torch.Tensor]:
+                  num_levels: int, ctx: LevelContext, warped: Optional[torch.Tensor] = None
+                  ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Denoise one pyramid level with MultiDiffusion patches.
 
     Args:
@@ -208,6 +223,8 @@ def denoise_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
         condition: [1, 3, h, w] in [0, 1] (the upsampled previous estimate) or None (base).
         tau: interpolation time.
         grid: the level's patch grid (from `plan_cascade`).
+        warped: [1, 3, h, w] in [0, 1], the level's flow-warped average (`level_flow_average`),
+            needed when the model's residual base is the flow average.
 
     Returns:
         (mean, variance) over the samples, each [1, 3, h, w]; mean in [0, 1].
@@ -218,7 +235,13 @@ def denoise_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
     cond = to_model_space(condition) if has_cond else torch.zeros_like(f0)
     cond_mask = torch.tensor([has_cond], device=device)
     tau_t = torch.tensor([float(tau)], device=device)
-    base = model.base_estimate(f0, f2, tau_t, cond, cond_mask)
+    if model.uses_flow and warped is None:
+        raise HiFIInputError("this model needs the flow-warped average for its residual base: "
+                             "run it through run_cascade, which computes it")
+    warped = None if warped is None else to_model_space(warped)
+    base = model.base_estimate(f0, f2, tau_t, cond, cond_mask, warped)
+    del warped
+    net_cond = model.network_condition(cond, base)
     diffusion = model.config.diffusion
 
     weight = patch_weight(grid.patch_height, grid.patch_width, ctx.overlap, ctx.feather).to(device)
@@ -245,7 +268,7 @@ def denoise_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
                 n = len(boxes)
                 with torch.inference_mode(), _autocast(device, ctx.precision):
                     v = model.predict_v(crops(z, boxes), logsnr.to(device), crops(f0, boxes),
-                                        crops(f2, boxes), crops(cond, boxes),
+                                        crops(f2, boxes), crops(net_cond, boxes),
                                         cond_mask.expand(n), tau_t.expand(n)).float()
                 for i, (y, x) in enumerate(boxes):
                     v_sum[..., y:y + grid.patch_height, x:x + grid.patch_width] += v[i:i + 1] * weight
@@ -293,19 +316,32 @@ def run_cascade(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, ta
     if start_level > 0 and start_estimate is None:
         raise HiFIInputError(f"level {start_level} needs the estimate of level {start_level - 1}")
     padded0, padded2 = pad_to_plan(frame0, plan), pad_to_plan(frame2, plan)
+    flows = warped = None
+    if model.uses_flow:  # once per pair, on the coarsest level: cheap at any frame size
+        flows = tau_flows(resize_to_level(padded0, plan, 0), resize_to_level(padded2, plan, 0), tau)
+        if start_level > 0:
+            warped = level_flow_average(padded0, padded2, flows, tau, plan, start_level - 1)
     estimate, variance = start_estimate, None
     for level in range(start_level, stop_level + 1):
         check_cancel(ctx.cancel)
         f0 = resize_to_level(padded0, plan, level)
         f2 = resize_to_level(padded2, plan, level)
-        condition = None if level == 0 else upsample_estimate(estimate)
-        if condition is not None and condition.shape[-2:] != f0.shape[-2:]:
+        if level > 0 and tuple(s * 2 for s in estimate.shape[-2:]) != tuple(f0.shape[-2:]):
             raise HiFIInputError(
                 f"the estimate passed to level {level} is {tuple(estimate.shape[-2:])}, expected "
                 f"{tuple(s // 2 for s in f0.shape[-2:])}: chain the cascade levels in order with "
                 "the same frames and settings")
+        coarser_warped = warped
+        warped = level_flow_average(padded0, padded2, flows, tau, plan, level) if flows is not None else None
+        if level == 0:
+            condition = None
+        elif warped is None:
+            condition = upsample_estimate(estimate)
+        else:
+            condition = upsample_estimate(estimate - coarser_warped) + upsample_estimate(F.avg_pool2d(warped, 2))
+        del coarser_warped
         estimate, variance = denoise_level(model, f0, f2, condition, tau, plan.grids[level], level,
-                                           plan.num_levels, ctx)
+                                           plan.num_levels, ctx, warped)
     if stop_level == plan.num_levels - 1:
         return crop_to_plan(estimate, plan), crop_to_plan(variance, plan)
     return estimate, variance

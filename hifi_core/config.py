@@ -21,6 +21,7 @@ from typing import Any, Dict, Tuple
 from .errors import HiFIInputError
 
 PARAMETERISATIONS = ("residual", "image")
+RESIDUAL_BASES = ("blend", "flow")
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,12 @@ class DiffusionConfig:
             the cascade uses). The upsampled lower level lacks exactly that band, so where
             nothing moves the base is already the blend, sharp; the network only corrects
             where things move. False = the condition alone.
+        residual_base: what the residual is taken against: ``"blend"`` (the tau-weighted
+            frame blend) or ``"flow"`` (the DIS optical-flow warped average, flows computed
+            once on the coarsest level, see `hifi_core.flow_base`). With ``"flow"`` the
+            detail band above is taken from the warped average too, and the network's
+            condition channels carry the residual base itself (at the base level as well),
+            so it sees what it is correcting.
     """
 
     logsnr_min: float = -20.0
@@ -109,11 +116,15 @@ class DiffusionConfig:
     parameterisation: str = "residual"
     residual_scale: float = 2.0
     condition_detail: bool = False
+    residual_base: str = "blend"
 
     def __post_init__(self) -> None:
         if self.parameterisation not in PARAMETERISATIONS:
             raise HiFIInputError(
                 f"parameterisation={self.parameterisation!r} is unknown; use one of {PARAMETERISATIONS}")
+        if self.residual_base not in RESIDUAL_BASES:
+            raise HiFIInputError(
+                f"residual_base={self.residual_base!r} is unknown; use one of {RESIDUAL_BASES}")
         if not self.logsnr_min < self.logsnr_max:
             raise HiFIInputError(
                 f"logsnr_min={self.logsnr_min} must be below logsnr_max={self.logsnr_max}")
@@ -153,19 +164,19 @@ PRESETS: Dict[str, ModelConfig] = {
     "tiny": ModelConfig(
         unet=UNetConfig(base_channels=16, channel_mults=(1, 2, 2), blocks_per_level=(1, 1, 1),
                         attention_levels=1, attention_heads=2, norm_groups=4),
-        diffusion=DiffusionConfig(condition_detail=True), preset="tiny"),
+        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow"), preset="tiny"),
     "small": ModelConfig(
         unet=UNetConfig(base_channels=32, channel_mults=(1, 2, 4, 4), blocks_per_level=(1, 1, 1, 1),
                         attention_levels=2, attention_heads=4, norm_groups=8),
-        diffusion=DiffusionConfig(condition_detail=True), preset="small"),
+        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow"), preset="small"),
     "base": ModelConfig(
         unet=UNetConfig(base_channels=64, channel_mults=(1, 2, 4, 8), blocks_per_level=(1, 2, 4, 4),
                         attention_levels=2, attention_heads=8, norm_groups=32),
-        diffusion=DiffusionConfig(condition_detail=True), preset="base"),
+        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow"), preset="base"),
     "paper": ModelConfig(
         unet=UNetConfig(base_channels=128, channel_mults=(1, 2, 4, 8), blocks_per_level=(2, 4, 8, 8),
                         attention_levels=2, attention_heads=8, norm_groups=32),
-        diffusion=DiffusionConfig(condition_detail=True), preset="paper"),
+        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow"), preset="paper"),
 }
 
 

@@ -48,10 +48,12 @@ class CascadeSettings:
         channels_last: use channels_last memory format (faster convolutions on recent GPUs).
     """
 
-    levels: Union[int, str] = 3
+    # 2 levels x 1 step: the bundled checkpoint's best setting on its held-out validation
+    # (docs/training/README.md); more levels or steps cost time and, for now, quality.
+    levels: Union[int, str] = 2
     patch_size: Tuple[int, int] = (256, 256)
     overlap: int = 32
-    steps: int = 2
+    steps: int = 1
     samples: int = 1
     eta: float = 0.0
     seed: int = 0

@@ -7,12 +7,17 @@ the diffused quantity y:
 - ``image`` parameterisation: y = x (the paper's form).
 - ``residual`` parameterisation: y = (x - base) * residual_scale, where base is the
   condition (the upsampled lower-level estimate; with ``condition_detail`` plus the detail
-  band of the tau-blend that upsampling cannot restore) when present, else the tau-weighted
-  frame blend. An untrained model therefore reproduces its base, and the cascade levels
-  learn exactly what they must add to the level below.
+  band of the reference that upsampling cannot restore) when present, else the reference
+  itself. The reference is the tau-weighted frame blend, or with ``residual_base="flow"``
+  the DIS flow-warped average (``warped``, computed by the caller: `hifi_core.flow_base`).
+  An untrained model therefore reproduces its base, and the cascade levels learn exactly
+  what they must add to the level below.
 
 Condition dropout: `cond_mask[b] = False` means "no condition" (base level of the cascade, or
-dropped in training); the network then gets zeros in the condition channels.
+dropped in training); the network then gets zeros in the condition channels, except with
+``residual_base="flow"``, where the condition channels always carry the residual base
+(`network_condition`): the network cannot compute optical flow itself, so it is shown the
+estimate it corrects.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from torch import nn
 
 from .config import ModelConfig, get_preset
 from .diffusion import (alpha_sigma, logsnr_schedule, q_sample, to_model_space, v_from_x_eps)
+from .errors import HiFIInputError
 from .unet import EfficientUNet
 
 
@@ -48,12 +54,29 @@ class HiFIModel(nn.Module):
         return self.config.unet.alignment
 
     # parameterisation helpers (model space in, model space out)
+    @property
+    def uses_flow(self) -> bool:
+        """True when callers must pass the flow-warped average (`hifi_core.flow_base`)."""
+        return self.config.diffusion.residual_base == "flow"
+
     def base_estimate(self, frame0: torch.Tensor, frame2: torch.Tensor, tau: torch.Tensor,
-                      cond: torch.Tensor, cond_mask: torch.Tensor) -> torch.Tensor:
-        blend = frame0 + (frame2 - frame0) * tau.view(-1, 1, 1, 1).to(frame0.dtype)
+                      cond: torch.Tensor, cond_mask: torch.Tensor,
+                      warped: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The residual base in model space (see the module docstring)."""
+        if self.uses_flow:
+            if warped is None:
+                raise HiFIInputError("this model's residual base is the optical-flow average: pass "
+                                     "warped= (hifi_core.flow_base.flow_average, in model space)")
+            reference = warped
+        else:
+            reference = frame0 + (frame2 - frame0) * tau.view(-1, 1, 1, 1).to(frame0.dtype)
         if self.config.diffusion.condition_detail:
-            cond = cond + detail_band(blend)
-        return torch.where(cond_mask.view(-1, 1, 1, 1), cond, blend)
+            cond = cond + detail_band(reference)
+        return torch.where(cond_mask.view(-1, 1, 1, 1), cond, reference)
+
+    def network_condition(self, cond: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """What goes into the condition channels: the condition, or with a flow base the base."""
+        return base if self.uses_flow else cond
 
     def to_diffusion_space(self, x: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         d = self.config.diffusion
@@ -71,7 +94,7 @@ class HiFIModel(nn.Module):
         logsnr = torch.as_tensor(logsnr, dtype=torch.float32, device=z.device).expand(batch)
         tau = torch.as_tensor(tau, dtype=torch.float32, device=z.device).reshape(-1).expand(batch)
         cond_mask = torch.as_tensor(cond_mask, device=z.device).reshape(-1).expand(batch)
-        cond_in = cond * cond_mask.view(-1, 1, 1, 1).to(cond.dtype)
+        cond_in = cond if self.uses_flow else cond * cond_mask.view(-1, 1, 1, 1).to(cond.dtype)
         x = torch.cat([z, frame0, frame2, cond_in], dim=1)
         return self.unet(x, logsnr, tau, cond_mask)
 
@@ -80,20 +103,22 @@ class HiFIModel(nn.Module):
 
     def loss(self, target: torch.Tensor, frame0: torch.Tensor, frame2: torch.Tensor,
              tau: torch.Tensor, cond: Optional[torch.Tensor], cond_mask: torch.Tensor,
-             t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """Per-sample L1 loss on v. Frames and cond in [0, 1]; tau, t: [B]; cond_mask: [B] bool."""
+             t: torch.Tensor, noise: torch.Tensor, warped: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Per-sample L1 loss on v. Frames, cond and warped in [0, 1]; tau, t: [B];
+        cond_mask: [B] bool; warped: the flow-warped average (needed when `uses_flow`)."""
         d = self.config.diffusion
         frame0, frame2, target = (to_model_space(f) for f in (frame0, frame2, target))
         cond = torch.zeros_like(target) if cond is None else to_model_space(cond)
         cond_mask = cond_mask.to(device=target.device, dtype=torch.bool)
         cond = cond * cond_mask.view(-1, 1, 1, 1).to(cond.dtype)
-        base = self.base_estimate(frame0, frame2, tau, cond, cond_mask)
+        warped = None if warped is None else to_model_space(warped)
+        base = self.base_estimate(frame0, frame2, tau, cond, cond_mask, warped)
         y = self.to_diffusion_space(target, base)
         logsnr = logsnr_schedule(t.detach().cpu(), d.logsnr_min, d.logsnr_max).to(target.device)
         alpha, sigma = (s.view(-1, 1, 1, 1) for s in alpha_sigma(logsnr))
         z = q_sample(y, noise, alpha, sigma)
         v = v_from_x_eps(y, noise, alpha, sigma)
-        v_hat = self.predict_v(z, logsnr, frame0, frame2, cond, cond_mask, tau)
+        v_hat = self.predict_v(z, logsnr, frame0, frame2, self.network_condition(cond, base), cond_mask, tau)
         return (v_hat.float() - v).abs().flatten(1).mean(dim=1)
 
 

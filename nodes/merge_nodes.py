@@ -165,7 +165,7 @@ class HiFIInterpolate:
                 "patch_width": widgets.patch_side("width"),
                 "patch_height": widgets.patch_side("height"),
                 "overlap": widgets.overlap(),
-                "steps": widgets.steps(2, "per cascade level"),
+                "steps": widgets.steps(1, "per cascade level"),
                 "samples": widgets.samples(),
                 "seed": widgets.seed(),
                 "scene_cuts": widgets.scene_cuts(),

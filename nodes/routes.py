@@ -35,7 +35,7 @@ async def estimate(request):
     missing = [n for n in ("width", "height", "patch_width", "patch_height") if n not in values]
     if missing:
         return _error(f"missing parameters: {', '.join(missing)}")
-    values.setdefault("levels", 3)
+    values.setdefault("levels", 2)
     values.setdefault("overlap", 32)
     device = comfy_bridge.resolve_device("auto")
     try:

@@ -334,7 +334,7 @@ class HiFIRetimeVideo:
             "patch_width": widgets.patch_side("width"),
             "patch_height": widgets.patch_side("height"),
             "overlap": widgets.overlap(),
-            "steps": widgets.steps(2, "per cascade level"),
+            "steps": widgets.steps(1, "per cascade level"),
             "samples": widgets.samples(),
             "seed": widgets.seed(),
             "resume": ("BOOLEAN", {"default": False, "tooltip": (

@@ -172,3 +172,18 @@ def test_minterpolate_and_rife_interpolate_a_pan():
     assert scores["rife"] < scores["blend"] and scores["minterpolate"] < scores["blend"]
     with pytest.raises(HiFIInputError, match="midpoint"):
         methods[0](f0, f2, 0.25)
+
+
+def test_each_clip_group_keeps_its_own_name_when_consumed_later(tmp_path):
+    # Regression: the groups' lazy sources once shared the loop variable, so the tuning clips
+    # were reported under the last group's name ("evaluation").
+    import argparse
+
+    from hifi_core.commands.bench import _clip_source
+
+    static_dir, video = data.write_quick_clips(tmp_path, [])
+    args = argparse.Namespace(gaps=[1], triplets_per_clip=1)
+    sources = {group: _clip_source(data, [clip], group, args, [])
+               for group, clip in (("tuning", video), ("evaluation", static_dir))}
+    assert {group: {t.group for t in source} for group, source in sources.items()} == \
+        {"tuning": {"tuning"}, "evaluation": {"evaluation"}}

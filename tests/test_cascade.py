@@ -187,3 +187,47 @@ def test_untrained_cascade_keeps_a_static_frame_sharp_only_with_condition_detail
     blurred = interpolate(build_model(blurred_config), frame, frame, settings=settings)
     assert (sharp - frame).abs().max() < 1e-3
     assert (blurred - frame).abs().mean() > 0.05
+
+
+def _flow_pair():
+    import torch.nn.functional as F
+    g = torch.Generator().manual_seed(1)
+    texture = F.interpolate(torch.rand(1, 3, 8, 12, generator=g), scale_factor=8, mode="bicubic",
+                            align_corners=False).clamp(0, 1)
+    return texture[..., :, 8:88], texture[..., :, :80]  # 8 px of motion, 64 x 80
+
+
+def test_untrained_flow_cascade_returns_the_finest_levels_own_flow_average():
+    # Each level's condition carries only the coarser level's correction of its own warped
+    # average, so an untrained model returns the finest level's warp: no blur accumulates.
+    import torch.nn.functional as F
+    from hifi_core.flow_base import tau_flows, warp_average
+
+    f0, f2 = _flow_pair()
+    model = build_model("tiny")
+    out = interpolate(model, f0, f2, 0.5, settings=CascadeSettings(levels=3, patch_size=(32, 32),
+                                                                   overlap=8, steps=1))
+    flows = tau_flows(F.avg_pool2d(f0, 4), F.avg_pool2d(f2, 4), 0.5)
+    assert torch.allclose(out, warp_average(f0, f2, flows, 0.5), atol=2e-3)
+
+
+def test_cascade_run_level_by_level_equals_one_run_for_a_flow_model():
+    from hifi_core.cascade import ProgressCounter, run_cascade
+    from hifi_core.interpolate import level_context, plan_for
+
+    f0, f2 = _flow_pair()
+    model = per_pixel_model()
+    assert model.uses_flow
+    settings = CascadeSettings(levels=3, patch_size=(32, 32), overlap=8, steps=2, seed=4)
+    plan = plan_for(model, 64, 80, settings)
+
+    def context():
+        return level_context(model, plan, settings, torch.device("cpu"), ProgressCounter(1), None)
+
+    whole, _ = run_cascade(model, f0, f2, 0.5, plan, context())
+    ctx = context()
+    estimate, _ = run_cascade(model, f0, f2, 0.5, plan, ctx, stop_level=0)
+    estimate, _ = run_cascade(model, f0, f2, 0.5, plan, ctx, start_level=1, start_estimate=estimate,
+                              stop_level=1)
+    chained, _ = run_cascade(model, f0, f2, 0.5, plan, ctx, start_level=2, start_estimate=estimate)
+    assert torch.allclose(chained, whole, atol=1e-5)

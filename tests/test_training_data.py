@@ -179,3 +179,21 @@ def test_condition_is_degraded_target_or_dropped():
     assert cond_err < 0.6 * blend_err
     with pytest.raises(HiFIInputError, match="even"):
         make_condition(target[:, :, :15], f0[:, :, :15], f2[:, :, :15], tau, ConditionConfig(), gen)
+
+
+def test_condition_mixes_toward_the_given_reference():
+    # A flow-base model's upsampler must also see conditions as poor as its lower level's
+    # flow average: with the full mix and no blur/noise, the kept condition's low band lies
+    # on the segment from the target's to the reference's, never toward the blend.
+    gen = torch.Generator().manual_seed(0)
+    target, f0, f2, reference = torch.rand(4, 32, 3, 16, 16, generator=gen)
+    config = ConditionConfig(drop_prob=0.0, max_blur_sigma=0.0, max_noise=0.0, blend_mix_prob=1.0,
+                             max_blend_mix=1.0)
+    cond, mask = make_condition(target, f0, f2, torch.full((32,), 0.5), config,
+                                torch.Generator().manual_seed(1), reference)
+    assert bool(mask.all())
+    pool = torch.nn.functional.avg_pool2d
+    low, toward = pool(target, 2), pool(reference, 2) - pool(target, 2)
+    got = pool(cond, 2) - low  # the bilinear x2 up then area x2 down is a mild blur: compare loosely
+    share = (got * toward).flatten(1).sum(1) / (toward * toward).flatten(1).sum(1)
+    assert float(share.min()) > -0.05 and float(share.max()) < 1.0 and float(share.mean()) > 0.25

@@ -61,12 +61,12 @@ def test_cli_writes_table_with_baselines_on_the_same_triplets(root, tmp_path):
 
 def test_condition_check_flags_a_model_that_copies_its_condition(root):
     # An untrained residual model adds nothing to its base, which at an upsampling level is
-    # the condition (without condition_detail): the check must show the output following
-    # the (wrong) condition.
+    # the condition (blend reference, without condition_detail): the check must show the
+    # output following the (wrong) condition.
     torch.manual_seed(0)
     tiny = get_preset("tiny")
-    model = build_model(dataclasses.replace(tiny, diffusion=dataclasses.replace(tiny.diffusion,
-                                                                                condition_detail=False)))
+    model = build_model(dataclasses.replace(tiny, diffusion=dataclasses.replace(
+        tiny.diffusion, condition_detail=False, residual_base="blend")))
     rows = condition_check(model, _validation(root), patch=(32, 32), overlap=8, steps=1)
     assert rows
     for row in rows:

@@ -131,3 +131,26 @@ def test_schedules():
     assert 0 < float(t.min()) and float(t.max()) == 1.0
     assert 0.2 < float((t == 1).float().mean()) < 0.3  # p_one = 0.25
     assert float(t.mean()) > 0.7  # biased toward t = 1
+
+
+def test_init_from_starts_model_and_ema_from_a_checkpoint_of_the_same_preset(root, tmp_path):
+    from hifi_core import build_model, save_checkpoint
+    from hifi_core.errors import CheckpointError
+
+    torch.manual_seed(5)
+    source = build_model("tiny")
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(torch.randn_like(p))  # unlike any fresh initialisation
+    save_checkpoint(source, tmp_path / "start.safetensors")
+    trainer = Trainer(config_from_dict(tiny_config(root, init_from=str(tmp_path / "start.safetensors"))),
+                      tmp_path / "run", validate=False)
+    for name, value in source.state_dict().items():
+        assert torch.equal(trainer.model.state_dict()[name], value), name
+        assert torch.equal(trainer.ema.state_dict()[name], value), name
+    trainer.fit(stop_at=1, progress=False)  # and it trains from there
+
+    save_checkpoint(build_model("small"), tmp_path / "other.safetensors")
+    with pytest.raises(CheckpointError, match="same preset"):
+        Trainer(config_from_dict(tiny_config(root, init_from=str(tmp_path / "other.safetensors"))),
+                tmp_path / "run2", validate=False)

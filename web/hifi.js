@@ -142,7 +142,7 @@ async function updateReadout(node) {
   const params = new URLSearchParams({
     width: size.width,
     height: size.height,
-    levels: cascadeLevels(node) ?? 3,
+    levels: cascadeLevels(node) ?? 2,
     patch_width: widgetValue(node, "patch_width"),
     patch_height: widgetValue(node, "patch_height"),
     overlap: widgetValue(node, "overlap"),

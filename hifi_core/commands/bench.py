@@ -177,6 +177,13 @@ def _apply_quick(args) -> None:
     args.matmul_size = 512
 
 
+def _clip_source(data, clips, group: str, args, skipped: List[str]):
+    """Lazy triplets of a clip group (a function, so each group keeps its own name)."""
+    for clip in clips:
+        yield from data.clip_triplets(clip, group=group, gaps=args.gaps, per_clip=args.triplets_per_clip,
+                                      skipped=skipped)
+
+
 def _quality(args, methods, notes, out: Path, quick: bool, log) -> Dict[str, Any]:
     from ..bench import data
     from ..bench.quality import QualityOptions, run_quality
@@ -203,8 +210,7 @@ def _quality(args, methods, notes, out: Path, quick: bool, log) -> Dict[str, Any
         if not clips:
             continue
         notes.append(f"{group} clips: " + ", ".join(str(c) for c in clips))
-        sources[group] = (t for clip in clips for t in data.clip_triplets(
-            clip, group=group, gaps=args.gaps, per_clip=args.triplets_per_clip, skipped=skipped))
+        sources[group] = _clip_source(data, clips, group, args, skipped)
     if not args.no_synthetic:
         size = parse_resolution(args.synthetic_size)
         notes.append(f"synthetic stress set at {size.width}x{size.height}, displacements "

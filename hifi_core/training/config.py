@@ -143,6 +143,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     t_sampling: TimeSamplingConfig = field(default_factory=TimeSamplingConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    init_from: Optional[str] = None  # a .safetensors checkpoint whose weights start the run
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.steps < 1:

@@ -38,10 +38,11 @@ import torch
 
 from ..checkpoint import save_checkpoint
 from ..errors import CheckpointError, HiFIInputError
+from ..flow_base import flow_average
 from ..model import HiFIModel, build_model
 from .config import TrainConfig
 from .data import Triplet, to_tensor
-from .dataset import MixConfig, MixedTriplets, load_batch, make_condition
+from .dataset import MixConfig, MixedTriplets, load_batch, make_condition, make_flow_average
 from .real import RealClips
 from .synthetic import SyntheticScenes
 
@@ -209,6 +210,21 @@ def export_ema(checkpoint: Path, output: Path, extra: Optional[Dict[str, str]] =
 
 
 # ---------------------------------------------------------------- validation
+
+def initial_weights(path: Path, model: HiFIModel) -> Dict[str, torch.Tensor]:
+    """Weights of a checkpoint to start a run from (`init_from`); the architecture must match.
+
+    Only the weights are taken: the diffusion settings (e.g. residual_base) are the preset's,
+    so a run can fine-tune an earlier checkpoint into a new parameterisation.
+    """
+    from ..checkpoint import load_checkpoint
+
+    source = load_checkpoint(path)
+    if source.config.unet != model.config.unet:
+        raise CheckpointError(f"init_from {path}: its U-Net ({source.config.preset!r}) differs from this "
+                              f"run's preset {model.config.preset!r}; start from a checkpoint of the same preset")
+    return {k: v.to(next(model.parameters()).device) for k, v in source.state_dict().items()}
+
 
 def real_clips(config: TrainConfig) -> RealClips:
     """The config's real clips (cached, split into train and validation ranges)."""
@@ -381,6 +397,8 @@ class Trainer:
         self.validate_enabled = validate
         torch.manual_seed(config.seed)
         self.model = build_model(config.preset).to(self.device)
+        if config.init_from:
+            self.model.load_state_dict(initial_weights(Path(config.init_from), self.model))
         self.ema = build_model(config.preset).to(self.device)
         self.ema.load_state_dict(self.model.state_dict())
         self.ema.requires_grad_(False).eval()
@@ -439,7 +457,11 @@ class Trainer:
             self.dataset.config = MixConfig(cfg.data.real_fraction, crop, cfg.augment)
         f0, ft, f2, tau = load_batch(self.dataset, self.step, cfg.batch, self.dist.rank, self.dist.world)
         gen = step_generator(cfg.seed, self.step, self.dist.rank)
-        cond, mask = make_condition(ft, f0, f2, tau, cfg.condition, gen)
+        # flow models: the condition mixes toward the flow average (full-size flows, as a
+        # lower level would see), the base uses the per-sample flows of make_flow_average
+        reference = flow_average(f0, f2, tau) if self.model.uses_flow else None
+        cond, mask = make_condition(ft, f0, f2, tau, cfg.condition, gen, reference)
+        warped = make_flow_average(f0, f2, tau, mask) if self.model.uses_flow else None
         t = sample_t(cfg.batch, cfg, gen)
         noise = torch.randn(ft.shape, generator=gen)
         dev = self.device
@@ -448,7 +470,8 @@ class Trainer:
             group["lr"] = lr
         self.model.train()
         loss = self.loss_module(ft.to(dev), f0.to(dev), f2.to(dev), tau.to(dev), cond.to(dev),
-                                mask.to(dev), t.to(dev), noise.to(dev)).mean()
+                                mask.to(dev), t.to(dev), noise.to(dev),
+                                None if warped is None else warped.to(dev)).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)

@@ -1,0 +1,98 @@
+"""Flow residual base: DIS flows once on the coarsest level, banded resize and warp, and an
+untrained flow-base cascade that already interpolates motion (where a blend ghosts)."""
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hifi_core import CascadeSettings, HiFIInputError, build_model, interpolate
+from hifi_core.baselines import blend_interpolate, dis_flow_interpolate
+from hifi_core.flow_base import fade_small_motion, flow_average, resize_flows, tau_flows, warp_average
+from hifi_core.metrics import psnr
+from hifi_core.training.dataset import make_flow_average
+
+
+def textured_pair(shift: int, height: int = 96, width: int = 128, seed: int = 0):
+    """A smooth random texture and the same texture moved right by `shift` px; middle frame."""
+    g = torch.Generator().manual_seed(seed)
+    base = F.interpolate(torch.rand(1, 3, height // 8, (width + 2 * shift) // 8 + 1, generator=g),
+                         scale_factor=8, mode="bicubic", align_corners=False).clamp(0, 1)
+    crop = lambda dx: base[..., :height, 2 * shift - dx: 2 * shift - dx + width]  # noqa: E731
+    return crop(0), crop(shift // 2), crop(shift)
+
+
+def test_resize_flows_matches_interpolate_and_bands_match_the_whole():
+    flows = torch.randn(2, 4, 13, 17)
+    whole = resize_flows(flows, (52, 68))
+    reference = F.interpolate(flows, size=(52, 68), mode="bilinear", align_corners=False) * 4.0
+    assert torch.allclose(whole, reference, atol=1e-4)
+    assert torch.allclose(resize_flows(flows, (52, 68), rows=(10, 31)), whole[..., 10:31, :], atol=1e-5)
+    # non-uniform scale: x vectors scale with the width, y with the height
+    stretched = resize_flows(torch.ones(1, 4, 8, 8), (16, 32))
+    assert torch.allclose(stretched[:, 0], torch.full((1, 16, 32), 4.0))
+    assert torch.allclose(stretched[:, 1], torch.full((1, 16, 32), 2.0))
+
+
+@pytest.mark.parametrize("band_rows", [7, 256])
+def test_warp_average_is_the_dis_baseline(band_rows):
+    f0, _, f2 = textured_pair(6)
+    ours = warp_average(f0, f2, tau_flows(f0, f2, 0.5), 0.5, band_rows=band_rows, still_px=None)
+    assert torch.allclose(ours, dis_flow_interpolate(f0, f2, 0.5), atol=1e-4)
+
+
+def test_near_still_motion_falls_back_to_the_blend_and_real_motion_is_kept():
+    flows = torch.zeros(1, 4, 4, 4)
+    flows[:, 0], flows[:, 2] = -0.25, 0.25  # 0.5 px frame to frame: under DIS's accuracy
+    flows[..., 2:, :] *= 8                  # bottom rows: 4 px, real motion
+    faded = fade_small_motion(flows)
+    assert faded[..., :2, :].abs().max() == 0
+    assert torch.equal(faded[..., 2:, :], flows[..., 2:, :])
+
+
+def test_flows_from_a_coarser_level_still_interpolate_motion():
+    f0, truth, f2 = textured_pair(12)
+    blend = psnr(blend_interpolate(f0, f2)[0], truth[0])
+    from_half = psnr(flow_average(f0, f2, 0.5, flow_downscale=2)[0], truth[0])
+    assert from_half > blend + 8.0, (from_half, blend)
+
+
+def test_untrained_flow_base_cascade_interpolates_motion_that_a_blend_ghosts():
+    # An untrained residual model returns its base; with the flow base that is the DIS
+    # interpolation (flows from the coarsest level), so a moving texture lands in between.
+    f0, truth, f2 = textured_pair(12)
+    settings = CascadeSettings(levels=2, patch_size=(32, 32), overlap=8, steps=1)
+    flow_model = build_model("tiny")
+    assert flow_model.config.diffusion.residual_base == "flow"
+    blend_config = dataclasses.replace(flow_model.config, diffusion=dataclasses.replace(
+        flow_model.config.diffusion, residual_base="blend"))
+    with_flow = psnr(interpolate(flow_model, f0, f2, settings=settings)[0], truth[0])
+    with_blend = psnr(interpolate(build_model(blend_config), f0, f2, settings=settings)[0], truth[0])
+    assert with_flow > with_blend + 8.0, (with_flow, with_blend)
+
+
+def test_flow_model_sees_its_base_and_refuses_to_run_without_flows():
+    model = build_model("tiny")
+    f = torch.rand(2, 3, 16, 16)
+    tau, mask = torch.full((2,), 0.5), torch.tensor([False, True])
+    with pytest.raises(HiFIInputError, match="warped"):
+        model.base_estimate(f, f, tau, torch.zeros_like(f), mask)
+    warped = torch.rand(2, 3, 16, 16)
+    base = model.base_estimate(f, f, tau, torch.zeros_like(f), mask, warped)
+    assert torch.equal(base[0], warped[0])  # base level: the warped average itself
+    assert torch.equal(model.network_condition(torch.zeros_like(f), base), base)
+
+
+def test_training_flow_average_uses_half_size_flows_for_conditioned_samples(monkeypatch):
+    import hifi_core.training.dataset as dataset
+
+    seen = []
+    real = dataset.flow_average
+    monkeypatch.setattr(dataset, "flow_average",
+                        lambda a, b, t, d: seen.append(d) or real(a, b, t, d))
+    f0, _, f2 = textured_pair(4, height=32, width=32)
+    out = make_flow_average(f0.repeat(2, 1, 1, 1), f2.repeat(2, 1, 1, 1), torch.tensor([0.5, 0.25]),
+                            torch.tensor([False, True]))
+    assert seen == [1, 2] and out.shape == (2, 3, 32, 32)
+    assert torch.allclose(out[0], flow_average(f0, f2, 0.5)[0])
