@@ -92,6 +92,9 @@ def test_quick_memory_and_speed_figures_are_sane(quick):
     assert patch["flops"] > 0 and 0 < patch["percent_of_reference"] < 10000
     hifi = [r for r in speed["rows"] if r["method"].startswith("hifi-")]
     assert {r["method"] for r in hifi} == {"hifi-default", "hifi-fast"}
+    fast = [r for r in hifi if r["method"] == "hifi-fast"]
+    if speed["settings"]["fast"] == speed["settings"]["default"]:  # timed once, reported twice
+        assert all(r.get("note") == "same settings as default" for r in fast)
     for r in hifi:
         assert r["status"] == "ok" and r["seconds"] > 0
         assert r["overlap_fraction_finest"] >= 0 and r["overlap_fraction_all_levels"] >= 0
