@@ -7,6 +7,8 @@ custom node through an extra_model_paths.yaml (the checkout itself is not modifi
 
     COMFYUI_PATH=/tmp/ComfyUI COMFYUI_PYTHON=/tmp/comfy-venv/bin/python \
         .venv/bin/python -m pytest tests/test_comfyui_server.py -s -q
+
+That environment needs the pack's requirements.txt installed, as ComfyUI-Manager does.
 """
 
 from __future__ import annotations
@@ -69,6 +71,11 @@ def server(tmp_path_factory):
         folder.mkdir()
     port = _free_port()
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
+    # ComfyUI-Manager / the registry install requirements.txt with the pack; a hand-made
+    # ComfyUI environment must have them too, or the nodes fail at run time.
+    missing = subprocess.run([python, "-c", "import cv2, av, safetensors, tqdm"], capture_output=True, text=True)
+    assert missing.returncode == 0, (f"{python} lacks the pack's requirements ({missing.stderr.strip()[-200:]}): "
+                                     f"{python} -m pip install -r {ROOT / 'requirements.txt'}")
     log = open(base / "server.log", "w")
     process = subprocess.Popen(
         [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
@@ -141,7 +148,10 @@ def test_workflow_runs_in_comfyui(server, path):
         time.sleep(1)
     record = history[prompt_id]
     status = record["status"]
-    assert status["status_str"] == "success", json.dumps(status["messages"])[-2000:]
+    errors = [m[1] for m in status["messages"] if m[0] == "execution_error"]
+    assert status["status_str"] == "success", (
+        "\n".join(f"{e.get('node_type')}: {e.get('exception_type')}: {e.get('exception_message')}\n"
+                  + "".join(e.get("traceback", [])[-3:]) for e in errors) or json.dumps(status["messages"])[-2000:])
     output_id = next(i for i, n in prompt.items()
                      if n["class_type"] in ("HiFIVideoCombine", "HiFIRetimeVideo"))
     entry = record["outputs"][output_id]["hifi_video"][0]
