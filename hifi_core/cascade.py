@@ -332,13 +332,13 @@ def run_cascade(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, ta
                 f"{tuple(s // 2 for s in f0.shape[-2:])}: chain the cascade levels in order with "
                 "the same frames and settings")
         coarser_warped = warped
-        warped = level_flow_average(padded0, padded2, flows, tau, plan, level) if flows is not None else None
+        warped = warp_average(f0, f2, flows, tau) if flows is not None else None
         if level == 0:
             condition = None
         elif warped is None:
             condition = upsample_estimate(estimate)
-        else:
-            condition = upsample_estimate(estimate - coarser_warped) + upsample_estimate(F.avg_pool2d(warped, 2))
+        else:  # bilinear upsampling is linear: one call for up(estimate - coarser) + up(down(warped))
+            condition = upsample_estimate(estimate - coarser_warped + F.avg_pool2d(warped, 2))
         del coarser_warped
         estimate, variance = denoise_level(model, f0, f2, condition, tau, plan.grids[level], level,
                                            plan.num_levels, ctx, warped)

@@ -96,3 +96,9 @@ def test_training_flow_average_uses_half_size_flows_for_conditioned_samples(monk
                             torch.tensor([False, True]))
     assert seen == [1, 2] and out.shape == (2, 3, 32, 32)
     assert torch.allclose(out[0], flow_average(f0, f2, 0.5)[0])
+    # with the batch's own-size average at hand, base-level samples reuse it (no second DIS)
+    seen.clear()
+    given = torch.rand(2, 3, 32, 32)
+    reused = make_flow_average(f0.repeat(2, 1, 1, 1), f2.repeat(2, 1, 1, 1), torch.tensor([0.5, 0.25]),
+                               torch.tensor([False, True]), given)
+    assert seen == [2] and torch.equal(reused[0], given[0]) and torch.equal(reused[1], out[1])

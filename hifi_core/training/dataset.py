@@ -12,8 +12,8 @@ low-resolution condition is a degraded copy of the target instead of the model's
 prediction on 2x-downsampled inputs. The target is area-downsampled x2, blurred (Gaussian,
 random sigma), given mild noise, sometimes mixed toward the downsampled reference (the
 tau-blend, or the flow average for a flow-base model; so the condition is imperfect the way
-a real base prediction is, especially where things move), and upsampled back bilinearly, exactly as the cascade upsamples its previous
-level. It is dropped (cond_mask False, zeros) with probability `drop_prob` (0.5), so one
+a real base prediction is, especially where things move), and upsampled back bilinearly,
+exactly as the cascade upsamples its previous level. It is dropped (cond_mask False, zeros) with probability `drop_prob` (0.5), so one
 model is both the base level and the upsampler. Why not offline base predictions: they cost
 a full inference pass per training sample, and on 2 CPU cores that would halve the
 training budget before the model is good enough for its predictions to be informative.
@@ -93,14 +93,19 @@ def make_condition(target: torch.Tensor, frame0: torch.Tensor, frame2: torch.Ten
 
 
 def make_flow_average(frame0: torch.Tensor, frame2: torch.Tensor, tau: torch.Tensor,
-                      cond_mask: torch.Tensor) -> torch.Tensor:
+                      cond_mask: torch.Tensor, full_size: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The flow-warped average each sample's residual base is built from ([B, 3, h, w]).
 
     As in the cascade: a base-level sample (no condition) gets DIS flows at its own size; an
     upsampling sample gets them from half its size (a coarser level's flows, upsampled).
+    `full_size`: the batch's own-size flow average when the caller has it already (reused
+    for the base-level samples instead of running DIS again).
     """
     out = torch.empty_like(frame0)
     for i in range(frame0.shape[0]):
+        if not bool(cond_mask[i]) and full_size is not None:
+            out[i] = full_size[i]
+            continue
         downscale = 2 if bool(cond_mask[i]) else 1
         out[i:i + 1] = flow_average(frame0[i:i + 1], frame2[i:i + 1], float(tau[i]), downscale)
     return out

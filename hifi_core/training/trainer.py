@@ -461,7 +461,7 @@ class Trainer:
         # lower level would see), the base uses the per-sample flows of make_flow_average
         reference = flow_average(f0, f2, tau) if self.model.uses_flow else None
         cond, mask = make_condition(ft, f0, f2, tau, cfg.condition, gen, reference)
-        warped = make_flow_average(f0, f2, tau, mask) if self.model.uses_flow else None
+        warped = make_flow_average(f0, f2, tau, mask, reference) if self.model.uses_flow else None
         t = sample_t(cfg.batch, cfg, gen)
         noise = torch.randn(ft.shape, generator=gen)
         dev = self.device
