@@ -174,6 +174,20 @@ def upsample_estimate(estimate: torch.Tensor) -> torch.Tensor:
     return F.interpolate(estimate, scale_factor=2.0, mode="bilinear", align_corners=False)
 
 
+def level_condition(estimate: torch.Tensor, coarser_warped: Optional[torch.Tensor] = None,
+                    warped: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """A level's condition from the coarser level's estimate (all [B, 3, h, w] in [0, 1]).
+
+    Without a flow base: the estimate upsampled. With one: the coarser level's correction of
+    its warped average, upsampled, on this level's warped average seen through the same
+    down/up operators (the model adds the detail band back: `HiFIModel.base_estimate`).
+    Bilinear upsampling is linear, so this is one call.
+    """
+    if warped is None:
+        return upsample_estimate(estimate)
+    return upsample_estimate(estimate - coarser_warped + F.avg_pool2d(warped, 2))
+
+
 class ProgressCounter:
     """Counts patch evaluations over a whole job and forwards them as ProgressEvents."""
 
@@ -333,12 +347,7 @@ def run_cascade(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, ta
                 "the same frames and settings")
         coarser_warped = warped
         warped = warp_average(f0, f2, flows, tau) if flows is not None else None
-        if level == 0:
-            condition = None
-        elif warped is None:
-            condition = upsample_estimate(estimate)
-        else:  # bilinear upsampling is linear: one call for up(estimate - coarser) + up(down(warped))
-            condition = upsample_estimate(estimate - coarser_warped + F.avg_pool2d(warped, 2))
+        condition = None if level == 0 else level_condition(estimate, coarser_warped, warped)
         del coarser_warped
         estimate, variance = denoise_level(model, f0, f2, condition, tau, plan.grids[level], level,
                                            plan.num_levels, ctx, warped)

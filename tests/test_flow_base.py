@@ -11,7 +11,7 @@ from hifi_core import CascadeSettings, HiFIInputError, build_model, interpolate
 from hifi_core.baselines import blend_interpolate, dis_flow_interpolate
 from hifi_core.flow_base import fade_small_motion, flow_average, resize_flows, tau_flows, warp_average
 from hifi_core.metrics import psnr
-from hifi_core.training.dataset import make_flow_average
+from hifi_core.training.condition import make_flow_average
 
 
 def textured_pair(shift: int, height: int = 96, width: int = 128, seed: int = 0):
@@ -85,7 +85,7 @@ def test_flow_model_sees_its_base_and_refuses_to_run_without_flows():
 
 
 def test_training_flow_average_uses_half_size_flows_for_conditioned_samples(monkeypatch):
-    import hifi_core.training.dataset as dataset
+    import hifi_core.training.condition as dataset
 
     seen = []
     real = dataset.flow_average

@@ -9,8 +9,8 @@ import torch
 
 from hifi_core.errors import HiFIInputError
 from hifi_core.training.data import AugmentConfig, Triplet, crop_frames, flip_triplet, temporal_flip, to_tensor
-from hifi_core.training.dataset import (ConditionConfig, MixConfig, MixedTriplets, batch_indices,
-                                        load_batch, make_condition)
+from hifi_core.training.condition import ConditionConfig, make_condition
+from hifi_core.training.dataset import MixConfig, MixedTriplets, batch_indices, load_batch
 from hifi_core.training.real import (RealClips, SplitConfig, detect_cuts, load_clip_frames,
                                      pair_differences, split_ranges, windows_in)
 from hifi_core.training.synthetic import Layer, LayerMotion, SyntheticScenes, render

@@ -23,6 +23,7 @@ def tiny_config(root: Path, **overrides) -> dict:
         "data": {"root": str(root), "clips": [], "spans": [2, 3], "scales": [1, 2], "real_fraction": 0.5,
                  "crop": [16, 16], "train_fraction": 0.7, "cache_dir": str(root / "cache")},
         "synthetic": {"photo_size": 128, "max_render_scale": 2.0},
+        "condition": {},
         "optim": {"lr": 1e-3, "warmup_steps": 2},
         "validation": {"every": 3, "gaps": [1, 2], "per_clip": 1, "scale": 1, "levels": 2, "steps": [1],
                        "patch": [16, 16], "overlap": 4},
@@ -47,8 +48,10 @@ def _weights(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def test_kill_and_resume_matches_an_uninterrupted_run(root, tmp_path):
-    config = config_from_dict(tiny_config(root))
+@pytest.mark.parametrize("own_prediction_prob", [0.0, 1.0])
+def test_kill_and_resume_matches_an_uninterrupted_run(root, tmp_path, own_prediction_prob):
+    # with own-prediction conditions the EMA model makes part of the batch: resume must restore it too
+    config = config_from_dict(tiny_config(root, condition={"own_prediction_prob": own_prediction_prob}))
     straight = Trainer(config, tmp_path / "a", validate=False)
     straight.fit(progress=False)
     first = Trainer(config, tmp_path / "b", validate=False)

@@ -4,9 +4,10 @@ See docs/training/README.md for the data mix, the conditioning choice and how to
 and export a training run.
 """
 
+from .condition import ConditionConfig, make_condition
 from .config import TrainConfig, config_from_dict, load_config
 from .data import AugmentConfig, Triplet
-from .dataset import ConditionConfig, MixConfig, MixedTriplets, batch_indices, load_batch, make_condition
+from .dataset import MixConfig, MixedTriplets, batch_indices, load_batch
 from .real import RealClips, SplitConfig, detect_cuts, split_ranges
 from .synthetic import SyntheticConfig, SyntheticScenes
 from .trainer import Trainer, export_ema

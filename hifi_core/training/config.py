@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import HiFIInputError
 from .data import AugmentConfig
-from .dataset import ConditionConfig
+from .condition import ConditionConfig
 from .real import VIDEO_SUFFIXES, SplitConfig
 from .synthetic import SyntheticConfig
 

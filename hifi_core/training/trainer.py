@@ -1,7 +1,8 @@
 """The trainer: single process or DDP under torchrun, resumable, validated against baselines.
 
-Data flow per step: `load_batch` (frames [B, 3, h, w] in [0, 1], tau [B]) -> `make_condition`
-(degraded target or dropped) -> t (biased toward 1) and Gaussian noise -> `HiFIModel.loss`
+Data flow per step: `load_batch` (frames [B, 3, h, w] in [0, 1], tau [B]) -> the condition
+(`hifi_core.training.condition`: dropped, a degraded target, or the EMA model's own
+base-level prediction) -> t (biased toward 1) and Gaussian noise -> `HiFIModel.loss`
 (per-sample L1 on v) -> Adam step with warm-up / cosine lr and gradient clipping -> EMA.
 
 Determinism and resume: every random draw of step s on rank r comes from generators seeded
@@ -42,7 +43,8 @@ from ..flow_base import flow_average
 from ..model import HiFIModel, build_model
 from .config import TrainConfig
 from .data import Triplet, to_tensor
-from .dataset import MixConfig, MixedTriplets, load_batch, make_condition, make_flow_average
+from .condition import apply_own_predictions, make_condition, make_flow_average
+from .dataset import MixConfig, MixedTriplets, load_batch
 from .real import RealClips
 from .synthetic import SyntheticScenes
 
@@ -209,8 +211,6 @@ def export_ema(checkpoint: Path, output: Path, extra: Optional[Dict[str, str]] =
     return save_checkpoint(model, output, metadata=info)
 
 
-# ---------------------------------------------------------------- validation
-
 def initial_weights(path: Path, model: HiFIModel) -> Dict[str, torch.Tensor]:
     """Weights of a checkpoint to start a run from (`init_from`); the architecture must match.
 
@@ -225,6 +225,8 @@ def initial_weights(path: Path, model: HiFIModel) -> Dict[str, torch.Tensor]:
                               f"run's preset {model.config.preset!r}; start from a checkpoint of the same preset")
     return {k: v.to(next(model.parameters()).device) for k, v in source.state_dict().items()}
 
+
+# ---------------------------------------------------------------- validation
 
 def real_clips(config: TrainConfig) -> RealClips:
     """The config's real clips (cached, split into train and validation ranges)."""
@@ -462,6 +464,7 @@ class Trainer:
         reference = flow_average(f0, f2, tau) if self.model.uses_flow else None
         cond, mask = make_condition(ft, f0, f2, tau, cfg.condition, gen, reference)
         warped = make_flow_average(f0, f2, tau, mask, reference) if self.model.uses_flow else None
+        apply_own_predictions(self.ema, f0, f2, tau, cond, mask, warped, cfg.condition, gen)
         t = sample_t(cfg.batch, cfg, gen)
         noise = torch.randn(ft.shape, generator=gen)
         dev = self.device

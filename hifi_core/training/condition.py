@@ -1,0 +1,173 @@
+"""Cascade conditions for training: what an upsampling sample is conditioned on.
+
+One model is both the cascade's base level and its upsampler: each sample's condition is
+dropped (cond_mask False, zeros) with probability `drop_prob` (0.5). A kept condition is
+one of two things, per sample:
+
+- **The model's own prediction** (the paper's recipe; probability `own_prediction_prob`):
+  the EMA model runs the cascade's base level (`hifi_core.cascade.denoise_level`, the same
+  code and `own_prediction_steps` sampling steps as inference) on the 2x area-downsampled
+  inputs, and the condition is built from that estimate exactly as the cascade builds the
+  next level's (`level_condition`). The paper computes these offline; we compute them
+  online with the current EMA weights, which costs one no-grad forward pass at a quarter of
+  the pixels (about 10 % of a step) and stays in step with the weights being trained.
+  Why it matters: an upsampler trained only on degraded copies of the truth learns to trust
+  its condition's low frequencies, and at inference those are the base level's (imperfect)
+  prediction; measured in docs/training/README.md (stage 2 -> 3).
+- **A degraded target** (the cheaper option, `make_condition`): the target area-downsampled
+  x2, blurred (random sigma), given mild noise, sometimes mixed toward the downsampled
+  reference (tau-blend or flow average), and upsampled back bilinearly.
+
+`make_flow_average` gives each sample the flow-warped average its residual base is built
+from, with flows from the size the cascade would estimate them at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from ..cascade import LevelContext, denoise_level, level_condition, make_patch_grid
+from ..errors import HiFIInputError
+from ..flow_base import flow_average, tau_flows, warp_average
+from ..memory import AdaptiveBatchSize
+from ..model import HiFIModel
+
+
+@dataclass(frozen=True)
+class ConditionConfig:
+    """Condition knobs (see the module docstring); blur, noise and mix apply to degraded targets."""
+
+    drop_prob: float = 0.5
+    max_blur_sigma: float = 1.0
+    max_noise: float = 0.02
+    blend_mix_prob: float = 0.5
+    max_blend_mix: float = 0.5
+    own_prediction_prob: float = 0.0
+    own_prediction_steps: int = 1
+
+    def __post_init__(self) -> None:
+        if not all(0.0 <= p <= 1.0 for p in (self.drop_prob, self.blend_mix_prob, self.own_prediction_prob)):
+            raise HiFIInputError("condition.drop_prob, blend_mix_prob and own_prediction_prob must be "
+                                 "probabilities in [0, 1]")
+        if self.own_prediction_steps < 1:
+            raise HiFIInputError(f"condition.own_prediction_steps={self.own_prediction_steps} must be >= 1")
+        if self.max_blur_sigma < 0 or self.max_noise < 0 or not 0 <= self.max_blend_mix <= 1:
+            raise HiFIInputError("condition blur/noise must be >= 0 and max_blend_mix in [0, 1]")
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Per-sample separable Gaussian blur (sigma [B]; 0 = identity), radius 3 px."""
+    radius = 3
+    coords = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    s = sigma.clamp_min(1e-3).view(-1, 1)
+    kernel = torch.exp(-coords[None] ** 2 / (2 * s ** 2))
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)  # [B, K]
+    b, c, h, w = x.shape
+    xp = F.pad(x.reshape(1, b * c, h, w), (radius, radius, radius, radius), mode="replicate")
+    kx = kernel.repeat_interleave(c, 0).view(b * c, 1, 1, -1)
+    ky = kernel.repeat_interleave(c, 0).view(b * c, 1, -1, 1)
+    out = F.conv2d(F.conv2d(xp, kx, groups=b * c), ky, groups=b * c)
+    return out.view(b, c, h, w)
+
+
+def make_condition(target: torch.Tensor, frame0: torch.Tensor, frame2: torch.Tensor,
+                   tau: torch.Tensor, config: ConditionConfig, generator: torch.Generator,
+                   reference: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(cond [B, 3, h, w] in [0, 1], cond_mask [B] bool) for a batch; h, w must be even.
+
+    `reference` is what the mix moves toward ([B, 3, h, w]; default the tau-blend): for a
+    flow-base model its flow average, which is what an untrained lower level returns, so the
+    upsampler also learns from the conditions it will really get, not only near-perfect ones.
+    """
+    b = target.shape[0]
+    if target.shape[-1] % 2 or target.shape[-2] % 2:
+        raise HiFIInputError(f"crop size {tuple(target.shape[-2:])} must be even for the x2 condition")
+    rand = lambda *shape: torch.rand(*shape, generator=generator)  # noqa: E731
+    low = F.avg_pool2d(target, 2)
+    if reference is None:
+        reference = frame0 + (frame2 - frame0) * tau.view(-1, 1, 1, 1)
+    mix = (rand(b) < config.blend_mix_prob).float() * rand(b) * config.max_blend_mix
+    low = low + (F.avg_pool2d(reference, 2) - low) * mix.view(-1, 1, 1, 1)
+    low = _gaussian_blur(low, rand(b) * config.max_blur_sigma)
+    low = low + torch.randn(low.shape, generator=generator) * (rand(b) * config.max_noise).view(-1, 1, 1, 1)
+    cond = F.interpolate(low.clamp(0, 1), scale_factor=2.0, mode="bilinear", align_corners=False)
+    mask = rand(b) >= config.drop_prob
+    return cond * mask.view(-1, 1, 1, 1).float(), mask
+
+
+def make_flow_average(frame0: torch.Tensor, frame2: torch.Tensor, tau: torch.Tensor,
+                      cond_mask: torch.Tensor, full_size: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The flow-warped average each sample's residual base is built from ([B, 3, h, w]).
+
+    As in the cascade: a base-level sample (no condition) gets DIS flows at its own size; an
+    upsampling sample gets them from half its size (a coarser level's flows, upsampled).
+    `full_size`: the batch's own-size flow average when the caller has it already (reused
+    for the base-level samples instead of running DIS again).
+    """
+    out = torch.empty_like(frame0)
+    for i in range(frame0.shape[0]):
+        if not bool(cond_mask[i]) and full_size is not None:
+            out[i] = full_size[i]
+            continue
+        downscale = 2 if bool(cond_mask[i]) else 1
+        out[i:i + 1] = flow_average(frame0[i:i + 1], frame2[i:i + 1], float(tau[i]), downscale)
+    return out
+
+
+
+
+def own_prediction_condition(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, tau: float,
+                             generator: torch.Generator, steps: int = 1
+                             ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """(condition, warped) for one upsampling sample from the model's own base-level prediction.
+
+    frame0, frame2: [1, 3, h, w] in [0, 1], h and w even with h/2, w/2 multiples of the
+    model's alignment. The base level sees the 2x area-downsampled frames as one patch; with
+    a flow base, DIS runs once at that size and both levels warp with those flows, as in
+    `run_cascade`. `warped` is this level's flow average (None without a flow base).
+    """
+    half0, half2 = F.avg_pool2d(frame0, 2), F.avg_pool2d(frame2, 2)
+    height, width = half0.shape[-2:]
+    if height % model.alignment or width % model.alignment:
+        raise HiFIInputError(f"crop {tuple(frame0.shape[-2:])}: half of it must be a multiple of "
+                             f"{model.alignment} for the own-prediction condition")
+    coarser_warped = warped = None
+    if model.uses_flow:
+        flows = tau_flows(half0, half2, tau)
+        coarser_warped = warp_average(half0, half2, flows, tau)
+        warped = warp_average(frame0, frame2, flows, tau)
+    ctx = LevelContext(steps=steps, samples=1, eta=0.0, overlap=0, feather=False, generator=generator,
+                       batcher=AdaptiveBatchSize(1))
+    was_training = model.training
+    model.eval()
+    estimate, _ = denoise_level(model, half0, half2, None, tau, make_patch_grid(height, width, (height, width), 0),
+                                0, 2, ctx, coarser_warped)
+    model.train(was_training)
+    # clone: denoise_level runs in inference mode, and autograd must not meet inference tensors
+    return level_condition(estimate.clone(), coarser_warped, warped), warped
+
+
+def apply_own_predictions(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, tau: torch.Tensor,
+                          cond: torch.Tensor, cond_mask: torch.Tensor, warped: Optional[torch.Tensor],
+                          config: ConditionConfig, generator: torch.Generator) -> torch.Tensor:
+    """Replace, in place, the condition (and warped average) of each kept-condition sample
+    with its own-prediction version with probability `own_prediction_prob`.
+
+    Returns a [B] bool mask of the samples replaced. No random draw when the probability is 0,
+    so older configs keep their exact random streams.
+    """
+    chosen = torch.zeros_like(cond_mask)
+    if config.own_prediction_prob <= 0:
+        return chosen
+    chosen = cond_mask & (torch.rand(cond_mask.shape[0], generator=generator) < config.own_prediction_prob)
+    for i in torch.nonzero(chosen).flatten().tolist():
+        sample_cond, sample_warped = own_prediction_condition(
+            model, frame0[i:i + 1], frame2[i:i + 1], float(tau[i]), generator, config.own_prediction_steps)
+        cond[i:i + 1] = sample_cond.to(cond.device, cond.dtype)
+        if warped is not None and sample_warped is not None:
+            warped[i:i + 1] = sample_warped.to(warped.device, warped.dtype)
+    return chosen

@@ -1,0 +1,83 @@
+"""Own-prediction conditions: the upsampler trains on exactly what the cascade feeds it."""
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_flow_base import textured_pair  # noqa: E402
+
+import hifi_core.cascade as cascade  # noqa: E402
+from hifi_core import build_model  # noqa: E402
+from hifi_core.diffusion import to_model_space  # noqa: E402
+from hifi_core.flow_base import flow_average  # noqa: E402
+from hifi_core.memory import AdaptiveBatchSize  # noqa: E402
+from hifi_core.training.condition import (ConditionConfig, apply_own_predictions,  # noqa: E402
+                                          own_prediction_condition)
+
+
+def perturbed_model(seed: int = 0):
+    """A tiny flow model whose output is not zero, so its base prediction is not its warp."""
+    model = build_model("tiny")
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    return model
+
+
+def test_own_prediction_condition_is_what_the_cascade_gives_its_second_level(monkeypatch):
+    model = perturbed_model()
+    f0, _, f2 = textured_pair(6, height=32, width=32)
+    seen = {}
+    real_denoise = cascade.denoise_level
+
+    def recording(model_, a, b, condition, *args, **kwargs):
+        if condition is not None:
+            seen["condition"] = condition.clone()
+        return real_denoise(model_, a, b, condition, *args, **kwargs)
+
+    monkeypatch.setattr(cascade, "denoise_level", recording)
+    plan = cascade.plan_cascade(32, 32, levels=2, patch_size=(16, 16), overlap=0, alignment=model.alignment)
+    ctx = cascade.LevelContext(steps=1, samples=1, eta=0.0, overlap=0, feather=False,
+                               generator=torch.Generator().manual_seed(5), batcher=AdaptiveBatchSize(4))
+    cascade.run_cascade(model, f0, f2, 0.5, plan, ctx)
+    ours, warped = own_prediction_condition(model, f0, f2, 0.5, torch.Generator().manual_seed(5))
+    assert torch.allclose(ours, seen["condition"], atol=1e-6)
+    assert torch.allclose(warped, flow_average(f0, f2, 0.5, flow_downscale=2), atol=1e-6)
+    # a non-trivial prediction: the condition is not just the warp seen through down/up
+    half_warp = flow_average(half(f0), half(f2), 0.5)
+    plain = cascade.level_condition(half_warp, half_warp, warped)
+    assert (ours - plain).abs().max() > 1e-3
+
+
+def half(frame):
+    return torch.nn.functional.avg_pool2d(frame, 2)
+
+
+def test_untrained_own_prediction_gives_the_finest_warp_as_base():
+    model = build_model("tiny")  # untrained: reproduces its base at every level
+    f0, _, f2 = textured_pair(6, height=32, width=32)
+    cond, warped = own_prediction_condition(model, f0, f2, 0.5, torch.Generator().manual_seed(0))
+    base = model.base_estimate(to_model_space(f0), to_model_space(f2), torch.tensor([0.5]),
+                               to_model_space(cond), torch.tensor([True]), to_model_space(warped))
+    assert (base - to_model_space(warped)).abs().max() < 1e-3  # float rounding of the v round trip
+
+
+def test_apply_own_predictions_replaces_only_kept_conditions_and_draws_nothing_when_off():
+    model = perturbed_model(1)
+    f0, _, f2 = textured_pair(6, height=32, width=32)
+    f0, f2 = f0.repeat(3, 1, 1, 1), f2.repeat(3, 1, 1, 1)
+    tau, mask = torch.full((3,), 0.5), torch.tensor([True, False, True])
+    cond, warped = torch.zeros(3, 3, 32, 32), torch.full((3, 3, 32, 32), 0.25)
+    gen = torch.Generator().manual_seed(2)
+    off = apply_own_predictions(model, f0, f2, tau, cond, mask, warped, ConditionConfig(), gen)
+    assert not off.any() and cond.abs().max() == 0 and torch.equal(gen.get_state(),
+                                                                    torch.Generator().manual_seed(2).get_state())
+    on = apply_own_predictions(model, f0, f2, tau, cond, mask, warped,
+                               ConditionConfig(own_prediction_prob=1.0), gen)
+    assert on.tolist() == [True, False, True]
+    assert cond[0].abs().max() > 0 and cond[1].abs().max() == 0 and cond[2].abs().max() > 0
+    assert torch.all(warped[1] == 0.25)
+    assert torch.allclose(warped[0], flow_average(f0[:1], f2[:1], 0.5, flow_downscale=2)[0], atol=1e-6)
