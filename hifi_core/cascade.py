@@ -8,13 +8,15 @@ Per pair, with N levels (level 0 = coarsest, scale 1/2**(N-1); level N-1 = full 
    and downsampled by area averaging to each level.
 2. Level 0 is denoised with a zero condition (the model's "base" mode).
 3. Each finer level conditions on the bilinear x2 upsample of the previous estimate.
-   A model with a flow residual base gets DIS flows computed once on level 0's frames;
-   each level warps its own frames with them, upsampled (`hifi_core.flow_base`), and its
+   A model with a flow residual base gets DIS flows computed once per pair (on the frames
+   at up to about 1080p, `hifi_core.flow_base.estimate_flows`); each level warps its own
+   frames with them, resized, and its
    condition carries the coarser level's *correction* of its own warped average:
    condition = up(estimate - coarser warped) + up(down(warped)), so that the base
    (condition + detail band of warped) = warped + up(correction). An untrained model thus
    returns each level's own flow average (no blur accumulates through the levels), and the
-   base is exactly what training builds from a condition.
+   base is exactly what training builds from a condition. With `network_frames="warped"`
+   the network's frame channels get the two warped frames instead of the raw ones.
 4. Every level is denoised patch by patch: the level is covered by overlapping patches (the
    last one flush with the edge); at *every* denoising step each patch's v-prediction is
    accumulated with its weight (uniform, or feathered linear ramps over the overlap) and
@@ -37,7 +39,7 @@ import torch.nn.functional as F
 
 from .diffusion import ddim_sample, from_model_space, to_model_space
 from .errors import HiFIInputError
-from .flow_base import tau_flows, warp_average
+from .flow_base import estimate_flows, warp_average, warp_frames
 from .memory import AdaptiveBatchSize
 from .model import HiFIModel
 from .progress import CancelCheck, check_cancel
@@ -163,6 +165,22 @@ def resize_to_level(padded: torch.Tensor, plan: CascadePlan, level: int) -> torc
     return F.avg_pool2d(padded, factor) if factor > 1 else padded
 
 
+def level_inputs(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, flows: Optional[torch.Tensor],
+                 tau) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """(network frame0, network frame2, warped average) for frames [B, 3, h, w] at one size.
+
+    The network sees the raw frames, or with `network_frames="warped"` both frames warped to
+    tau; the warped average (the flow residual base) is None without flows.
+    """
+    if flows is None:
+        return frame0, frame2, None
+    if not model.sees_warped_frames:
+        return frame0, frame2, warp_average(frame0, frame2, flows, tau)
+    warped0, warped2 = warp_frames(frame0, frame2, flows)
+    t = torch.as_tensor(tau, dtype=warped0.dtype, device=warped0.device).reshape(-1, 1, 1, 1)
+    return warped0, warped2, warped0 + (warped2 - warped0) * t
+
+
 def level_flow_average(padded0: torch.Tensor, padded2: torch.Tensor, flows: torch.Tensor, tau: float,
                        plan: CascadePlan, level: int) -> torch.Tensor:
     """The flow-warped average at a level's size (flows from any level, resized)."""
@@ -233,7 +251,8 @@ def denoise_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
     """Denoise one pyramid level with MultiDiffusion patches.
 
     Args:
-        frame0, frame2: [1, 3, h, w] in [0, 1] at this level's size.
+        frame0, frame2: [1, 3, h, w] in [0, 1] at this level's size: the frames the network
+            sees (`level_inputs`: raw, or warped to tau).
         condition: [1, 3, h, w] in [0, 1] (the upsampled previous estimate) or None (base).
         tau: interpolation time.
         grid: the level's patch grid (from `plan_cascade`).
@@ -331,8 +350,8 @@ def run_cascade(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, ta
         raise HiFIInputError(f"level {start_level} needs the estimate of level {start_level - 1}")
     padded0, padded2 = pad_to_plan(frame0, plan), pad_to_plan(frame2, plan)
     flows = warped = None
-    if model.uses_flow:  # once per pair, on the coarsest level: cheap at any frame size
-        flows = tau_flows(resize_to_level(padded0, plan, 0), resize_to_level(padded2, plan, 0), tau)
+    if model.uses_flow:  # once per pair, at most about 1080p: cheap at any frame size
+        flows = estimate_flows(padded0, padded2, tau)
         if start_level > 0:
             warped = level_flow_average(padded0, padded2, flows, tau, plan, start_level - 1)
     estimate, variance = start_estimate, None
@@ -346,11 +365,13 @@ def run_cascade(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, ta
                 f"{tuple(s // 2 for s in f0.shape[-2:])}: chain the cascade levels in order with "
                 "the same frames and settings")
         coarser_warped = warped
-        warped = warp_average(f0, f2, flows, tau) if flows is not None else None
+        net0, net2, warped = level_inputs(model, f0, f2, flows, tau)
+        del f0, f2  # with warped network frames the raw ones are no longer needed
         condition = None if level == 0 else level_condition(estimate, coarser_warped, warped)
         del coarser_warped
-        estimate, variance = denoise_level(model, f0, f2, condition, tau, plan.grids[level], level,
+        estimate, variance = denoise_level(model, net0, net2, condition, tau, plan.grids[level], level,
                                            plan.num_levels, ctx, warped)
+        del net0, net2
     if stop_level == plan.num_levels - 1:
         return crop_to_plan(estimate, plan), crop_to_plan(variance, plan)
     return estimate, variance

@@ -22,6 +22,7 @@ from .errors import HiFIInputError
 
 PARAMETERISATIONS = ("residual", "image")
 RESIDUAL_BASES = ("blend", "flow")
+NETWORK_FRAMES = ("raw", "warped")
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,15 @@ class DiffusionConfig:
             where things move. False = the condition alone.
         residual_base: what the residual is taken against: ``"blend"`` (the tau-weighted
             frame blend) or ``"flow"`` (the DIS optical-flow warped average, flows computed
-            once on the coarsest level, see `hifi_core.flow_base`). With ``"flow"`` the
+            once per pair at up to about 1080p, see `hifi_core.flow_base`). With ``"flow"`` the
             detail band above is taken from the warped average too, and the network's
             condition channels carry the residual base itself (at the base level as well),
             so it sees what it is correcting.
+        network_frames: what the network's two frame channels carry: ``"raw"`` (the input
+            frames) or ``"warped"`` (each frame warped to tau by the flows of the residual
+            base; needs ``residual_base="flow"``). Warped, the two frames agree wherever the
+            flow is right, so occlusions and flow errors show up as a local disagreement a
+            small network can see, instead of a match across the whole motion.
     """
 
     logsnr_min: float = -20.0
@@ -117,6 +123,7 @@ class DiffusionConfig:
     residual_scale: float = 2.0
     condition_detail: bool = False
     residual_base: str = "blend"
+    network_frames: str = "raw"
 
     def __post_init__(self) -> None:
         if self.parameterisation not in PARAMETERISATIONS:
@@ -125,6 +132,11 @@ class DiffusionConfig:
         if self.residual_base not in RESIDUAL_BASES:
             raise HiFIInputError(
                 f"residual_base={self.residual_base!r} is unknown; use one of {RESIDUAL_BASES}")
+        if self.network_frames not in NETWORK_FRAMES:
+            raise HiFIInputError(
+                f"network_frames={self.network_frames!r} is unknown; use one of {NETWORK_FRAMES}")
+        if self.network_frames == "warped" and self.residual_base != "flow":
+            raise HiFIInputError('network_frames="warped" needs residual_base="flow" (the flows that warp them)')
         if not self.logsnr_min < self.logsnr_max:
             raise HiFIInputError(
                 f"logsnr_min={self.logsnr_min} must be below logsnr_max={self.logsnr_max}")
@@ -164,19 +176,19 @@ PRESETS: Dict[str, ModelConfig] = {
     "tiny": ModelConfig(
         unet=UNetConfig(base_channels=16, channel_mults=(1, 2, 2), blocks_per_level=(1, 1, 1),
                         attention_levels=1, attention_heads=2, norm_groups=4),
-        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow"), preset="tiny"),
+        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow", network_frames="warped"), preset="tiny"),
     "small": ModelConfig(
         unet=UNetConfig(base_channels=32, channel_mults=(1, 2, 4, 4), blocks_per_level=(1, 1, 1, 1),
                         attention_levels=2, attention_heads=4, norm_groups=8),
-        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow"), preset="small"),
+        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow", network_frames="warped"), preset="small"),
     "base": ModelConfig(
         unet=UNetConfig(base_channels=64, channel_mults=(1, 2, 4, 8), blocks_per_level=(1, 2, 4, 4),
                         attention_levels=2, attention_heads=8, norm_groups=32),
-        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow"), preset="base"),
+        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow", network_frames="warped"), preset="base"),
     "paper": ModelConfig(
         unet=UNetConfig(base_channels=128, channel_mults=(1, 2, 4, 8), blocks_per_level=(2, 4, 8, 8),
                         attention_levels=2, attention_heads=8, norm_groups=32),
-        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow"), preset="paper"),
+        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow", network_frames="warped"), preset="paper"),
 }
 
 

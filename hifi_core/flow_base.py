@@ -5,9 +5,10 @@ interpolation instead of a frame blend (the prototype's strongest lever, see
 docs/training/README.md): an untrained model already scores like DIS flow, and training only
 has to fix where flow fails (occlusions, large or non-rigid motion).
 
-Cost stays flat with resolution: DIS runs once per pair and tau on the cascade's *coarsest*
-level (about one patch); every finer level bilinearly upsamples those flows (vectors scaled
-with the size) and backward-warps its own frames with them. Layout: frames [B, 3, h, w] in
+Cost stays flat with resolution: DIS runs once per pair and tau (`estimate_flows`), on the
+frames area-downsampled by the smallest power of two that brings them to at most
+`FLOW_MAX_PIXELS` (about 1080p); every cascade level resizes those flows (vectors scaled with
+the size) and backward-warps its own frames with them. Layout: frames [B, 3, h, w] in
 the caller's value range, flows [B, 4, h, w] = (flow tau->0 x, y, flow tau->2 x, y) in pixels
 of that size.
 """
@@ -29,6 +30,13 @@ Tau = Union[float, Sequence[float], torch.Tensor]
 # frame-to-frame motion down to 1 px (in the warped level's pixels). On the training clips'
 # held-out triplets this gained 0.25 dB on the near-static clip and lost nothing elsewhere.
 STILL_MOTION_PX = (1.0, 2.0)
+
+
+# Flows from a coarse cascade level lose small motion: on the held-out validation triplets
+# (136x320) DIS at the frames' own size scored 34.94 dB, at 1/2 size 34.67, at 1/4 34.03.
+# Above about 1080p DIS gains little and its time and memory grow with the pixels, so the
+# estimate is capped there (at 8K: 1/4 size, 0.5 s of DIS).
+FLOW_MAX_PIXELS = 1920 * 1088
 
 
 def _taus(tau: Tau, batch: int) -> torch.Tensor:
@@ -92,6 +100,18 @@ def fade_small_motion(flows: torch.Tensor, still_px: Tuple[float, float] = STILL
     return flows * ((motion - low) / (high - low)).clamp(0.0, 1.0)
 
 
+def _warped_bands(frame0: torch.Tensor, frame2: torch.Tensor, flows: torch.Tensor,
+                  band_rows: int, still_px: Optional[Tuple[float, float]]):
+    """Yield (first, stop, frame0 band warped to tau, frame2 band warped to tau) over the rows."""
+    height, width = frame0.shape[-2:]
+    for first in range(0, height, band_rows):
+        stop = min(height, first + band_rows)
+        band = resize_flows(flows, (height, width), rows=(first, stop))
+        if still_px is not None:
+            band = fade_small_motion(band, still_px)
+        yield first, stop, _backward_warp(frame0, band[:, :2], first), _backward_warp(frame2, band[:, 2:], first)
+
+
 def warp_average(frame0: torch.Tensor, frame2: torch.Tensor, flows: torch.Tensor, tau: Tau,
                  band_rows: int = 256, still_px: Optional[Tuple[float, float]] = STILL_MOTION_PX
                  ) -> torch.Tensor:
@@ -101,22 +121,43 @@ def warp_average(frame0: torch.Tensor, frame2: torch.Tensor, flows: torch.Tensor
     bands of `band_rows` rows, so the extra memory is a band, not a frame. Near-still motion
     is faded to the blend (`still_px`; None warps every flow as it is).
     """
-    height, width = frame0.shape[-2:]
     t = _taus(tau, frame0.shape[0]).to(device=frame0.device, dtype=frame0.dtype).view(-1, 1, 1, 1)
     out = torch.empty_like(frame0)
-    for first in range(0, height, band_rows):
-        stop = min(height, first + band_rows)
-        band = resize_flows(flows, (height, width), rows=(first, stop))
-        if still_px is not None:
-            band = fade_small_motion(band, still_px)
-        out[..., first:stop, :] = ((1.0 - t) * _backward_warp(frame0, band[:, :2], first)
-                                   + t * _backward_warp(frame2, band[:, 2:], first))
+    for first, stop, warped0, warped2 in _warped_bands(frame0, frame2, flows, band_rows, still_px):
+        out[..., first:stop, :] = (1.0 - t) * warped0 + t * warped2
     return out
 
 
-def flow_average(frame0: torch.Tensor, frame2: torch.Tensor, tau: Tau, flow_downscale: int = 1
+def warp_frames(frame0: torch.Tensor, frame2: torch.Tensor, flows: torch.Tensor,
+                band_rows: int = 256, still_px: Optional[Tuple[float, float]] = STILL_MOTION_PX
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Both frames warped to tau (the two terms of `warp_average`, same arguments)."""
+    out0, out2 = torch.empty_like(frame0), torch.empty_like(frame2)
+    for first, stop, warped0, warped2 in _warped_bands(frame0, frame2, flows, band_rows, still_px):
+        out0[..., first:stop, :], out2[..., first:stop, :] = warped0, warped2
+    return out0, out2
+
+
+def flow_estimation_downscale(height: int, width: int, max_pixels: Optional[int] = None) -> int:
+    """The smallest power of two that brings height x width to at most max_pixels
+    (default `FLOW_MAX_PIXELS`)."""
+    max_pixels = max_pixels or FLOW_MAX_PIXELS
+    factor = 1
+    while (height // factor) * (width // factor) > max_pixels:
+        factor *= 2
+    return factor
+
+
+def estimate_flows(frame0: torch.Tensor, frame2: torch.Tensor, tau: Tau,
+                   flow_downscale: Optional[int] = None) -> torch.Tensor:
+    """DIS tau-flows of full-size frames [B, 3, H, W] in [0, 1], estimated on the frames
+    area-downsampled by `flow_downscale` (default: `flow_estimation_downscale`)."""
+    factor = flow_downscale or flow_estimation_downscale(*frame0.shape[-2:])
+    small0, small2 = (F.avg_pool2d(f, factor) if factor > 1 else f for f in (frame0, frame2))
+    return tau_flows(small0, small2, tau)
+
+
+def flow_average(frame0: torch.Tensor, frame2: torch.Tensor, tau: Tau, flow_downscale: Optional[int] = None
                  ) -> torch.Tensor:
-    """Warped average with flows estimated at 1/flow_downscale of the size (area-downsampled),
-    as a cascade level gets them from its coarser level. Frames [B, 3, h, w] in [0, 1]."""
-    small0, small2 = (F.avg_pool2d(f, flow_downscale) if flow_downscale > 1 else f for f in (frame0, frame2))
-    return warp_average(frame0, frame2, tau_flows(small0, small2, tau), tau)
+    """Warped average of frames [B, 3, h, w] in [0, 1] with `estimate_flows`' flows."""
+    return warp_average(frame0, frame2, estimate_flows(frame0, frame2, tau, flow_downscale), tau)

@@ -59,6 +59,12 @@ class HiFIModel(nn.Module):
         """True when callers must pass the flow-warped average (`hifi_core.flow_base`)."""
         return self.config.diffusion.residual_base == "flow"
 
+    @property
+    def sees_warped_frames(self) -> bool:
+        """True when the network's frame channels carry the frames warped to tau
+        (`DiffusionConfig.network_frames`; callers pass them: `hifi_core.cascade.level_inputs`)."""
+        return self.config.diffusion.network_frames == "warped"
+
     def base_estimate(self, frame0: torch.Tensor, frame2: torch.Tensor, tau: torch.Tensor,
                       cond: torch.Tensor, cond_mask: torch.Tensor,
                       warped: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -103,9 +109,12 @@ class HiFIModel(nn.Module):
 
     def loss(self, target: torch.Tensor, frame0: torch.Tensor, frame2: torch.Tensor,
              tau: torch.Tensor, cond: Optional[torch.Tensor], cond_mask: torch.Tensor,
-             t: torch.Tensor, noise: torch.Tensor, warped: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Per-sample L1 loss on v. Frames, cond and warped in [0, 1]; tau, t: [B];
-        cond_mask: [B] bool; warped: the flow-warped average (needed when `uses_flow`)."""
+             t: torch.Tensor, noise: torch.Tensor, warped: Optional[torch.Tensor] = None,
+             norm: str = "l1") -> torch.Tensor:
+        """Per-sample loss on v: L1 (the paper's) or "l2" (squared error; its one-step sample is
+        the conditional mean, the PSNR-optimal estimate, where L1's is the median).
+        Frames, cond and warped in [0, 1]; tau, t: [B]; cond_mask: [B] bool; warped: the
+        flow-warped average (needed when `uses_flow`)."""
         d = self.config.diffusion
         frame0, frame2, target = (to_model_space(f) for f in (frame0, frame2, target))
         cond = torch.zeros_like(target) if cond is None else to_model_space(cond)
@@ -119,7 +128,10 @@ class HiFIModel(nn.Module):
         z = q_sample(y, noise, alpha, sigma)
         v = v_from_x_eps(y, noise, alpha, sigma)
         v_hat = self.predict_v(z, logsnr, frame0, frame2, self.network_condition(cond, base), cond_mask, tau)
-        return (v_hat.float() - v).abs().flatten(1).mean(dim=1)
+        error = v_hat.float() - v
+        if norm not in ("l1", "l2"):
+            raise HiFIInputError(f"loss norm {norm!r}: use 'l1' or 'l2'")
+        return (error.abs() if norm == "l1" else error.square()).flatten(1).mean(dim=1)
 
 
 def build_model(preset: Union[str, ModelConfig], operations: ModuleType = nn) -> HiFIModel:

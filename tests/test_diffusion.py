@@ -78,3 +78,23 @@ def test_bad_sampler_arguments():
         ddim_times(0)
     with pytest.raises(HiFIInputError, match="eta"):
         ddim_sample(oracle(torch.zeros(1)), torch.zeros(1), steps=1, eta=-1)
+
+
+def test_model_loss_is_l1_or_squared_error_on_v(monkeypatch):
+    import hifi_core.model as model_module
+    from hifi_core import build_model
+
+    model = build_model("tiny")
+    seen = []
+    real_v = model_module.v_from_x_eps
+    monkeypatch.setattr(model_module, "v_from_x_eps", lambda *a: seen.append(real_v(*a)) or seen[-1])
+    monkeypatch.setattr(model, "predict_v", lambda z, *rest: torch.zeros_like(z))  # v_hat = 0
+    g = torch.Generator().manual_seed(0)
+    frames = [torch.rand(2, 3, 16, 16, generator=g) for _ in range(4)]
+    args = (frames[0], frames[1], frames[2], torch.full((2,), 0.5), None, torch.tensor([False, False]),
+            torch.tensor([0.3, 1.0]), torch.randn(2, 3, 16, 16, generator=g), frames[3])
+    l1, l2 = model.loss(*args), model.loss(*args, norm="l2")
+    assert torch.allclose(l1, seen[0].abs().flatten(1).mean(1))
+    assert torch.allclose(l2, seen[1].square().flatten(1).mean(1))
+    with pytest.raises(HiFIInputError, match="l2"):
+        model.loss(*args, norm="huber")

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 
 from hifi_core import CascadeSettings, HiFIInputError, build_model, interpolate
 from hifi_core.baselines import blend_interpolate, dis_flow_interpolate
-from hifi_core.flow_base import fade_small_motion, flow_average, resize_flows, tau_flows, warp_average
+from hifi_core.flow_base import (fade_small_motion, flow_average, flow_estimation_downscale, resize_flows,
+                                 tau_flows, warp_average)
 from hifi_core.metrics import psnr
-from hifi_core.training.condition import make_flow_average
 
 
 def textured_pair(shift: int, height: int = 96, width: int = 128, seed: int = 0):
@@ -66,7 +66,7 @@ def test_untrained_flow_base_cascade_interpolates_motion_that_a_blend_ghosts():
     flow_model = build_model("tiny")
     assert flow_model.config.diffusion.residual_base == "flow"
     blend_config = dataclasses.replace(flow_model.config, diffusion=dataclasses.replace(
-        flow_model.config.diffusion, residual_base="blend"))
+        flow_model.config.diffusion, residual_base="blend", network_frames="raw"))
     with_flow = psnr(interpolate(flow_model, f0, f2, settings=settings)[0], truth[0])
     with_blend = psnr(interpolate(build_model(blend_config), f0, f2, settings=settings)[0], truth[0])
     assert with_flow > with_blend + 8.0, (with_flow, with_blend)
@@ -84,21 +84,44 @@ def test_flow_model_sees_its_base_and_refuses_to_run_without_flows():
     assert torch.equal(model.network_condition(torch.zeros_like(f), base), base)
 
 
-def test_training_flow_average_uses_half_size_flows_for_conditioned_samples(monkeypatch):
-    import hifi_core.training.condition as dataset
+def test_flows_are_estimated_at_up_to_about_1080p():
+    assert flow_estimation_downscale(1080, 1920) == 1
+    assert flow_estimation_downscale(1088, 1920) == 1
+    assert flow_estimation_downscale(1090, 1920) == 2
+    assert flow_estimation_downscale(2160, 3840) == 2
+    assert flow_estimation_downscale(4320, 7680) == 4
+    assert flow_estimation_downscale(100, 100, max_pixels=50 * 50) == 2
 
-    seen = []
-    real = dataset.flow_average
-    monkeypatch.setattr(dataset, "flow_average",
-                        lambda a, b, t, d: seen.append(d) or real(a, b, t, d))
-    f0, _, f2 = textured_pair(4, height=32, width=32)
-    out = make_flow_average(f0.repeat(2, 1, 1, 1), f2.repeat(2, 1, 1, 1), torch.tensor([0.5, 0.25]),
-                            torch.tensor([False, True]))
-    assert seen == [1, 2] and out.shape == (2, 3, 32, 32)
-    assert torch.allclose(out[0], flow_average(f0, f2, 0.5)[0])
-    # with the batch's own-size average at hand, base-level samples reuse it (no second DIS)
-    seen.clear()
-    given = torch.rand(2, 3, 32, 32)
-    reused = make_flow_average(f0.repeat(2, 1, 1, 1), f2.repeat(2, 1, 1, 1), torch.tensor([0.5, 0.25]),
-                               torch.tensor([False, True]), given)
-    assert seen == [2] and torch.equal(reused[0], given[0]) and torch.equal(reused[1], out[1])
+
+def test_cascade_estimates_flows_under_the_pixel_cap(monkeypatch):
+    # untrained, the cascade returns its finest flow average, so its flows are visible; the
+    # full size (test_cascade) is over a 20x20 cap, so DIS sees the frames at 1/4 size
+    import hifi_core.flow_base as flow_base
+
+    monkeypatch.setattr(flow_base, "FLOW_MAX_PIXELS", 20 * 20)
+    f0, _, f2 = textured_pair(6, height=64, width=64)
+    settings = CascadeSettings(levels=3, patch_size=(32, 32), overlap=8, steps=1)
+    out = interpolate(build_model("tiny"), f0, f2, settings=settings)
+    assert (out - flow_average(f0, f2, 0.5, flow_downscale=4)).abs().max() < 2e-3
+    assert (out - flow_average(f0, f2, 0.5, flow_downscale=1)).abs().max() > 1e-2
+
+
+def test_warped_network_frames_agree_where_the_flow_is_right_and_blend_to_the_base():
+    from hifi_core.cascade import level_inputs
+    from hifi_core.config import DiffusionConfig
+    from hifi_core.flow_base import estimate_flows
+
+    f0, _, f2 = textured_pair(12)
+    model = build_model("tiny")
+    assert model.sees_warped_frames
+    flows = estimate_flows(f0, f2, 0.5)
+    warped0, warped2, average = level_inputs(model, f0, f2, flows, 0.5)
+    assert torch.allclose(average, warp_average(f0, f2, flows, 0.5), atol=1e-6)
+    inner = (..., slice(16, -16), slice(16, -16))  # away from the edge the texture enters at
+    assert (warped0 - warped2)[inner].abs().mean() < 0.1 * (f0 - f2)[inner].abs().mean()
+    raw = build_model(dataclasses.replace(model.config, diffusion=dataclasses.replace(
+        model.config.diffusion, network_frames="raw")))
+    raw0, raw2, raw_average = level_inputs(raw, f0, f2, flows, 0.5)
+    assert raw0 is f0 and raw2 is f2 and torch.allclose(raw_average, average, atol=1e-6)
+    with pytest.raises(HiFIInputError, match="residual_base"):
+        DiffusionConfig(residual_base="blend", network_frames="warped")

@@ -66,7 +66,7 @@ def test_condition_check_flags_a_model_that_copies_its_condition(root):
     torch.manual_seed(0)
     tiny = get_preset("tiny")
     model = build_model(dataclasses.replace(tiny, diffusion=dataclasses.replace(
-        tiny.diffusion, condition_detail=False, residual_base="blend")))
+        tiny.diffusion, condition_detail=False, residual_base="blend", network_frames="raw")))
     rows = condition_check(model, _validation(root), patch=(32, 32), overlap=8, steps=1)
     assert rows
     for row in rows:

@@ -122,6 +122,10 @@ def test_bad_config_keys_are_named(root):
 
     with pytest.raises(HiFIInputError, match="learning_rate"):
         config_from_dict(tiny_config(root, optim={"learning_rate": 1.0}))
+    with pytest.raises(HiFIInputError, match="loss='mse'"):
+        config_from_dict(tiny_config(root, loss="mse"))
+    with pytest.raises(HiFIInputError, match="own_prediction_prob"):
+        config_from_dict(tiny_config(root, condition={"own_prediction_prob": 2.0}))
 
 
 def test_schedules():

@@ -18,8 +18,8 @@ one of two things, per sample:
   x2, blurred (random sigma), given mild noise, sometimes mixed toward the downsampled
   reference (tau-blend or flow average), and upsampled back bilinearly.
 
-`make_flow_average` gives each sample the flow-warped average its residual base is built
-from, with flows from the size the cascade would estimate them at.
+A flow-base model's residual base, and the frames its network sees, come from
+`hifi_core.cascade.level_inputs` with `estimate_flows`' flows, as in the cascade.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..cascade import LevelContext, denoise_level, level_condition, make_patch_grid
+from ..cascade import LevelContext, denoise_level, level_condition, level_inputs, make_patch_grid
 from ..errors import HiFIInputError
-from ..flow_base import flow_average, tau_flows, warp_average
+from ..flow_base import estimate_flows, warp_average
 from ..memory import AdaptiveBatchSize
 from ..model import HiFIModel
 
@@ -99,63 +99,39 @@ def make_condition(target: torch.Tensor, frame0: torch.Tensor, frame2: torch.Ten
     return cond * mask.view(-1, 1, 1, 1).float(), mask
 
 
-def make_flow_average(frame0: torch.Tensor, frame2: torch.Tensor, tau: torch.Tensor,
-                      cond_mask: torch.Tensor, full_size: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """The flow-warped average each sample's residual base is built from ([B, 3, h, w]).
-
-    As in the cascade: a base-level sample (no condition) gets DIS flows at its own size; an
-    upsampling sample gets them from half its size (a coarser level's flows, upsampled).
-    `full_size`: the batch's own-size flow average when the caller has it already (reused
-    for the base-level samples instead of running DIS again).
-    """
-    out = torch.empty_like(frame0)
-    for i in range(frame0.shape[0]):
-        if not bool(cond_mask[i]) and full_size is not None:
-            out[i] = full_size[i]
-            continue
-        downscale = 2 if bool(cond_mask[i]) else 1
-        out[i:i + 1] = flow_average(frame0[i:i + 1], frame2[i:i + 1], float(tau[i]), downscale)
-    return out
-
-
-
-
 def own_prediction_condition(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, tau: float,
-                             generator: torch.Generator, steps: int = 1
-                             ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """(condition, warped) for one upsampling sample from the model's own base-level prediction.
+                             generator: torch.Generator, steps: int = 1) -> torch.Tensor:
+    """The condition [1, 3, h, w] of one upsampling sample from the model's own base-level
+    prediction, exactly as `run_cascade` builds its second level's.
 
     frame0, frame2: [1, 3, h, w] in [0, 1], h and w even with h/2, w/2 multiples of the
     model's alignment. The base level sees the 2x area-downsampled frames as one patch; with
-    a flow base, DIS runs once at that size and both levels warp with those flows, as in
-    `run_cascade`. `warped` is this level's flow average (None without a flow base).
+    a flow base, both levels warp with the same flows (`estimate_flows` of the full frames).
     """
     half0, half2 = F.avg_pool2d(frame0, 2), F.avg_pool2d(frame2, 2)
     height, width = half0.shape[-2:]
     if height % model.alignment or width % model.alignment:
         raise HiFIInputError(f"crop {tuple(frame0.shape[-2:])}: half of it must be a multiple of "
                              f"{model.alignment} for the own-prediction condition")
-    coarser_warped = warped = None
-    if model.uses_flow:
-        flows = tau_flows(half0, half2, tau)
-        coarser_warped = warp_average(half0, half2, flows, tau)
-        warped = warp_average(frame0, frame2, flows, tau)
+    flows = estimate_flows(frame0, frame2, tau) if model.uses_flow else None
+    net0, net2, coarser_warped = level_inputs(model, half0, half2, flows, tau)
+    warped = warp_average(frame0, frame2, flows, tau) if flows is not None else None
     ctx = LevelContext(steps=steps, samples=1, eta=0.0, overlap=0, feather=False, generator=generator,
                        batcher=AdaptiveBatchSize(1))
     was_training = model.training
     model.eval()
-    estimate, _ = denoise_level(model, half0, half2, None, tau, make_patch_grid(height, width, (height, width), 0),
+    estimate, _ = denoise_level(model, net0, net2, None, tau, make_patch_grid(height, width, (height, width), 0),
                                 0, 2, ctx, coarser_warped)
     model.train(was_training)
     # clone: denoise_level runs in inference mode, and autograd must not meet inference tensors
-    return level_condition(estimate.clone(), coarser_warped, warped), warped
+    return level_condition(estimate.clone(), coarser_warped, warped)
 
 
 def apply_own_predictions(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, tau: torch.Tensor,
-                          cond: torch.Tensor, cond_mask: torch.Tensor, warped: Optional[torch.Tensor],
-                          config: ConditionConfig, generator: torch.Generator) -> torch.Tensor:
-    """Replace, in place, the condition (and warped average) of each kept-condition sample
-    with its own-prediction version with probability `own_prediction_prob`.
+                          cond: torch.Tensor, cond_mask: torch.Tensor, config: ConditionConfig,
+                          generator: torch.Generator) -> torch.Tensor:
+    """Replace, in place, the condition of each kept-condition sample with its own-prediction
+    version with probability `own_prediction_prob`.
 
     Returns a [B] bool mask of the samples replaced. No random draw when the probability is 0,
     so older configs keep their exact random streams.
@@ -165,9 +141,6 @@ def apply_own_predictions(model: HiFIModel, frame0: torch.Tensor, frame2: torch.
         return chosen
     chosen = cond_mask & (torch.rand(cond_mask.shape[0], generator=generator) < config.own_prediction_prob)
     for i in torch.nonzero(chosen).flatten().tolist():
-        sample_cond, sample_warped = own_prediction_condition(
-            model, frame0[i:i + 1], frame2[i:i + 1], float(tau[i]), generator, config.own_prediction_steps)
-        cond[i:i + 1] = sample_cond.to(cond.device, cond.dtype)
-        if warped is not None and sample_warped is not None:
-            warped[i:i + 1] = sample_warped.to(warped.device, warped.dtype)
+        cond[i:i + 1] = own_prediction_condition(model, frame0[i:i + 1], frame2[i:i + 1], float(tau[i]),
+                                                 generator, config.own_prediction_steps).to(cond.device, cond.dtype)
     return chosen

@@ -144,12 +144,15 @@ class TrainConfig:
     t_sampling: TimeSamplingConfig = field(default_factory=TimeSamplingConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     init_from: Optional[str] = None  # a .safetensors checkpoint whose weights start the run
+    loss: str = "l1"  # on v: "l1" (the paper's) or "l2" (see HiFIModel.loss)
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.steps < 1:
             raise HiFIInputError(f"batch={self.batch} and steps={self.steps} must be >= 1")
         if not 0 <= self.ema_decay < 1:
             raise HiFIInputError(f"ema_decay={self.ema_decay} must be in [0, 1)")
+        if self.loss not in ("l1", "l2"):
+            raise HiFIInputError(f"loss={self.loss!r} must be 'l1' or 'l2'")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

@@ -37,13 +37,14 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from ..cascade import level_inputs
 from ..checkpoint import save_checkpoint
 from ..errors import CheckpointError, HiFIInputError
-from ..flow_base import flow_average
+from ..flow_base import estimate_flows
 from ..model import HiFIModel, build_model
+from .condition import apply_own_predictions, make_condition
 from .config import TrainConfig
 from .data import Triplet, to_tensor
-from .condition import apply_own_predictions, make_condition, make_flow_average
 from .dataset import MixConfig, MixedTriplets, load_batch
 from .real import RealClips
 from .synthetic import SyntheticScenes
@@ -121,12 +122,12 @@ def barrier(d: Dist) -> None:
 class _LossModule(torch.nn.Module):
     """Wraps HiFIModel.loss as forward so DDP's gradient hooks see the call."""
 
-    def __init__(self, model: HiFIModel):
+    def __init__(self, model: HiFIModel, norm: str = "l1"):
         super().__init__()
-        self.model = model
+        self.model, self.norm = model, norm
 
     def forward(self, *args):
-        return self.model.loss(*args)
+        return self.model.loss(*args, norm=self.norm)
 
 
 # ---------------------------------------------------------------- checkpoint I/O (no pickle)
@@ -406,7 +407,7 @@ class Trainer:
         self.ema.requires_grad_(False).eval()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optim.lr,
                                           betas=config.optim.betas, weight_decay=config.optim.weight_decay)
-        self.loss_module = _LossModule(self.model)
+        self.loss_module = _LossModule(self.model, config.loss)
         if self.dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -459,12 +460,12 @@ class Trainer:
             self.dataset.config = MixConfig(cfg.data.real_fraction, crop, cfg.augment)
         f0, ft, f2, tau = load_batch(self.dataset, self.step, cfg.batch, self.dist.rank, self.dist.world)
         gen = step_generator(cfg.seed, self.step, self.dist.rank)
-        # flow models: the condition mixes toward the flow average (full-size flows, as a
-        # lower level would see), the base uses the per-sample flows of make_flow_average
-        reference = flow_average(f0, f2, tau) if self.model.uses_flow else None
-        cond, mask = make_condition(ft, f0, f2, tau, cfg.condition, gen, reference)
-        warped = make_flow_average(f0, f2, tau, mask, reference) if self.model.uses_flow else None
-        apply_own_predictions(self.ema, f0, f2, tau, cond, mask, warped, cfg.condition, gen)
+        # flow models: the residual base and the degraded conditions' mix use the flow average;
+        # the network sees the raw or the warped frames (level_inputs, as in the cascade)
+        flows = estimate_flows(f0, f2, tau) if self.model.uses_flow else None
+        net0, net2, warped = level_inputs(self.model, f0, f2, flows, tau)
+        cond, mask = make_condition(ft, f0, f2, tau, cfg.condition, gen, warped)
+        apply_own_predictions(self.ema, f0, f2, tau, cond, mask, cfg.condition, gen)
         t = sample_t(cfg.batch, cfg, gen)
         noise = torch.randn(ft.shape, generator=gen)
         dev = self.device
@@ -472,7 +473,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
-        loss = self.loss_module(ft.to(dev), f0.to(dev), f2.to(dev), tau.to(dev), cond.to(dev),
+        loss = self.loss_module(ft.to(dev), net0.to(dev), net2.to(dev), tau.to(dev), cond.to(dev),
                                 mask.to(dev), t.to(dev), noise.to(dev),
                                 None if warped is None else warped.to(dev)).mean()
         self.optimizer.zero_grad(set_to_none=True)
