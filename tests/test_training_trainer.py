@@ -23,7 +23,7 @@ def tiny_config(root: Path, **overrides) -> dict:
         "data": {"root": str(root), "clips": [], "spans": [2, 3], "scales": [1, 2], "real_fraction": 0.5,
                  "crop": [16, 16], "train_fraction": 0.7, "cache_dir": str(root / "cache")},
         "synthetic": {"photo_size": 128, "max_render_scale": 2.0},
-        "condition": {},
+        "condition": {}, "diffusion": {},
         "optim": {"lr": 1e-3, "warmup_steps": 2},
         "validation": {"every": 3, "gaps": [1, 2], "per_clip": 1, "scale": 1, "levels": 2, "steps": [1],
                        "patch": [16, 16], "overlap": 4},
@@ -74,8 +74,9 @@ def test_checkpoint_is_safetensors_with_json_state(root, tmp_path):
     trainer = Trainer(config_from_dict(tiny_config(root)), tmp_path, validate=False)
     trainer.fit(stop_at=2, progress=False)
     path = tmp_path / CHECKPOINT_NAME
-    head = path.read_bytes()[:8]
-    assert head[:2] != b"PK" and head[:1] != b"\x80"  # not a pickle / torch zip
+    data = path.read_bytes()
+    header_size = int.from_bytes(data[:8], "little")  # safetensors: u64 size, then a JSON header
+    assert json.loads(data[8:8 + header_size])["__metadata__"]["format"] == "hifi-training-state"
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
@@ -122,6 +123,10 @@ def test_bad_config_keys_are_named(root):
 
     with pytest.raises(HiFIInputError, match="learning_rate"):
         config_from_dict(tiny_config(root, optim={"learning_rate": 1.0}))
+    with pytest.raises(HiFIInputError, match="frames"):
+        config_from_dict(tiny_config(root, diffusion={"frames": "raw"}))
+    with pytest.raises(HiFIInputError, match="residual_base"):
+        config_from_dict(tiny_config(root, diffusion={"residual_base": "blend"}))  # warped frames need flow
     with pytest.raises(HiFIInputError, match="loss='mse'"):
         config_from_dict(tiny_config(root, loss="mse"))
     with pytest.raises(HiFIInputError, match="own_prediction_prob"):
@@ -161,3 +166,13 @@ def test_init_from_starts_model_and_ema_from_a_checkpoint_of_the_same_preset(roo
     with pytest.raises(CheckpointError, match="same preset"):
         Trainer(config_from_dict(tiny_config(root, init_from=str(tmp_path / "other.safetensors"))),
                 tmp_path / "run2", validate=False)
+
+
+def test_diffusion_overrides_pin_a_runs_model_and_its_export(root, tmp_path):
+    config = config_from_dict(tiny_config(root, steps=1, diffusion={"network_frames": "raw"}))
+    trainer = Trainer(config, tmp_path, validate=False)
+    assert not trainer.model.sees_warped_frames and Trainer(
+        config_from_dict(tiny_config(root)), tmp_path / "b", validate=False).model.sees_warped_frames
+    trainer.fit(progress=False)
+    exported = load_model(export_ema(tmp_path / CHECKPOINT_NAME, tmp_path / "x.safetensors"))
+    assert exported.config.diffusion.network_frames == "raw"

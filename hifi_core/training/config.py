@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..config import DiffusionConfig, ModelConfig, get_preset
 from ..errors import HiFIInputError
-from .data import AugmentConfig
 from .condition import ConditionConfig
+from .data import AugmentConfig
 from .real import VIDEO_SUFFIXES, SplitConfig
 from .synthetic import SyntheticConfig
 
@@ -145,6 +146,9 @@ class TrainConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     init_from: Optional[str] = None  # a .safetensors checkpoint whose weights start the run
     loss: str = "l1"  # on v: "l1" (the paper's) or "l2" (see HiFIModel.loss)
+    # preset diffusion settings this run differs in (e.g. {"network_frames": "raw"}), so a
+    # config keeps reproducing its run when a preset's defaults move on
+    diffusion: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.steps < 1:
@@ -153,6 +157,16 @@ class TrainConfig:
             raise HiFIInputError(f"ema_decay={self.ema_decay} must be in [0, 1)")
         if self.loss not in ("l1", "l2"):
             raise HiFIInputError(f"loss={self.loss!r} must be 'l1' or 'l2'")
+        self.model_config()  # unknown or inconsistent diffusion keys fail here, named
+
+    def model_config(self) -> ModelConfig:
+        """The preset's model config with this run's `diffusion` overrides."""
+        preset = get_preset(self.preset)
+        known = {f.name for f in dataclasses.fields(DiffusionConfig)}
+        unknown = set(self.diffusion) - known
+        if unknown:
+            raise HiFIInputError(f"unknown keys {sorted(unknown)} in 'diffusion'; allowed: {sorted(known)}")
+        return dataclasses.replace(preset, diffusion=dataclasses.replace(preset.diffusion, **self.diffusion))
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

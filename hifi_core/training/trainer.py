@@ -203,7 +203,7 @@ def export_ema(checkpoint: Path, output: Path, extra: Optional[Dict[str, str]] =
         state = json.loads(meta["state"])
         weights = {k[4:]: f.get_tensor(k) for k in f.keys() if k.startswith("ema.")}
     config = state["config"]
-    model = build_model(config["preset"])
+    model = build_model(TrainConfig(preset=config["preset"], diffusion=config.get("diffusion", {})).model_config())
     model.load_state_dict(weights)
     info = {"source": "hifi_core train (EMA weights)", "training_step": str(state["step"]),
             "training_config": json.dumps(config, sort_keys=True),
@@ -215,8 +215,9 @@ def export_ema(checkpoint: Path, output: Path, extra: Optional[Dict[str, str]] =
 def initial_weights(path: Path, model: HiFIModel) -> Dict[str, torch.Tensor]:
     """Weights of a checkpoint to start a run from (`init_from`); the architecture must match.
 
-    Only the weights are taken: the diffusion settings (e.g. residual_base) are the preset's,
-    so a run can fine-tune an earlier checkpoint into a new parameterisation.
+    Only the weights are taken: the diffusion settings (e.g. residual_base) are the run's
+    (preset and `diffusion` overrides), so a run can fine-tune an earlier checkpoint into a
+    new parameterisation.
     """
     from ..checkpoint import load_checkpoint
 
@@ -399,10 +400,10 @@ class Trainer:
         self.device = torch.device(device)
         self.validate_enabled = validate
         torch.manual_seed(config.seed)
-        self.model = build_model(config.preset).to(self.device)
+        self.model = build_model(config.model_config()).to(self.device)
         if config.init_from:
             self.model.load_state_dict(initial_weights(Path(config.init_from), self.model))
-        self.ema = build_model(config.preset).to(self.device)
+        self.ema = build_model(config.model_config()).to(self.device)
         self.ema.load_state_dict(self.model.state_dict())
         self.ema.requires_grad_(False).eval()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optim.lr,
