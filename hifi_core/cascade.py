@@ -10,8 +10,8 @@ Per pair, with N levels (level 0 = coarsest, scale 1/2**(N-1); level N-1 = full 
 3. Each finer level conditions on the bilinear x2 upsample of the previous estimate.
    A model with a flow residual base gets DIS flows computed once per pair (on the frames
    at up to about 1080p, `hifi_core.flow_base.estimate_flows`); each level warps its own
-   frames with them, resized, and its
-   condition carries the coarser level's *correction* of its own warped average:
+   frames with them, resized, and its condition carries the coarser level's *correction*
+   of its own warped average:
    condition = up(estimate - coarser warped) + up(down(warped)), so that the base
    (condition + detail band of warped) = warped + up(correction). An untrained model thus
    returns each level's own flow average (no blur accumulates through the levels), and the

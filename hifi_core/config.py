@@ -176,19 +176,19 @@ PRESETS: Dict[str, ModelConfig] = {
     "tiny": ModelConfig(
         unet=UNetConfig(base_channels=16, channel_mults=(1, 2, 2), blocks_per_level=(1, 1, 1),
                         attention_levels=1, attention_heads=2, norm_groups=4),
-        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow", network_frames="warped"), preset="tiny"),
+        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow"), preset="tiny"),
     "small": ModelConfig(
         unet=UNetConfig(base_channels=32, channel_mults=(1, 2, 4, 4), blocks_per_level=(1, 1, 1, 1),
                         attention_levels=2, attention_heads=4, norm_groups=8),
-        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow", network_frames="warped"), preset="small"),
+        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow"), preset="small"),
     "base": ModelConfig(
         unet=UNetConfig(base_channels=64, channel_mults=(1, 2, 4, 8), blocks_per_level=(1, 2, 4, 4),
                         attention_levels=2, attention_heads=8, norm_groups=32),
-        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow", network_frames="warped"), preset="base"),
+        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow"), preset="base"),
     "paper": ModelConfig(
         unet=UNetConfig(base_channels=128, channel_mults=(1, 2, 4, 8), blocks_per_level=(2, 4, 8, 8),
                         attention_levels=2, attention_heads=8, norm_groups=32),
-        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow", network_frames="warped"), preset="paper"),
+        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow"), preset="paper"),
 }
 
 

@@ -18,7 +18,7 @@ from typing import Callable, Optional, Sequence, TypeVar
 
 import torch
 
-from .config import UNetConfig
+from .config import DiffusionConfig, UNetConfig
 from .errors import HiFIInputError
 
 T = TypeVar("T")
@@ -48,10 +48,19 @@ def estimate_patch_bytes(config: UNetConfig, patch_height: int, patch_width: int
     return int((skips + widest + inputs) * elem * SAFETY_FACTOR)
 
 
-def frame_buffer_bytes(height: int, width: int, samples: int = 1) -> int:
-    """Frame-sized float32 buffers the cascade keeps for one pair at full resolution."""
+def frame_buffer_bytes(height: int, width: int, samples: int = 1,
+                       diffusion: Optional[DiffusionConfig] = None) -> int:
+    """Frame-sized float32 buffers the cascade keeps for one pair at full resolution.
+
+    `diffusion`: the model's settings (None: a blend-base model); a flow base adds its
+    warped average and residual base, warped network frames the two warped frames.
+    """
     # frame0, frame2, condition, z, v accumulator, weights (1 channel), sample sum, sample sq-sum.
     channels = 3 * 7 + 1
+    if diffusion is not None and diffusion.residual_base == "flow":
+        channels += 3 * 2
+    if diffusion is not None and diffusion.network_frames == "warped":
+        channels += 3 * 2
     return int(height * width * channels * 4 * (1 + 1 / 3))  # + the coarser pyramid levels
 
 

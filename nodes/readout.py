@@ -57,7 +57,7 @@ def cascade_readout(*, checkpoint: Optional[str], width: int, height: int, level
                      "patch": [grid.patch_height, grid.patch_width],
                      "overlap_work": round(grid.overlap_work_fraction, 3)})
     working = per_patch * batch
-    frames = frame_buffer_bytes(plan.padded_height, plan.padded_width, samples)
+    frames = frame_buffer_bytes(plan.padded_height, plan.padded_width, samples, config.diffusion)
     return {"model": model_label, "levels": rows, "patch_bytes": per_patch, "patch_batch": batch,
             "budget_bytes": budget, "working_bytes": working, "frame_buffer_bytes": frames,
             "total_bytes": working + frames, "padded": [plan.padded_height, plan.padded_width]}

@@ -31,7 +31,7 @@ PROBE = textwrap.dedent("""
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     interpolate(model, f0, f2, settings=settings)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"growth": after - before, "frames": frame_buffer_bytes(384, 384),
+    print(json.dumps({"growth": after - before, "frames": frame_buffer_bytes(384, 384, 1, model.config.diffusion),
                       "batch": batch or plan_patch_batch(model.config.unet, 128, 128, budget_bytes=budget)}))
 """)
 
@@ -60,3 +60,15 @@ def test_estimate_grows_with_patch_area_not_frame_size():
     assert estimate_patch_bytes(unet, 128, 128, torch.float16) < estimate_patch_bytes(unet, 128, 128)
     with pytest.raises(HiFIInputError, match="budget"):
         plan_patch_batch(unet, 128, 128, budget_bytes=-5)
+
+
+def test_frame_buffers_count_the_flow_base_and_warped_frames():
+    from hifi_core.config import DiffusionConfig
+    from hifi_core.memory import frame_buffer_bytes
+
+    blend = frame_buffer_bytes(1080, 1920)
+    flow = frame_buffer_bytes(1080, 1920, 1, DiffusionConfig(residual_base="flow"))
+    warped = frame_buffer_bytes(1080, 1920, 1, DiffusionConfig(residual_base="flow", network_frames="warped"))
+    one_image = 1080 * 1920 * 3 * 4 * (1 + 1 / 3)  # an RGB float32 frame and its coarser levels
+    assert abs(flow - blend - 2 * one_image) <= 1
+    assert abs(warped - flow - 2 * one_image) <= 1

@@ -1,8 +1,10 @@
 """Own-prediction conditions: the upsampler trains on exactly what the cascade feeds it."""
 
+import dataclasses
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -17,9 +19,11 @@ from hifi_core.training.condition import (ConditionConfig, apply_own_predictions
                                           own_prediction_condition)
 
 
-def perturbed_model(seed: int = 0):
+def perturbed_model(seed: int = 0, network_frames: str = "raw"):
     """A tiny flow model whose output is not zero, so its base prediction is not its warp."""
-    model = build_model("tiny")
+    tiny = build_model("tiny").config
+    model = build_model(dataclasses.replace(tiny, diffusion=dataclasses.replace(tiny.diffusion,
+                                                                              network_frames=network_frames)))
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
@@ -27,8 +31,9 @@ def perturbed_model(seed: int = 0):
     return model
 
 
-def test_own_prediction_condition_is_what_the_cascade_gives_its_second_level(monkeypatch):
-    model = perturbed_model()
+@pytest.mark.parametrize("network_frames", ["raw", "warped"])
+def test_own_prediction_condition_is_what_the_cascade_gives_its_second_level(monkeypatch, network_frames):
+    model = perturbed_model(network_frames=network_frames)
     f0, _, f2 = textured_pair(6, height=32, width=32)
     seen = {}
     real_denoise = cascade.denoise_level

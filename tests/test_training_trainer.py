@@ -125,8 +125,8 @@ def test_bad_config_keys_are_named(root):
         config_from_dict(tiny_config(root, optim={"learning_rate": 1.0}))
     with pytest.raises(HiFIInputError, match="frames"):
         config_from_dict(tiny_config(root, diffusion={"frames": "raw"}))
-    with pytest.raises(HiFIInputError, match="residual_base"):
-        config_from_dict(tiny_config(root, diffusion={"residual_base": "blend"}))  # warped frames need flow
+    with pytest.raises(HiFIInputError, match="residual_base"):  # warped frames need the flow base
+        config_from_dict(tiny_config(root, diffusion={"residual_base": "blend", "network_frames": "warped"}))
     with pytest.raises(HiFIInputError, match="loss='mse'"):
         config_from_dict(tiny_config(root, loss="mse"))
     with pytest.raises(HiFIInputError, match="own_prediction_prob"):
@@ -169,10 +169,10 @@ def test_init_from_starts_model_and_ema_from_a_checkpoint_of_the_same_preset(roo
 
 
 def test_diffusion_overrides_pin_a_runs_model_and_its_export(root, tmp_path):
-    config = config_from_dict(tiny_config(root, steps=1, diffusion={"network_frames": "raw"}))
+    config = config_from_dict(tiny_config(root, steps=1, diffusion={"network_frames": "warped"}))
     trainer = Trainer(config, tmp_path, validate=False)
-    assert not trainer.model.sees_warped_frames and Trainer(
+    assert trainer.model.sees_warped_frames and not Trainer(
         config_from_dict(tiny_config(root)), tmp_path / "b", validate=False).model.sees_warped_frames
-    trainer.fit(progress=False)
+    trainer.fit(progress=False)  # warped network frames through a whole training step
     exported = load_model(export_ema(tmp_path / CHECKPOINT_NAME, tmp_path / "x.safetensors"))
-    assert exported.config.diffusion.network_frames == "raw"
+    assert exported.config.diffusion.network_frames == "warped"

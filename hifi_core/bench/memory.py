@@ -202,7 +202,7 @@ def _hifi_estimates(model_config, plan, spec: ProbeSpec) -> Dict[str, int]:
     per_patch = estimate_patch_bytes(model_config.unet, largest.patch_height, largest.patch_width)
     patches_at_once = min(batch, max(len(g.boxes) for g in plan.grids))
     return {"patch_batch": batch, "inputs": 3 * 3 * spec.height * spec.width * 4,
-            "cascade_buffers": frame_buffer_bytes(spec.height, spec.width, spec.samples),
+            "cascade_buffers": frame_buffer_bytes(spec.height, spec.width, spec.samples, model_config.diffusion),
             "working_estimate": per_patch * patches_at_once,
             "working_estimate_unpadded": int(per_patch * patches_at_once / SAFETY_FACTOR)}
 

@@ -9,8 +9,8 @@ one of two things, per sample:
   code and `own_prediction_steps` sampling steps as inference) on the 2x area-downsampled
   inputs, and the condition is built from that estimate exactly as the cascade builds the
   next level's (`level_condition`). The paper computes these offline; we compute them
-  online with the current EMA weights, which costs one no-grad forward pass at a quarter of
-  the pixels (about 10 % of a step) and stays in step with the weights being trained.
+  online with the current EMA weights: a no-grad pass over a quarter of the pixels (the step
+  itself is a forward and backward pass over all of them), in step with the weights.
   Why it matters: an upsampler trained only on degraded copies of the truth learns to trust
   its condition's low frequencies, and at inference those are the base level's (imperfect)
   prediction; measured in docs/training/README.md (stage 2 -> 3).
