@@ -31,7 +31,9 @@ RANK_SCRIPT = textwrap.dedent("""
     trainer.fit(progress=False)
     rank = trainer.dist.rank
     save_file({k: v.contiguous() for k, v in trainer.model.state_dict().items()}, str(out / f"rank{rank}.safetensors"))
-    print(json.dumps({"rank": rank, "world": trainer.dist.world, "step": trainer.step}))
+    # a file per rank: the ranks' stdout lines can interleave without a newline between them
+    (out / f"rank{rank}.json").write_text(json.dumps({"rank": rank, "world": trainer.dist.world,
+                                                      "step": trainer.step}))
     trainer.close()
 """)
 
@@ -49,8 +51,8 @@ def test_two_cpu_ranks_end_with_identical_weights(tmp_path):
          str(tmp_path / "rank.py"), str(tmp_path / "config.json"), str(tmp_path)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    reports = sorted(json.loads(line)["rank"] for line in result.stdout.splitlines() if line.startswith("{"))
-    assert reports == [0, 1]
+    reports = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [(r["rank"], r["world"], r["step"]) for r in reports] == [(0, 2, 3), (1, 2, 3)]
     rank0 = load_file(str(tmp_path / "rank0.safetensors"))
     rank1 = load_file(str(tmp_path / "rank1.safetensors"))
     assert rank0.keys() == rank1.keys()
