@@ -289,8 +289,7 @@ def denoise_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
     def clamp_x(y: torch.Tensor) -> torch.Tensor:
         return model.to_diffusion_space(model.from_diffusion_space(y, base).clamp(-1.0, 1.0), base)
 
-    total = torch.zeros_like(f0)
-    total_sq = torch.zeros_like(f0)
+    total = total_sq = None  # allocated from the second sample on: one sample needs no sums
     for sample in range(ctx.samples):
         def predict_v(z: torch.Tensor, logsnr: torch.Tensor, step: int) -> torch.Tensor:
             v_sum = torch.zeros_like(z)
@@ -319,6 +318,11 @@ def denoise_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
                             logsnr_min=diffusion.logsnr_min, logsnr_max=diffusion.logsnr_max,
                             generator=ctx.generator, clamp_x=clamp_x, cancel=ctx.cancel)
         x_hat = from_model_space(model.from_diffusion_space(y_hat, base).clamp(-1.0, 1.0))
+        del y_hat, noise
+        if ctx.samples == 1:  # no spread; a zero view, not a frame-sized buffer
+            return x_hat, torch.zeros((), device=device).expand_as(x_hat)
+        if total is None:
+            total, total_sq = torch.zeros_like(x_hat), torch.zeros_like(x_hat)
         total += x_hat
         total_sq += x_hat * x_hat
     mean = total / ctx.samples

@@ -184,13 +184,16 @@ def interpolate(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
     counter = ProgressCounter(units_per_pair(plan, settings) * len(taus) * frame0.shape[0], progress)
     results = _interpolate_pairs(model, frame0, frame2, [taus] * frame0.shape[0], settings,
                                  counter, cancel, plan, device)
-    frames = torch.stack([torch.cat([m for m, _ in row]) for row in results])  # [B, T, 3, H, W]
-    variance = torch.stack([torch.cat([v for _, v in row]) for row in results])
-    if single_tau:
-        frames, variance = frames[:, 0], variance[:, 0]
-        if unbatched:
-            frames, variance = frames[0], variance[0]
-    return (frames, variance) if return_variance else frames
+    def shaped(rows: torch.Tensor) -> torch.Tensor:  # [B, T, 3, H, W] -> what the caller passed
+        if single_tau:
+            rows = rows[:, 0]
+            return rows[0] if unbatched else rows
+        return rows
+
+    frames = shaped(torch.stack([torch.cat([m for m, _ in row]) for row in results]))
+    if not return_variance:  # not stacked: with one sample it is a zero view, not a buffer
+        return frames
+    return frames, shaped(torch.stack([torch.cat([v for _, v in row]) for row in results]))
 
 
 @dataclass(frozen=True)

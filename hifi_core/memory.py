@@ -55,8 +55,9 @@ def frame_buffer_bytes(height: int, width: int, samples: int = 1,
     `diffusion`: the model's settings (None: a blend-base model); a flow base adds its
     warped average and residual base, warped network frames the two warped frames.
     """
-    # frame0, frame2, condition, z, v accumulator, weights (1 channel), sample sum, sample sq-sum.
-    channels = 3 * 7 + 1
+    # frame0, frame2, condition, z, v accumulator, weights (1 channel); with several samples
+    # also their sum and sum of squares (one sample keeps neither).
+    channels = 3 * 5 + 1 + (3 * 2 if samples > 1 else 0)
     if diffusion is not None and diffusion.residual_base == "flow":
         channels += 3 * 2
     if diffusion is not None and diffusion.network_frames == "warped":

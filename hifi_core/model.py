@@ -110,11 +110,12 @@ class HiFIModel(nn.Module):
     def loss(self, target: torch.Tensor, frame0: torch.Tensor, frame2: torch.Tensor,
              tau: torch.Tensor, cond: Optional[torch.Tensor], cond_mask: torch.Tensor,
              t: torch.Tensor, noise: torch.Tensor, warped: Optional[torch.Tensor] = None,
-             norm: str = "l1") -> torch.Tensor:
+             norm: str = "l1", pixel_weight: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Per-sample loss on v: L1 (the paper's) or "l2" (squared error; its one-step sample is
         the conditional mean, the PSNR-optimal estimate, where L1's is the median).
         Frames, cond and warped in [0, 1]; tau, t: [B]; cond_mask: [B] bool; warped: the
-        flow-warped average (needed when `uses_flow`)."""
+        flow-warped average (needed when `uses_flow`); pixel_weight: [B, 1, h, w] weights of
+        each pixel's error (None = uniform)."""
         d = self.config.diffusion
         frame0, frame2, target = (to_model_space(f) for f in (frame0, frame2, target))
         cond = torch.zeros_like(target) if cond is None else to_model_space(cond)
@@ -131,7 +132,10 @@ class HiFIModel(nn.Module):
         error = v_hat.float() - v
         if norm not in ("l1", "l2"):
             raise HiFIInputError(f"loss norm {norm!r}: use 'l1' or 'l2'")
-        return (error.abs() if norm == "l1" else error.square()).flatten(1).mean(dim=1)
+        error = error.abs() if norm == "l1" else error.square()
+        if pixel_weight is not None:
+            error = error * pixel_weight.to(error.dtype)
+        return error.flatten(1).mean(dim=1)
 
 
 def build_model(preset: Union[str, ModelConfig], operations: ModuleType = nn) -> HiFIModel:

@@ -88,6 +88,10 @@ def test_several_taus_and_variance():
                                                             steps=1, samples=3))
     assert frames.shape == (2, 3, 3, 24, 24) and variance.shape == frames.shape
     assert (variance >= 0).all() and variance.sum() > 0  # different noise per sample
+    # one sample: zero spread, returned as a view (no frame-sized sums), shaped like the frame
+    one, spread = interpolate(model, f0[0], f2[0], 0.5, return_variance=True,
+                              settings=CascadeSettings(levels=2, patch_size=(16, 16), overlap=4, steps=1))
+    assert one.shape == spread.shape == (3, 24, 24) and not spread.any()
 
 
 def test_progress_counts_every_patch_evaluation_and_cancel_stops():

@@ -96,5 +96,8 @@ def test_model_loss_is_l1_or_squared_error_on_v(monkeypatch):
     l1, l2 = model.loss(*args), model.loss(*args, norm="l2")
     assert torch.allclose(l1, seen[0].abs().flatten(1).mean(1))
     assert torch.allclose(l2, seen[1].square().flatten(1).mean(1))
+    weight = torch.rand(2, 1, 16, 16, generator=g)
+    weighted = model.loss(*args, pixel_weight=weight)
+    assert torch.allclose(weighted, (seen[2].abs() * weight).flatten(1).mean(1))
     with pytest.raises(HiFIInputError, match="l2"):
         model.loss(*args, norm="huber")

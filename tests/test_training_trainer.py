@@ -127,6 +127,8 @@ def test_bad_config_keys_are_named(root):
         config_from_dict(tiny_config(root, diffusion={"frames": "raw"}))
     with pytest.raises(HiFIInputError, match="residual_base"):  # warped frames need the flow base
         config_from_dict(tiny_config(root, diffusion={"residual_base": "blend", "network_frames": "warped"}))
+    with pytest.raises(HiFIInputError, match="disagreement_weight"):
+        config_from_dict(tiny_config(root, disagreement_weight=-1.0))
     with pytest.raises(HiFIInputError, match="loss='mse'"):
         config_from_dict(tiny_config(root, loss="mse"))
     with pytest.raises(HiFIInputError, match="own_prediction_prob"):
@@ -176,3 +178,22 @@ def test_diffusion_overrides_pin_a_runs_model_and_its_export(root, tmp_path):
     trainer.fit(progress=False)  # warped network frames through a whole training step
     exported = load_model(export_ema(tmp_path / CHECKPOINT_NAME, tmp_path / "x.safetensors"))
     assert exported.config.diffusion.network_frames == "warped"
+
+
+def test_disagreement_weight_counts_where_the_warped_frames_differ(root, tmp_path):
+    from hifi_core.training.trainer import disagreement_weight
+
+    f0, f2 = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    f2[0] = f0[0]  # sample 0: the frames agree everywhere -> uniform weights
+    f2[1, :, :8] = f0[1, :, :8]  # sample 1: they agree in the top half only
+    model = Trainer(config_from_dict(tiny_config(root)), tmp_path, validate=False).model
+    flows = torch.zeros(2, 4, 16, 16)
+    weight = disagreement_weight(model, f0, f2, flows, f0, f2, 10.0)
+    assert torch.allclose(weight.mean(dim=(1, 2, 3)), torch.ones(2))
+    assert torch.allclose(weight[0], torch.ones(1, 16, 16))
+    assert weight[1, :, 8:].mean() > 2 * weight[1, :, :8].mean()
+    assert disagreement_weight(model, f0, f2, flows, f0, f2, 0.0) is None
+    trainer = Trainer(config_from_dict(tiny_config(root, steps=2, disagreement_weight=10.0)), tmp_path / "w",
+                      validate=False)
+    trainer.fit(progress=False)  # the weighted loss through whole training steps
+    assert trainer.step == 2

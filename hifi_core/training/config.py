@@ -146,6 +146,10 @@ class TrainConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     init_from: Optional[str] = None  # a .safetensors checkpoint whose weights start the run
     loss: str = "l1"  # on v: "l1" (the paper's) or "l2" (see HiFIModel.loss)
+    # > 0: each pixel's loss is weighted by 1 + k * |warped frame0 - warped frame2| (mean over
+    # channels, normalised to mean 1 per sample), so where the flow fails (occlusions, flow
+    # errors) counts more; needs the flow base
+    disagreement_weight: float = 0.0
     # preset diffusion settings this run differs in (e.g. {"network_frames": "raw"}), so a
     # config keeps reproducing its run when a preset's defaults move on
     diffusion: Dict[str, Any] = field(default_factory=dict)
@@ -157,7 +161,10 @@ class TrainConfig:
             raise HiFIInputError(f"ema_decay={self.ema_decay} must be in [0, 1)")
         if self.loss not in ("l1", "l2"):
             raise HiFIInputError(f"loss={self.loss!r} must be 'l1' or 'l2'")
-        self.model_config()  # unknown or inconsistent diffusion keys fail here, named
+        model = self.model_config()  # unknown or inconsistent diffusion keys fail here, named
+        if self.disagreement_weight < 0 or (self.disagreement_weight > 0 and model.diffusion.residual_base != "flow"):
+            raise HiFIInputError(f"disagreement_weight={self.disagreement_weight} must be >= 0, and > 0 only with "
+                                 'the flow residual base (residual_base="flow")')
 
     def model_config(self) -> ModelConfig:
         """The preset's model config with this run's `diffusion` overrides."""

@@ -40,7 +40,7 @@ import torch
 from ..cascade import level_inputs
 from ..checkpoint import save_checkpoint
 from ..errors import CheckpointError, HiFIInputError
-from ..flow_base import estimate_flows
+from ..flow_base import estimate_flows, warp_frames
 from ..model import HiFIModel, build_model
 from .condition import apply_own_predictions, make_condition
 from .config import TrainConfig
@@ -76,6 +76,18 @@ def sample_t(batch: int, config: TrainConfig, generator: torch.Generator) -> tor
     t = 1.0 - u ** config.t_sampling.power
     one = torch.rand(batch, generator=generator) < config.t_sampling.p_one
     return torch.where(one, torch.ones_like(t), t).clamp(1e-4, 1.0)
+
+
+def disagreement_weight(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
+                        flows: Optional[torch.Tensor], net0: torch.Tensor, net2: torch.Tensor,
+                        strength: float) -> Optional[torch.Tensor]:
+    """Per-pixel loss weights [B, 1, h, w], mean 1 per sample: 1 + strength * |warped frame0 -
+    warped frame2| (see TrainConfig.disagreement_weight); None when strength is 0."""
+    if strength <= 0 or flows is None:
+        return None
+    warped0, warped2 = (net0, net2) if model.sees_warped_frames else warp_frames(frame0, frame2, flows)
+    weight = 1.0 + strength * (warped0 - warped2).abs().mean(dim=1, keepdim=True)
+    return weight / weight.mean(dim=(1, 2, 3), keepdim=True)
 
 
 def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
@@ -127,7 +139,8 @@ class _LossModule(torch.nn.Module):
         self.model, self.norm = model, norm
 
     def forward(self, *args):
-        return self.model.loss(*args, norm=self.norm)
+        *args, pixel_weight = args
+        return self.model.loss(*args, norm=self.norm, pixel_weight=pixel_weight)
 
 
 # ---------------------------------------------------------------- checkpoint I/O (no pickle)
@@ -467,6 +480,7 @@ class Trainer:
         net0, net2, warped = level_inputs(self.model, f0, f2, flows, tau)
         cond, mask = make_condition(ft, f0, f2, tau, cfg.condition, gen, warped)
         apply_own_predictions(self.ema, f0, f2, tau, cond, mask, cfg.condition, gen)
+        weight = disagreement_weight(self.model, f0, f2, flows, net0, net2, cfg.disagreement_weight)
         t = sample_t(cfg.batch, cfg, gen)
         noise = torch.randn(ft.shape, generator=gen)
         dev = self.device
@@ -476,7 +490,8 @@ class Trainer:
         self.model.train()
         loss = self.loss_module(ft.to(dev), net0.to(dev), net2.to(dev), tau.to(dev), cond.to(dev),
                                 mask.to(dev), t.to(dev), noise.to(dev),
-                                None if warped is None else warped.to(dev)).mean()
+                                None if warped is None else warped.to(dev),
+                                None if weight is None else weight.to(dev)).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
