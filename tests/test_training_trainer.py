@@ -145,6 +145,10 @@ def test_schedules():
     assert 0 < float(t.min()) and float(t.max()) == 1.0
     assert 0.2 < float((t == 1).float().mean()) < 0.3  # p_one = 0.25
     assert float(t.mean()) > 0.7  # biased toward t = 1
+    from hifi_core.training.trainer import ema_decay
+
+    assert ema_decay(0, 0.999) == pytest.approx(0.1) and ema_decay(10**6, 0.999) == 0.999
+    assert ema_decay(0, 0.999, warmup=False) == 0.999  # fine-tuning: average from the first step
 
 
 def test_init_from_starts_model_and_ema_from_a_checkpoint_of_the_same_preset(root, tmp_path):

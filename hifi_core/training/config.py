@@ -135,6 +135,10 @@ class TrainConfig:
     batch: int = 8
     steps: int = 30000
     ema_decay: float = 0.999
+    # the EMA's decay warm-up (the EMA follows the first steps closely); off, the EMA keeps
+    # averaging from step 0: for fine-tuning trained weights (init_from), whose first updates
+    # are the noisiest
+    ema_warmup: bool = True
     checkpoint_minutes: float = 5.0
     log_every: int = 25
     data: DataConfig = field(default_factory=DataConfig)

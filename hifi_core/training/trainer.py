@@ -65,9 +65,10 @@ def learning_rate(step: int, config: TrainConfig) -> float:
     return o.lr * (o.min_lr_fraction + (1 - o.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def ema_decay(step: int, decay: float) -> float:
-    """EMA decay with the usual warm-up, so early EMA weights are not stuck at the init."""
-    return min(decay, (1.0 + step) / (10.0 + step))
+def ema_decay(step: int, decay: float, warmup: bool = True) -> float:
+    """EMA decay with the usual warm-up, so early EMA weights are not stuck at the init
+    (`warmup=False`: the full decay from step 0)."""
+    return min(decay, (1.0 + step) / (10.0 + step)) if warmup else decay
 
 
 def sample_t(batch: int, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
@@ -496,7 +497,7 @@ class Trainer:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
         self.optimizer.step()
-        decay = ema_decay(self.step, cfg.ema_decay)
+        decay = ema_decay(self.step, cfg.ema_decay, cfg.ema_warmup)
         with torch.no_grad():
             for e, p in zip(self.ema.parameters(), self.model.parameters()):
                 e.lerp_(p, 1.0 - decay)
