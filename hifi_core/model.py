@@ -41,6 +41,9 @@ def detail_band(image: torch.Tensor) -> torch.Tensor:
     return image - low
 
 
+LOSS_NORMS = ("l1", "l2")  # of the error on v, see HiFIModel.loss
+
+
 class HiFIModel(nn.Module):
     """Conditional v-prediction model for frame interpolation."""
 
@@ -116,6 +119,8 @@ class HiFIModel(nn.Module):
         Frames, cond and warped in [0, 1]; tau, t: [B]; cond_mask: [B] bool; warped: the
         flow-warped average (needed when `uses_flow`); pixel_weight: [B, 1, h, w] weights of
         each pixel's error (None = uniform)."""
+        if norm not in LOSS_NORMS:
+            raise HiFIInputError(f"loss norm {norm!r}: use one of {LOSS_NORMS}")
         d = self.config.diffusion
         frame0, frame2, target = (to_model_space(f) for f in (frame0, frame2, target))
         cond = torch.zeros_like(target) if cond is None else to_model_space(cond)
@@ -130,8 +135,6 @@ class HiFIModel(nn.Module):
         v = v_from_x_eps(y, noise, alpha, sigma)
         v_hat = self.predict_v(z, logsnr, frame0, frame2, self.network_condition(cond, base), cond_mask, tau)
         error = v_hat.float() - v
-        if norm not in ("l1", "l2"):
-            raise HiFIInputError(f"loss norm {norm!r}: use 'l1' or 'l2'")
         error = error.abs() if norm == "l1" else error.square()
         if pixel_weight is not None:
             error = error * pixel_weight.to(error.dtype)

@@ -13,7 +13,7 @@ from test_flow_base import textured_pair  # noqa: E402
 import hifi_core.cascade as cascade  # noqa: E402
 from hifi_core import build_model  # noqa: E402
 from hifi_core.diffusion import to_model_space  # noqa: E402
-from hifi_core.flow_base import flow_average  # noqa: E402
+from hifi_core.flow_base import estimate_flows, flow_average, warp_average  # noqa: E402
 from hifi_core.memory import AdaptiveBatchSize  # noqa: E402
 from hifi_core.training.condition import (ConditionConfig, apply_own_predictions,  # noqa: E402
                                           own_prediction_condition)
@@ -50,6 +50,11 @@ def test_own_prediction_condition_is_what_the_cascade_gives_its_second_level(mon
     cascade.run_cascade(model, f0, f2, 0.5, plan, ctx)
     ours = own_prediction_condition(model, f0, f2, 0.5, torch.Generator().manual_seed(5))
     assert torch.allclose(ours, seen["condition"], atol=1e-6)
+    # the trainer hands over its batch's flows and warped average instead of a second DIS
+    flows = estimate_flows(f0, f2, 0.5)
+    given = own_prediction_condition(model, f0, f2, 0.5, torch.Generator().manual_seed(5), 1,
+                                     flows, warp_average(f0, f2, flows, 0.5))
+    assert torch.equal(given, ours)
     # a non-trivial prediction: the condition is not just the warp seen through down/up
     half_warp = half(flow_average(f0, f2, 0.5))  # any stand-in: the prediction's correction is zero
     plain = cascade.level_condition(half_warp, half_warp, flow_average(f0, f2, 0.5))

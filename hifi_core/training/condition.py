@@ -100,22 +100,26 @@ def make_condition(target: torch.Tensor, frame0: torch.Tensor, frame2: torch.Ten
 
 
 def own_prediction_condition(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, tau: float,
-                             generator: torch.Generator, steps: int = 1) -> torch.Tensor:
+                             generator: torch.Generator, steps: int = 1, flows: Optional[torch.Tensor] = None,
+                             warped: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The condition [1, 3, h, w] of one upsampling sample from the model's own base-level
     prediction, exactly as `run_cascade` builds its second level's.
 
     frame0, frame2: [1, 3, h, w] in [0, 1], h and w even with h/2, w/2 multiples of the
     model's alignment. The base level sees the 2x area-downsampled frames as one patch; with
-    a flow base, both levels warp with the same flows (`estimate_flows` of the full frames).
+    a flow base, both levels warp with the same flows: `flows` and this level's `warped`
+    average when the caller has them for its batch, else `estimate_flows` of these frames.
     """
     half0, half2 = F.avg_pool2d(frame0, 2), F.avg_pool2d(frame2, 2)
     height, width = half0.shape[-2:]
     if height % model.alignment or width % model.alignment:
         raise HiFIInputError(f"crop {tuple(frame0.shape[-2:])}: half of it must be a multiple of "
                              f"{model.alignment} for the own-prediction condition")
-    flows = estimate_flows(frame0, frame2, tau) if model.uses_flow else None
+    if model.uses_flow and flows is None:
+        flows = estimate_flows(frame0, frame2, tau)
+    if flows is not None and warped is None:
+        warped = warp_average(frame0, frame2, flows, tau)
     net0, net2, coarser_warped = level_inputs(model, half0, half2, flows, tau)
-    warped = warp_average(frame0, frame2, flows, tau) if flows is not None else None
     ctx = LevelContext(steps=steps, samples=1, eta=0.0, overlap=0, feather=False, generator=generator,
                        batcher=AdaptiveBatchSize(1))
     was_training = model.training
@@ -129,9 +133,11 @@ def own_prediction_condition(model: HiFIModel, frame0: torch.Tensor, frame2: tor
 
 def apply_own_predictions(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, tau: torch.Tensor,
                           cond: torch.Tensor, cond_mask: torch.Tensor, config: ConditionConfig,
-                          generator: torch.Generator) -> torch.Tensor:
+                          generator: torch.Generator, flows: Optional[torch.Tensor] = None,
+                          warped: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Replace, in place, the condition of each kept-condition sample with its own-prediction
-    version with probability `own_prediction_prob`.
+    version with probability `own_prediction_prob`. `flows` and `warped`: the batch's, when
+    the caller has them (no second DIS per sample).
 
     Returns a [B] bool mask of the samples replaced. No random draw when the probability is 0,
     so older configs keep their exact random streams.
@@ -141,6 +147,8 @@ def apply_own_predictions(model: HiFIModel, frame0: torch.Tensor, frame2: torch.
         return chosen
     chosen = cond_mask & (torch.rand(cond_mask.shape[0], generator=generator) < config.own_prediction_prob)
     for i in torch.nonzero(chosen).flatten().tolist():
-        cond[i:i + 1] = own_prediction_condition(model, frame0[i:i + 1], frame2[i:i + 1], float(tau[i]),
-                                                 generator, config.own_prediction_steps).to(cond.device, cond.dtype)
+        one = slice(i, i + 1)
+        cond[one] = own_prediction_condition(
+            model, frame0[one], frame2[one], float(tau[i]), generator, config.own_prediction_steps,
+            None if flows is None else flows[one], None if warped is None else warped[one]).to(cond.device, cond.dtype)
     return chosen

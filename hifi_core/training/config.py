@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..config import DiffusionConfig, ModelConfig, get_preset
 from ..errors import HiFIInputError
+from ..model import LOSS_NORMS
 from .condition import ConditionConfig
 from .data import AugmentConfig
 from .real import VIDEO_SUFFIXES, SplitConfig
@@ -163,8 +164,8 @@ class TrainConfig:
             raise HiFIInputError(f"batch={self.batch} and steps={self.steps} must be >= 1")
         if not 0 <= self.ema_decay < 1:
             raise HiFIInputError(f"ema_decay={self.ema_decay} must be in [0, 1)")
-        if self.loss not in ("l1", "l2"):
-            raise HiFIInputError(f"loss={self.loss!r} must be 'l1' or 'l2'")
+        if self.loss not in LOSS_NORMS:
+            raise HiFIInputError(f"loss={self.loss!r} must be one of {LOSS_NORMS}")
         model = self.model_config()  # unknown or inconsistent diffusion keys fail here, named
         if self.disagreement_weight < 0 or (self.disagreement_weight > 0 and model.diffusion.residual_base != "flow"):
             raise HiFIInputError(f"disagreement_weight={self.disagreement_weight} must be >= 0, and > 0 only with "

@@ -3,7 +3,7 @@
 Data flow per step: `load_batch` (frames [B, 3, h, w] in [0, 1], tau [B]) -> the condition
 (`hifi_core.training.condition`: dropped, a degraded target, or the EMA model's own
 base-level prediction) -> t (biased toward 1) and Gaussian noise -> `HiFIModel.loss`
-(per-sample L1 on v) -> Adam step with warm-up / cosine lr and gradient clipping -> EMA.
+(per-sample L1 or squared error on v) -> Adam step with warm-up / cosine lr and gradient clipping -> EMA.
 
 Determinism and resume: every random draw of step s on rank r comes from generators seeded
 with (seed, s, r) (the data sample from (seed, sample index)), so a resumed run repeats the
@@ -414,10 +414,11 @@ class Trainer:
         self.device = torch.device(device)
         self.validate_enabled = validate
         torch.manual_seed(config.seed)
-        self.model = build_model(config.model_config()).to(self.device)
+        model_config = config.model_config()
+        self.model = build_model(model_config).to(self.device)
         if config.init_from:
             self.model.load_state_dict(initial_weights(Path(config.init_from), self.model))
-        self.ema = build_model(config.model_config()).to(self.device)
+        self.ema = build_model(model_config).to(self.device)
         self.ema.load_state_dict(self.model.state_dict())
         self.ema.requires_grad_(False).eval()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optim.lr,
@@ -480,7 +481,7 @@ class Trainer:
         flows = estimate_flows(f0, f2, tau) if self.model.uses_flow else None
         net0, net2, warped = level_inputs(self.model, f0, f2, flows, tau)
         cond, mask = make_condition(ft, f0, f2, tau, cfg.condition, gen, warped)
-        apply_own_predictions(self.ema, f0, f2, tau, cond, mask, cfg.condition, gen)
+        apply_own_predictions(self.ema, f0, f2, tau, cond, mask, cfg.condition, gen, flows, warped)
         weight = disagreement_weight(self.model, f0, f2, flows, net0, net2, cfg.disagreement_weight)
         t = sample_t(cfg.batch, cfg, gen)
         noise = torch.randn(ft.shape, generator=gen)
