@@ -8,6 +8,12 @@ config's in-training validation; `--split train` picks the same kind of triplets
 clips' *training* frames instead (does a change that hurts validation help where it was
 trained? if not, it is not overfitting).
 
+A second table scores only the flow-failure region: pixels where the two frames warped to
+tau by the flow base disagree by more than `--region-threshold` (mean absolute RGB
+difference). The mask is computed without the truth, so no method is favoured by how it is
+picked; it is where a correction to the flow average is needed, so a network that has
+learned something shows it there first.
+
     .venv/bin/python scripts/ablate_levels.py --config configs/train/small-own.json \
         --checkpoint checkpoints/hifi-small.safetensors --threads 2
 """
@@ -23,6 +29,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hifi_core import load_model  # noqa: E402
+from hifi_core.baselines import blend_interpolate, dis_flow_interpolate  # noqa: E402
+from hifi_core.flow_base import estimate_flows, warp_frames  # noqa: E402
+from hifi_core.interpolate import CascadeSettings, interpolate  # noqa: E402
 from hifi_core.training.config import load_config  # noqa: E402
 from hifi_core.training.data import Triplet, to_tensor  # noqa: E402
 from hifi_core.training.real import split_ranges, windows_in  # noqa: E402
@@ -60,6 +69,52 @@ def training_frame_triplets(real, config) -> list:
     return out
 
 
+def flow_failure_mask(triplet: Triplet, threshold: float) -> torch.Tensor:
+    """[h, w] bool: where the frames warped to tau by the flow base disagree."""
+    f0, f2 = triplet.frame0[None], triplet.frame2[None]
+    warped0, warped2 = warp_frames(f0, f2, estimate_flows(f0, f2, triplet.tau))
+    return (warped0 - warped2).abs().mean(dim=1)[0] > threshold
+
+
+def region_psnr(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
+    """PSNR (peak 255, 8-bit rounded as metrics.psnr) over the masked pixels."""
+    out8, tgt8 = ((x.clamp(0, 1) * 255).round() for x in (output, target))
+    mse = (out8 - tgt8).pow(2).mean(dim=0)[mask].mean()
+    return float(10 * torch.log10(255.0 ** 2 / mse))
+
+
+def region_scores(methods: dict, val: list, config, threshold: float) -> dict:
+    """{method: {"clip/gapN" | "all": mean region PSNR}} and the masked pixel share."""
+    v = config.validation
+    settings = CascadeSettings(levels=v.levels, patch_size=v.patch, overlap=v.overlap, steps=v.steps[0],
+                               samples=1, seed=0)
+    rows, shares = {}, []
+    for item in val:
+        t = item.triplet
+        mask = flow_failure_mask(t, threshold)
+        shares.append(float(mask.float().mean()))
+        if not mask.any():
+            continue
+        for name, method in methods.items():
+            with torch.no_grad():
+                out = method(t, settings)
+            for key in (f"{item.clip}/gap{item.gap}", "all"):
+                rows.setdefault(name, {}).setdefault(key, []).append(region_psnr(out, t.target, mask))
+    return {m: {k: float(np.mean(x)) for k, x in r.items()} for m, r in rows.items()}, float(np.mean(shares))
+
+
+def print_table(rows: dict) -> None:
+    groups = sorted((k for k in next(iter(rows.values())) if not k.endswith(":ssim")),
+                    key=lambda k: (not k.startswith("all"), k))
+    print("| method | " + " | ".join(groups) + " |")
+    print("|---|" + "---|" * len(groups))
+    for method, values in rows.items():
+        print(f"| {method} | " + " | ".join(f"{values[g]:.2f}" for g in groups) + " |")
+
+
+LABELS = {"full": "hifi", "base": "hifi, base level silenced", "upsampler": "hifi, upsampling silenced"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True)
@@ -68,6 +123,8 @@ def main() -> None:
     parser.add_argument("--split", choices=("validation", "train"), default="validation")
     parser.add_argument("--variants", default="full,base,upsampler",
                         help="comma list of: full, base (base level silenced), upsampler")
+    parser.add_argument("--region-threshold", type=float, default=0.05,
+                        help="warped-frame disagreement (0..1) that marks a flow-failure pixel")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = load_config(args.config)
@@ -75,18 +132,24 @@ def main() -> None:
     val = validation_set(real, config) if args.split == "validation" else training_frame_triplets(real, config)
     with tempfile.TemporaryDirectory() as tmp:
         rows = summarise(baseline_scores(val, Path(tmp) / "baselines.json"))
+    models = {}
     for which in args.variants.split(","):
         model = load_model(args.checkpoint).eval()
         if which != "full":
             silence(model, which)
-        label = {"full": "hifi", "base": "hifi, base level silenced", "upsampler": "hifi, upsampling silenced"}
-        rows[label[which]] = next(iter(summarise(hifi_scores(model, val, config)).values()))
-    groups = [k for k in rows["dis"] if not k.endswith(":ssim")]
-    print("| method | " + " | ".join(groups) + " |")
-    print("|---|" + "---|" * len(groups))
-    for method, values in rows.items():
-        print(f"| {method} | " + " | ".join(f"{values[g]:.2f}" for g in groups) + " |")
-    print(json.dumps({m: v.get("all") for m, v in rows.items()}))
+        models[LABELS[which]] = model
+        rows[LABELS[which]] = next(iter(summarise(hifi_scores(model, val, config)).values()))
+    print_table(rows)
+    methods = {"blend": lambda t, s: blend_interpolate(t.frame0, t.frame2, t.tau),
+               "dis": lambda t, s: dis_flow_interpolate(t.frame0, t.frame2, t.tau)}
+    for label, model in models.items():
+        methods[label] = (lambda m: lambda t, s: interpolate(m, t.frame0, t.frame2, tau=t.tau, settings=s))(model)
+    region, share = region_scores(methods, val, config, args.region_threshold)
+    print(f"\nflow-failure region (warped frames differ by > {args.region_threshold}; "
+          f"{100 * share:.1f} % of the pixels):")
+    print_table(region)
+    print(json.dumps({"all": {m: v.get("all") for m, v in rows.items()},
+                      "region": {m: v.get("all") for m, v in region.items()}, "region_share": share}))
 
 
 if __name__ == "__main__":

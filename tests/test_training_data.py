@@ -10,7 +10,7 @@ import torch
 from hifi_core.errors import HiFIInputError
 from hifi_core.training.data import AugmentConfig, Triplet, crop_frames, flip_triplet, temporal_flip, to_tensor
 from hifi_core.training.condition import ConditionConfig, make_condition
-from hifi_core.training.dataset import MixConfig, MixedTriplets, batch_indices, load_batch
+from hifi_core.training.dataset import MixConfig, MixedTriplets, batch_indices, flow_average_error, load_batch
 from hifi_core.training.real import (RealClips, SplitConfig, detect_cuts, load_clip_frames,
                                      pair_differences, split_ranges, windows_in)
 from hifi_core.training.synthetic import Layer, LayerMotion, SyntheticScenes, render
@@ -132,11 +132,12 @@ def test_synthetic_scene_renders_three_consistent_frames(data):
     assert taub == tau and np.array_equal(f0, f0b) and np.array_equal(ft, ftb)
 
 
-def _mixture(data, real_fraction=0.5, seed=0):
+def _mixture(data, real_fraction=0.5, seed=0, hard_fraction=0.0, hard_candidates=4):
     clip, photos, cache = data
     real = RealClips([clip], spans=[2, 3], scales=[1, 2], split=SplitConfig(0.7, 4), cache_dir=cache)
     return MixedTriplets(real, SyntheticScenes(photos, cache_dir=cache),
-                         MixConfig(real_fraction, (24, 32)), seed=seed)
+                         MixConfig(real_fraction, (24, 32), hard_fraction=hard_fraction,
+                                   hard_candidates=hard_candidates), seed=seed)
 
 
 def test_mixture_samples_have_shapes_ranges_and_both_sources(data):
@@ -161,6 +162,26 @@ def test_order_is_reproducible_and_sharded(data):
     assert not ranks[0] & ranks[1]
     seen = set().union(*(batch_indices(s, 4, r, 2) for s in range(3) for r in range(2)))
     assert seen == set(range(24))  # no sample skipped or repeated
+
+
+def test_hard_samples_are_the_worst_flow_average_of_their_draws(data):
+    plain, hard = _mixture(data), _mixture(data, hard_fraction=1.0, hard_candidates=4)
+    errors = {"plain": [], "hard": []}
+    for index in range(12):
+        sample = hard[index]
+        draws = [hard.draw(np.random.default_rng([0, index, k])) for k in range(4)]
+        draw_errors = [flow_average_error(d) for d in draws]
+        assert flow_average_error(sample) == max(draw_errors)
+        assert any(torch.equal(sample.target, d.target) for d in draws)
+        errors["hard"].append(max(draw_errors))
+        errors["plain"].append(flow_average_error(plain[index]))
+    assert np.mean(errors["hard"]) > 1.2 * np.mean(errors["plain"])
+    # off (the default): the same stream as before hard examples existed
+    again = _mixture(data, hard_fraction=0.0)
+    assert all(torch.equal(plain[i].target, again[i].target) for i in range(4))
+    assert torch.equal(plain[3].target, plain.draw(np.random.default_rng([0, 3])).target)
+    with pytest.raises(HiFIInputError, match="hard_candidates"):
+        MixConfig(0.5, (24, 32), hard_fraction=0.5, hard_candidates=1)
 
 
 def test_condition_is_degraded_target_or_dropped():

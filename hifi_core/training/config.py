@@ -18,6 +18,7 @@ from ..errors import HiFIInputError
 from ..model import LOSS_NORMS
 from .condition import ConditionConfig
 from .data import AugmentConfig
+from .dataset import MixConfig
 from .real import VIDEO_SUFFIXES, SplitConfig
 from .synthetic import SyntheticConfig
 
@@ -36,6 +37,7 @@ class DataConfig:
         crop: training crop (height, width).
         late_crop: optional larger crop used from `late_crop_from` (fraction of steps) on.
         cache_dir: decoded-frame/photo cache; None = $HIFI_CACHE or ~/.cache/hifi.
+        hard_fraction, hard_candidates: hard-example sampling (`MixConfig`); 0 = off.
     """
 
     root: str = "../shared/data"
@@ -49,6 +51,8 @@ class DataConfig:
     late_crop_from: float = 0.8
     train_fraction: float = 0.8
     cache_dir: Optional[str] = None
+    hard_fraction: float = 0.0
+    hard_candidates: int = 4
 
     def __post_init__(self) -> None:
         self.crop = tuple(self.crop)
@@ -67,6 +71,10 @@ class DataConfig:
 
     def photo_path(self) -> Path:
         return Path(self.photos) if Path(self.photos).is_absolute() else Path(self.root) / self.photos
+
+    def mix(self, crop: Tuple[int, int], augment: AugmentConfig) -> MixConfig:
+        """The dataset's `MixConfig` at a crop size."""
+        return MixConfig(self.real_fraction, crop, augment, self.hard_fraction, self.hard_candidates)
 
     def split(self) -> SplitConfig:
         return SplitConfig(train_fraction=self.train_fraction, max_span=max(max(self.spans), 4))

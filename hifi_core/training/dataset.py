@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import HiFIInputError
+from ..flow_base import flow_average
 from .data import AugmentConfig, Triplet, collate, crop_frames, flip_triplet, to_tensor
 from .real import RealClips
 from .synthetic import SyntheticScenes
@@ -32,16 +33,26 @@ class MixConfig:
         real_fraction: probability that a sample comes from real footage (rest: synthetic).
         crop: (height, width) of training crops (even, multiples of the model alignment).
         augment: augmentation probabilities.
+        hard_fraction: probability that a sample is the hardest of `hard_candidates` draws
+            (see the module docstring); 0 = every sample is a plain draw.
+        hard_candidates: draws a hard sample is picked from (>= 2).
     """
 
     real_fraction: float = 0.5
     crop: Tuple[int, int] = (96, 96)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    hard_fraction: float = 0.0
+    hard_candidates: int = 4
 
     def __post_init__(self) -> None:
         self.crop = tuple(int(c) for c in self.crop)
         if not 0.0 <= self.real_fraction <= 1.0:
             raise HiFIInputError(f"real_fraction={self.real_fraction} must be in [0, 1]")
+        if not 0.0 <= self.hard_fraction <= 1.0:
+            raise HiFIInputError(f"data.hard_fraction={self.hard_fraction} must be a probability in [0, 1]")
+        if self.hard_candidates < 2:
+            raise HiFIInputError(f"data.hard_candidates={self.hard_candidates} must be >= 2 "
+                                 "(set data.hard_fraction to 0 for plain sampling)")
         if len(self.crop) != 2 or min(self.crop) < 8:
             raise HiFIInputError(f"crop={self.crop} must be (height, width), each >= 8")
 
@@ -63,6 +74,16 @@ class MixedTriplets(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> Triplet:
         rng = np.random.default_rng([self.seed, int(index)])
         cfg = self.config
+        # drawn only when enabled, so configs without hard examples keep their sample streams
+        if cfg.hard_fraction > 0 and rng.random() < cfg.hard_fraction:
+            draws = [self.draw(np.random.default_rng([self.seed, int(index), k]))
+                     for k in range(cfg.hard_candidates)]
+            return max(draws, key=flow_average_error)
+        return self.draw(rng)
+
+    def draw(self, rng: np.random.Generator) -> Triplet:
+        """One plain sample: real or synthetic, cropped and flipped with `rng`."""
+        cfg = self.config
         if rng.random() < cfg.real_fraction:
             window = self.real.train_windows[int(rng.integers(len(self.real.train_windows)))]
             frames = crop_frames(self.real.window_frames(window), cfg.crop, rng, cfg.augment.multires_prob)
@@ -73,6 +94,12 @@ class MixedTriplets(torch.utils.data.Dataset):
             source = "synthetic"
         f0, ft, f2, tau = flip_triplet(*frames, tau, rng, cfg.augment)
         return Triplet(to_tensor(f0), to_tensor(ft), to_tensor(f2), tau, source)
+
+
+def flow_average_error(triplet: Triplet) -> float:
+    """Mean absolute error of the DIS flow average (the flow base) against the target."""
+    average = flow_average(triplet.frame0[None], triplet.frame2[None], triplet.tau)[0]
+    return float((average - triplet.target).abs().mean())
 
 
 def batch_indices(step: int, batch: int, rank: int = 0, world: int = 1) -> range:

@@ -45,7 +45,7 @@ from ..model import HiFIModel, build_model
 from .condition import apply_own_predictions, make_condition
 from .config import TrainConfig
 from .data import Triplet, to_tensor
-from .dataset import MixConfig, MixedTriplets, load_batch
+from .dataset import MixedTriplets, load_batch
 from .real import RealClips
 from .synthetic import SyntheticScenes
 
@@ -435,7 +435,7 @@ class Trainer:
         self.synthetic = (SyntheticScenes(d.photo_path(), config.synthetic, cache_dir=cache)
                           if d.real_fraction < 1 else None)
         self.dataset = MixedTriplets(self.real if d.real_fraction > 0 else None, self.synthetic,
-                                     MixConfig(d.real_fraction, d.crop, config.augment), seed=config.seed)
+                                     d.mix(d.crop, config.augment), seed=config.seed)
         self.step = 0
         self.elapsed = 0.0
         self.last_validation: dict = {}
@@ -473,7 +473,7 @@ class Trainer:
         cfg = self.config
         crop = crop_for_step(self.step, cfg)
         if tuple(self.dataset.config.crop) != crop:
-            self.dataset.config = MixConfig(cfg.data.real_fraction, crop, cfg.augment)
+            self.dataset.config = cfg.data.mix(crop, cfg.augment)
         f0, ft, f2, tau = load_batch(self.dataset, self.step, cfg.batch, self.dist.rank, self.dist.world)
         gen = step_generator(cfg.seed, self.step, self.dist.rank)
         # flow models: the residual base and the degraded conditions' mix use the flow average;
