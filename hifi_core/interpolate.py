@@ -132,21 +132,34 @@ def units_per_pair(plan: CascadePlan, settings: CascadeSettings) -> int:
     return sum(plan.patches_per_level()) * settings.steps * settings.samples
 
 
-def _interpolate_pairs(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
-                       taus_per_pair: Sequence[Sequence[float]], settings: CascadeSettings,
-                       counter: ProgressCounter, cancel: Optional[CancelCheck],
-                       plan: CascadePlan, device: torch.device
-                       ) -> List[List[Tuple[torch.Tensor, torch.Tensor]]]:
-    ctx = level_context(model, plan, settings, device, counter, cancel)
+def cascade_pairs(model: HiFIModel, frames0: Sequence[torch.Tensor], frames2: Sequence[torch.Tensor],
+                  taus_per_pair: Sequence[Sequence[float]], plan: CascadePlan, ctx: LevelContext,
+                  device: torch.device, *, start_level: int = 0, stop_level: Optional[int] = None,
+                  previous: Optional[Sequence[Sequence[torch.Tensor]]] = None
+                  ) -> List[List[Tuple[torch.Tensor, torch.Tensor]]]:
+    """Cascade levels [start_level, stop_level] for every pair and each of its taus.
+
+    Args:
+        frames0, frames2: per pair, [1, 3, H, W] frames (views into a clip are fine: each
+            pair moves to `device` only while it is worked on).
+        previous: per pair and tau, the estimate at level start_level - 1 (start_level > 0).
+
+    Returns:
+        Per pair, per tau: (estimate, variance) on the CPU at stop_level's size.
+    """
     was_training = model.training
     model.eval()
     try:
         results = []
-        for b, taus in enumerate(taus_per_pair):
-            f0 = frame0[b:b + 1].to(device)
-            f2 = frame2[b:b + 1].to(device)
-            results.append([tuple(t.cpu() for t in run_cascade(model, f0, f2, tau, plan, ctx))
-                            for tau in taus])
+        for row, (f0, f2, taus) in enumerate(zip(frames0, frames2, taus_per_pair)):
+            f0, f2 = f0.to(device), f2.to(device)
+            row_results = []
+            for column, tau in enumerate(taus):
+                start = None if previous is None else previous[row][column].to(device)
+                mean, var = run_cascade(model, f0, f2, float(tau), plan, ctx, start_level=start_level,
+                                        start_estimate=start, stop_level=stop_level)
+                row_results.append((mean.cpu(), var.cpu()))
+            results.append(row_results)
         return results
     finally:
         model.train(was_training)
@@ -182,8 +195,8 @@ def interpolate(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
     device = _prepare(model, settings)
     plan = plan_for(model, frame0.shape[-2], frame0.shape[-1], settings)
     counter = ProgressCounter(units_per_pair(plan, settings) * len(taus) * frame0.shape[0], progress)
-    results = _interpolate_pairs(model, frame0, frame2, [taus] * frame0.shape[0], settings,
-                                 counter, cancel, plan, device)
+    ctx = level_context(model, plan, settings, device, counter, cancel)
+    results = cascade_pairs(model, frame0.split(1), frame2.split(1), [taus] * frame0.shape[0], plan, ctx, device)
     def shaped(rows: torch.Tensor) -> torch.Tensor:  # [B, T, 3, H, W] -> what the caller passed
         if single_tau:
             rows = rows[:, 0]
@@ -260,9 +273,9 @@ def retime_sequence(model: HiFIModel, frames: torch.Tensor, *, multiplier: Optio
     device = _prepare(model, settings)
     plan = plan_for(model, frames.shape[-2], frames.shape[-1], settings)
     counter = ProgressCounter(units_per_pair(plan, settings) * sum(map(len, taus)), progress)
-    index = torch.tensor(pairs, dtype=torch.long)
-    results = _interpolate_pairs(model, frames[index], frames[index + 1], taus, settings,
-                                 counter, cancel, plan, device) if pairs else []
+    ctx = level_context(model, plan, settings, device, counter, cancel)
+    results = cascade_pairs(model, [frames[i:i + 1] for i in pairs], [frames[i + 1:i + 2] for i in pairs],
+                            taus, plan, ctx, device)
     made = {(i, t): m[0] for i, row_taus, row in zip(pairs, taus, results)
             for t, (m, _v) in zip(row_taus, row)}
     return torch.stack([frames[o.index] if o.is_original else made[(o.index, o.tau)]

@@ -2,7 +2,7 @@
 
 Frames here are hifi_core frames ([B, 3, H, W] float32 in [0, 1], CPU); nothing in this
 module does model maths: it builds `CascadeSettings`, attaches ComfyUI's progress bar,
-interrupt check and free-memory figure, and calls `hifi_core.run_cascade` for the levels a
+interrupt check and free-memory figure, and calls `hifi_core.interpolate.cascade_pairs` for the levels a
 node owns (the split graph) or `hifi_core.interpolate` (the all-in-one node).
 """
 
@@ -12,8 +12,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
-from ..hifi_core import CascadeSettings, run_cascade
-from ..hifi_core.interpolate import level_context, plan_for
+from ..hifi_core import CascadeSettings
+from ..hifi_core.interpolate import cascade_pairs, level_context, plan_for
 from ..hifi_core.cascade import ProgressCounter
 from ..hifi_core.errors import HiFIInputError
 from . import comfy_bridge
@@ -74,26 +74,11 @@ def run_levels(handle: HiFIModelHandle, rgb: torch.Tensor, pairs: Sequence[int],
     counter = ProgressCounter(units * sum(len(t) for t in taus), progress)
     # hifi_core's own context builder: patch batch from the memory budget, OOM back-off.
     ctx = level_context(model, cascade_plan, settings, device, counter, comfy_bridge.cancel_check())
-    estimates: List[List[torch.Tensor]] = []
-    variances: List[List[torch.Tensor]] = []
-    was_training = model.training
-    model.eval()
-    try:
-        for row, (index, row_taus) in enumerate(zip(pairs, taus)):
-            f0 = rgb[index:index + 1].to(device)
-            f2 = rgb[index + 1:index + 2].to(device)
-            row_est, row_var = [], []
-            for column, tau in enumerate(row_taus):
-                start = None if previous is None else previous[row][column].to(device)
-                mean, var = run_cascade(model, f0, f2, float(tau), cascade_plan, ctx,
-                                        start_level=start_level, start_estimate=start,
-                                        stop_level=last)
-                row_est.append(mean.cpu())
-                row_var.append(var.cpu())
-            estimates.append(row_est)
-            variances.append(row_var)
-    finally:
-        model.train(was_training)
+    results = cascade_pairs(model, [rgb[i:i + 1] for i in pairs], [rgb[i + 1:i + 2] for i in pairs], taus,
+                            cascade_plan, ctx, device, start_level=start_level, stop_level=last,
+                            previous=previous)
+    estimates = [[mean for mean, _ in row] for row in results]
+    variances = [[var for _, var in row] for row in results]
     return estimates, variances, last
 
 
