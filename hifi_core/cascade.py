@@ -238,7 +238,8 @@ class LevelContext:
     cancel: Optional[CancelCheck] = None
 
 
-def _autocast(device: torch.device, precision: str):
+def autocast_context(device: torch.device, precision: str):
+    """Autocast to `precision` ("fp32": none) on the device's type; shared by sampling and training."""
     if precision == "fp32":
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=PRECISIONS[precision])
@@ -298,7 +299,7 @@ def denoise_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
             def work(boxes: Sequence[Box]) -> None:
                 check_cancel(ctx.cancel)
                 n = len(boxes)
-                with torch.inference_mode(), _autocast(device, ctx.precision):
+                with torch.inference_mode(), autocast_context(device, ctx.precision):
                     v = model.predict_v(crops(z, boxes), logsnr.to(device), crops(f0, boxes),
                                         crops(f2, boxes), crops(net_cond, boxes),
                                         cond_mask.expand(n), tau_t.expand(n)).float()

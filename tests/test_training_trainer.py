@@ -201,3 +201,46 @@ def test_disagreement_weight_counts_where_the_warped_frames_differ(root, tmp_pat
                       validate=False)
     trainer.fit(progress=False)  # the weighted loss through whole training steps
     assert trainer.step == 2
+
+
+def test_loader_workers_make_the_same_batches_and_weights(root, tmp_path):
+    # flow base + own predictions: the workers also make the DIS flows the step uses
+    overrides = dict(condition={"own_prediction_prob": 1.0}, diffusion={"residual_base": "flow"}, steps=4)
+    here = Trainer(config_from_dict(tiny_config(root, **overrides)), tmp_path / "here", validate=False)
+    here.fit(progress=False)
+    ahead = Trainer(config_from_dict(tiny_config(root, loader_workers=2, **overrides)), tmp_path / "ahead",
+                    validate=False)
+    ahead.fit(stop_at=2, progress=False)
+    ahead.fit(progress=False)  # a second loader starts at step 2, as after a resume
+    assert ahead.step == 4
+    for name, value in here.model.state_dict().items():
+        assert torch.equal(value, ahead.model.state_dict()[name]), name
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_training_keeps_float32_weights_and_learns(root, tmp_path, precision):
+    # CPU autocast stands in for the GPU's: the same code path, weights and Adam in float32
+    config = config_from_dict(tiny_config(root, precision=precision, steps=4))
+    trainer = Trainer(config, tmp_path, validate=False)
+    start = _weights(trainer.model)
+    trainer.fit(progress=False)
+    reference = Trainer(config_from_dict(tiny_config(root, steps=4)), tmp_path / "fp32", validate=False)
+    reference.fit(progress=False)
+    moved, moved_fp32 = [], []
+    for name, value in trainer.model.state_dict().items():
+        if value.is_floating_point():
+            assert value.dtype == torch.float32 and torch.isfinite(value).all(), name
+            moved.append(float((value - start[name]).abs().max()))
+            moved_fp32.append(float((reference.model.state_dict()[name] - start[name]).abs().max()))
+    assert max(moved) > 0  # it trained
+    # the reduced-precision updates track the float32 ones (Adam steps are ~lr each)
+    assert abs(max(moved) - max(moved_fp32)) < 0.5 * max(moved_fp32)
+    assert trainer.scaler.is_enabled() == (precision == "fp16")
+    state = json.loads(__import__("safetensors").safe_open(
+        str(tmp_path / CHECKPOINT_NAME), "pt").metadata()["state"])
+    assert bool(state["loss_scaler"]) == (precision == "fp16")
+
+
+def test_unknown_precision_is_named(root):
+    with pytest.raises(Exception, match="precision='fp8'"):
+        config_from_dict(tiny_config(root, precision="fp8"))

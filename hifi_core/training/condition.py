@@ -146,9 +146,12 @@ def apply_own_predictions(model: HiFIModel, frame0: torch.Tensor, frame2: torch.
     if config.own_prediction_prob <= 0:
         return chosen
     chosen = cond_mask & (torch.rand(cond_mask.shape[0], generator=generator) < config.own_prediction_prob)
+    # the batch is assembled on the CPU; the EMA model may live on a GPU
+    device = next(model.parameters()).device
+    on_model = lambda x, one: None if x is None else x[one].to(device)  # noqa: E731
     for i in torch.nonzero(chosen).flatten().tolist():
         one = slice(i, i + 1)
         cond[one] = own_prediction_condition(
-            model, frame0[one], frame2[one], float(tau[i]), generator, config.own_prediction_steps,
-            None if flows is None else flows[one], None if warped is None else warped[one]).to(cond.device, cond.dtype)
+            model, on_model(frame0, one), on_model(frame2, one), float(tau[i]), generator,
+            config.own_prediction_steps, on_model(flows, one), on_model(warped, one)).to(cond.device, cond.dtype)
     return chosen

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..cascade import PRECISIONS
 from ..config import DiffusionConfig, ModelConfig, get_preset
 from ..errors import HiFIInputError
 from ..model import LOSS_NORMS
@@ -166,12 +167,23 @@ class TrainConfig:
     # preset diffusion settings this run differs in (e.g. {"network_frames": "raw"}), so a
     # config keeps reproducing its run when a preset's defaults move on
     diffusion: Dict[str, Any] = field(default_factory=dict)
+    # autocast of the training forward pass: "fp32" (none), "bf16", or "fp16" (with loss
+    # scaling); weights, Adam and EMA stay float32. For GPUs; the CPU runs use fp32.
+    precision: str = "fp32"
+    # > 0: that many worker processes assemble the next batches (crops, synthetic renders,
+    # DIS flows) while the model trains on this one; the batches are the same as with 0
+    loader_workers: int = 0
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.steps < 1:
             raise HiFIInputError(f"batch={self.batch} and steps={self.steps} must be >= 1")
         if not 0 <= self.ema_decay < 1:
             raise HiFIInputError(f"ema_decay={self.ema_decay} must be in [0, 1)")
+        if self.precision not in PRECISIONS:
+            raise HiFIInputError(f"precision={self.precision!r}: use one of {sorted(PRECISIONS)}")
+        if self.loader_workers < 0:
+            raise HiFIInputError(f"loader_workers={self.loader_workers} must be >= 0 (0 = load in the "
+                                 "training process)")
         if self.loss not in LOSS_NORMS:
             raise HiFIInputError(f"loss={self.loss!r} must be one of {LOSS_NORMS}")
         model = self.model_config()  # unknown or inconsistent diffusion keys fail here, named

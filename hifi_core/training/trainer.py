@@ -1,9 +1,11 @@
 """The trainer: single process or DDP under torchrun, resumable, validated against baselines.
 
-Data flow per step: `load_batch` (frames [B, 3, h, w] in [0, 1], tau [B]) -> the condition
+Data flow per step: `StepBatches` (frames [B, 3, h, w] in [0, 1], tau [B], and a flow
+model's DIS flows; made by `loader_workers` processes ahead of use when > 0) -> the condition
 (`hifi_core.training.condition`: dropped, a degraded target, or the EMA model's own
 base-level prediction) -> t (biased toward 1) and Gaussian noise -> `HiFIModel.loss`
-(per-sample L1 or squared error on v) -> Adam step with warm-up / cosine lr and gradient clipping -> EMA.
+(per-sample L1 or squared error on v; under autocast when `precision` is bf16/fp16) -> Adam
+step with warm-up / cosine lr, gradient clipping (and fp16 loss scaling) -> EMA.
 
 Determinism and resume: every random draw of step s on rank r comes from generators seeded
 with (seed, s, r) (the data sample from (seed, sample index)), so a resumed run repeats the
@@ -37,7 +39,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..cascade import level_inputs
+from ..cascade import autocast_context, level_inputs
 from ..checkpoint import save_checkpoint
 from ..errors import CheckpointError, HiFIInputError
 from ..flow_base import estimate_flows, warp_frames
@@ -100,6 +102,53 @@ def crop_for_step(step: int, config: TrainConfig) -> Tuple[int, int]:
     if d.late_crop and step >= d.late_crop_from * config.steps:
         return tuple(d.late_crop)
     return tuple(d.crop)
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Item s: one rank's batch at step s with everything made before the model is called:
+    (frame0, target, frame2 [B, 3, h, w], tau [B], DIS flows [B, 4, h, w] or None).
+
+    A pure function of the step (crop size included), so loader workers can make batches
+    ahead and a resumed run asks for exactly the next one.
+    """
+
+    def __init__(self, dataset: MixedTriplets, config: TrainConfig, rank: int, world: int, with_flows: bool):
+        self.dataset, self.config, self.rank, self.world = dataset, config, rank, world
+        self.with_flows = with_flows
+
+    def __len__(self) -> int:
+        return self.config.steps
+
+    def __getitem__(self, step: int):
+        cfg = self.config
+        crop = crop_for_step(step, cfg)
+        if tuple(self.dataset.config.crop) != crop:
+            self.dataset.config = cfg.data.mix(crop, cfg.augment)
+        f0, ft, f2, tau = load_batch(self.dataset, step, cfg.batch, self.rank, self.world)
+        return f0, ft, f2, tau, estimate_flows(f0, f2, tau) if self.with_flows else None
+
+
+def prefetched_batches(batches: StepBatches, first: int, end: int, workers: int):
+    """Batches first..end-1 in order, made by `workers` processes ahead of use.
+
+    The workers are forked with OpenCV at one thread (restored in this process afterwards):
+    a child forked from a process whose OpenCV thread pool has run can hang in it. Torch's
+    worker loop itself sets one torch thread per worker.
+    """
+    import cv2
+
+    loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(first, end),
+                                         num_workers=workers, prefetch_factor=2, collate_fn=_as_is)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        return iter(loader)  # forks the workers
+    finally:
+        cv2.setNumThreads(threads)
+
+
+def _as_is(batch):
+    return batch
 
 
 # ---------------------------------------------------------------- distributed
@@ -436,6 +485,9 @@ class Trainer:
                           if d.real_fraction < 1 else None)
         self.dataset = MixedTriplets(self.real if d.real_fraction > 0 else None, self.synthetic,
                                      d.mix(d.crop, config.augment), seed=config.seed)
+        self.batches = StepBatches(self.dataset, config, self.dist.rank, self.dist.world, self.model.uses_flow)
+        # loss scaling only for fp16 (bf16 keeps float32's exponent range)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
         self.step = 0
         self.elapsed = 0.0
         self.last_validation: dict = {}
@@ -450,7 +502,8 @@ class Trainer:
     # state
     def state(self) -> dict:
         return {"step": self.step, "config": self.config.to_dict(), "elapsed_s": self.elapsed,
-                "world": self.dist.world, "last_validation": self.last_validation}
+                "world": self.dist.world, "last_validation": self.last_validation,
+                "loss_scaler": self.scaler.state_dict()}
 
     def save(self) -> None:
         if self.dist.main:
@@ -465,20 +518,19 @@ class Trainer:
             raise CheckpointError(f"{self.checkpoint_path}: trained preset {state['config']['preset']!r}, "
                                   f"config says {self.config.preset!r}; use another --out")
         self.step, self.elapsed = int(state["step"]), float(state.get("elapsed_s", 0.0))
+        if state.get("loss_scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["loss_scaler"])
         self.last_validation = state.get("last_validation", {})
         return True
 
     # one step
-    def train_step(self) -> float:
+    def train_step(self, batch=None) -> float:
+        """One optimisation step on `batch` (a `StepBatches` item; default: made here)."""
         cfg = self.config
-        crop = crop_for_step(self.step, cfg)
-        if tuple(self.dataset.config.crop) != crop:
-            self.dataset.config = cfg.data.mix(crop, cfg.augment)
-        f0, ft, f2, tau = load_batch(self.dataset, self.step, cfg.batch, self.dist.rank, self.dist.world)
+        f0, ft, f2, tau, flows = batch if batch is not None else self.batches[self.step]
         gen = step_generator(cfg.seed, self.step, self.dist.rank)
         # flow models: the residual base and the degraded conditions' mix use the flow average;
         # the network sees the raw or the warped frames (level_inputs, as in the cascade)
-        flows = estimate_flows(f0, f2, tau) if self.model.uses_flow else None
         net0, net2, warped = level_inputs(self.model, f0, f2, flows, tau)
         cond, mask = make_condition(ft, f0, f2, tau, cfg.condition, gen, warped)
         apply_own_predictions(self.ema, f0, f2, tau, cond, mask, cfg.condition, gen, flows, warped)
@@ -490,14 +542,17 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
-        loss = self.loss_module(ft.to(dev), net0.to(dev), net2.to(dev), tau.to(dev), cond.to(dev),
-                                mask.to(dev), t.to(dev), noise.to(dev),
-                                None if warped is None else warped.to(dev),
-                                None if weight is None else weight.to(dev)).mean()
+        with autocast_context(dev, cfg.precision):
+            loss = self.loss_module(ft.to(dev), net0.to(dev), net2.to(dev), tau.to(dev), cond.to(dev),
+                                    mask.to(dev), t.to(dev), noise.to(dev),
+                                    None if warped is None else warped.to(dev),
+                                    None if weight is None else weight.to(dev)).float().mean()
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         decay = ema_decay(self.step, cfg.ema_decay, cfg.ema_warmup)
         with torch.no_grad():
             for e, p in zip(self.ema.parameters(), self.model.parameters()):
@@ -543,13 +598,16 @@ class Trainer:
         last_save = time.monotonic()
         losses: List[float] = []
         window_start, window_samples = time.monotonic(), 0
+        ahead = None
         try:
             if self.validate_enabled and self.dist.main and self.step == 0:
                 self.validate()
             barrier(self.dist)
+            ahead = (prefetched_batches(self.batches, self.step, end, cfg.loader_workers)
+                     if cfg.loader_workers > 0 and self.step < end else None)
             while self.step < end and not self.stop_requested:
                 start = time.monotonic()
-                losses.append(self.train_step())
+                losses.append(self.train_step(next(ahead) if ahead is not None else None))
                 self.elapsed += time.monotonic() - start
                 window_samples += cfg.batch * self.dist.world
                 bar.update(1)
@@ -576,6 +634,7 @@ class Trainer:
             self.save()
             barrier(self.dist)
         finally:
+            ahead = None  # stops the loader workers
             bar.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
