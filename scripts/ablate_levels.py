@@ -12,7 +12,9 @@ A second table scores only the flow-failure region: pixels where the two frames 
 tau by the flow base disagree by more than `--region-threshold` (mean absolute RGB
 difference). The mask is computed without the truth, so no method is favoured by how it is
 picked; it is where a correction to the flow average is needed, so a network that has
-learned something shows it there first.
+learned something shows it there first. Its last row, "oracle warped-frame pick", takes at
+each pixel whichever of the two warped frames is closer to the truth: an upper bound for
+what occlusion reasoning alone (choosing the visible frame) could gain over the average.
 
     .venv/bin/python scripts/ablate_levels.py --config configs/train/small-own.json \
         --checkpoint checkpoints/hifi-small.safetensors --threads 2
@@ -83,6 +85,15 @@ def region_psnr(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) 
     return float(10 * torch.log10(255.0 ** 2 / mse))
 
 
+def oracle_pick(triplet: Triplet) -> torch.Tensor:
+    """Per pixel, the warped frame closer to the truth (uses the truth: a bound, not a method)."""
+    f0, f2 = triplet.frame0[None], triplet.frame2[None]
+    warped0, warped2 = warp_frames(f0, f2, estimate_flows(f0, f2, triplet.tau))
+    target = triplet.target[None]
+    closer0 = (warped0 - target).abs().mean(1, keepdim=True) <= (warped2 - target).abs().mean(1, keepdim=True)
+    return torch.where(closer0, warped0, warped2)[0]
+
+
 def region_scores(methods: dict, val: list, config, threshold: float) -> dict:
     """{method: {"clip/gapN" | "all": mean region PSNR}} and the masked pixel share."""
     v = config.validation
@@ -144,6 +155,7 @@ def main() -> None:
                "dis": lambda t, s: dis_flow_interpolate(t.frame0, t.frame2, t.tau)}
     for label, model in models.items():
         methods[label] = (lambda m: lambda t, s: interpolate(m, t.frame0, t.frame2, tau=t.tau, settings=s))(model)
+    methods["oracle warped-frame pick"] = lambda t, s: oracle_pick(t)
     region, share = region_scores(methods, val, config, args.region_threshold)
     print(f"\nflow-failure region (warped frames differ by > {args.region_threshold}; "
           f"{100 * share:.1f} % of the pixels):")

@@ -112,7 +112,10 @@ def test_cli_trains_resumes_and_exports(root, tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--config", str(config_path), "--out", str(out), "--no-validate",
                  "--stop-at", "2"]) == 0
-    assert main(["train", "--config", str(config_path), "--out", str(out), "--no-validate", "--resume"]) == 0
+    assert main(["train", "--config", str(config_path), "--out", str(out), "--no-validate", "--resume",
+                 "--loader-workers", "1", "--precision", "bf16"]) == 0
+    written = json.loads((out / "config.json").read_text())
+    assert written["loader_workers"] == 1 and written["precision"] == "bf16"
     assert main(["train", "--out", str(out), "--export", str(tmp_path / "x.safetensors")]) == 0
     assert load_model(tmp_path / "x.safetensors").config.preset == "tiny"
     assert main(["train", "--config", str(config_path), "--out", str(out), "--fresh"]) == 2

@@ -3,6 +3,8 @@
 Examples:
     python -m hifi_core train --config configs/train/small.json --out runs/small
     torchrun --nproc_per_node=2 -m hifi_core train --config configs/train/tiny.json --out runs/t
+    python -m hifi_core train --config configs/train/small-own.json --out runs/gpu \
+        --device cuda --precision bf16 --loader-workers 6
     python -m hifi_core train --out runs/small --export checkpoints/hifi-small.safetensors
     python -m hifi_core train --out runs/small --evaluate checkpoints/hifi-small.safetensors
 
@@ -34,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fresh", action="store_true", help="refuse to resume an existing run")
     parser.add_argument("--no-validate", action="store_true", help="skip in-training validation")
     parser.add_argument("--threads", type=int, help="torch intra-op threads")
+    parser.add_argument("--loader-workers", type=int, metavar="N",
+                        help="override loader_workers: processes that make the next batches ahead "
+                        "(on a GPU: a few per GPU; the batches do not change)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                        help="override precision: autocast of the training forward pass (GPU: bf16)")
     parser.add_argument("--evaluate", type=Path, metavar="CHECKPOINT",
                         help="score a HiFI checkpoint on the config's held-out validation triplets at "
                         "full resolution next to blend and DIS flow, plus the shortcut check; writes "
@@ -70,6 +77,10 @@ def _load_config(args):
         data["data"]["root"] = args.data
     if args.steps:
         data["steps"] = args.steps
+    if args.loader_workers is not None:
+        data["loader_workers"] = args.loader_workers
+    if args.precision:
+        data["precision"] = args.precision
     return config_from_dict(data)
 
 
