@@ -180,6 +180,9 @@ def test_hard_samples_are_the_worst_flow_average_of_their_draws(data):
     again = _mixture(data, hard_fraction=0.0)
     assert all(torch.equal(plain[i].target, again[i].target) for i in range(4))
     assert torch.equal(plain[3].target, plain.draw(np.random.default_rng([0, 3])).target)
+    # a fixed set to fit: sample i is sample i mod N
+    repeated = MixedTriplets(hard.real, hard.synthetic, MixConfig(0.5, (24, 32), repeat_samples=3), seed=0)
+    assert torch.equal(repeated[4].target, plain[1].target) and torch.equal(repeated[2].target, plain[2].target)
     with pytest.raises(HiFIInputError, match="hard_candidates"):
         MixConfig(0.5, (24, 32), hard_fraction=0.5, hard_candidates=1)
 

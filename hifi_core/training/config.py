@@ -39,6 +39,7 @@ class DataConfig:
         late_crop: optional larger crop used from `late_crop_from` (fraction of steps) on.
         cache_dir: decoded-frame/photo cache; None = $HIFI_CACHE or ~/.cache/hifi.
         hard_fraction, hard_candidates: hard-example sampling (`MixConfig`); 0 = off.
+        repeat_samples: > 0 cycles through that many samples (`MixConfig`; a capacity probe).
     """
 
     root: str = "../shared/data"
@@ -54,6 +55,7 @@ class DataConfig:
     cache_dir: Optional[str] = None
     hard_fraction: float = 0.0
     hard_candidates: int = 4
+    repeat_samples: int = 0
 
     def __post_init__(self) -> None:
         self.crop = tuple(self.crop)
@@ -75,7 +77,8 @@ class DataConfig:
 
     def mix(self, crop: Tuple[int, int], augment: AugmentConfig) -> MixConfig:
         """The dataset's `MixConfig` at a crop size."""
-        return MixConfig(self.real_fraction, crop, augment, self.hard_fraction, self.hard_candidates)
+        return MixConfig(self.real_fraction, crop, augment, self.hard_fraction, self.hard_candidates,
+                         self.repeat_samples)
 
     def split(self) -> SplitConfig:
         return SplitConfig(train_fraction=self.train_fraction, max_span=max(max(self.spans), 4))

@@ -36,6 +36,8 @@ class MixConfig:
         hard_fraction: probability that a sample is the hardest of `hard_candidates` draws
             (see the module docstring); 0 = every sample is a plain draw.
         hard_candidates: draws a hard sample is picked from (>= 2).
+        repeat_samples: > 0: sample i is sample i mod repeat_samples, a fixed set to fit
+            (a capacity probe: can the model fit these at all?); 0 = an endless stream.
     """
 
     real_fraction: float = 0.5
@@ -43,6 +45,7 @@ class MixConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     hard_fraction: float = 0.0
     hard_candidates: int = 4
+    repeat_samples: int = 0
 
     def __post_init__(self) -> None:
         self.crop = tuple(int(c) for c in self.crop)
@@ -50,6 +53,8 @@ class MixConfig:
             raise HiFIInputError(f"real_fraction={self.real_fraction} must be in [0, 1]")
         if not 0.0 <= self.hard_fraction <= 1.0:
             raise HiFIInputError(f"data.hard_fraction={self.hard_fraction} must be a probability in [0, 1]")
+        if self.repeat_samples < 0:
+            raise HiFIInputError(f"data.repeat_samples={self.repeat_samples} must be >= 0 (0 = no repeats)")
         if self.hard_candidates < 2:
             raise HiFIInputError(f"data.hard_candidates={self.hard_candidates} must be >= 2 "
                                  "(set data.hard_fraction to 0 for plain sampling)")
@@ -72,6 +77,8 @@ class MixedTriplets(torch.utils.data.Dataset):
         return 2 ** 62
 
     def __getitem__(self, index: int) -> Triplet:
+        if self.config.repeat_samples:
+            index %= self.config.repeat_samples
         rng = np.random.default_rng([self.seed, int(index)])
         cfg = self.config
         # drawn only when enabled, so configs without hard examples keep their sample streams
