@@ -1,0 +1,98 @@
+"""Does classical occlusion reasoning improve the flow average? (a negative result, kept)
+
+The oracle row of scripts/ablate_levels.py shows that picking, per pixel, the warped frame
+that is really visible would gain ~3 dB in the flow-failure region. This script tries the
+classical way to know which one is visible without the truth: a forward-backward
+consistency check of the two DIS flows (Sundaram et al. 2010: |f02 + f20(x + f02)|^2 >
+alpha (|f02|^2 + |f20(x + f02)|^2) + beta marks a frame-0 pixel that frame 2 does not
+show), carried to tau along the tau-flows; a frame's weight in the average drops where the
+*other* frame's sample is occluded. Scored next to DIS (hifi_core.baselines) on the
+config's in-training validation triplets, whole frame and flow-failure region.
+
+    .venv/bin/python scripts/occlusion_blend.py --config configs/train/small-own.json
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ablate_levels import flow_failure_mask, region_psnr  # noqa: E402
+from hifi_core.baselines import dis_flow_interpolate  # noqa: E402
+from hifi_core.metrics import psnr  # noqa: E402
+from hifi_core.training.config import load_config  # noqa: E402
+from hifi_core.training.trainer import real_clips, validation_set  # noqa: E402
+
+
+def remap(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """out(x) = image(x + flow(x)), bilinear, edges replicated."""
+    import cv2
+
+    h, w = flow.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(image, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+def occluded(forward: np.ndarray, backward: np.ndarray, alpha: float, beta: float, soft: bool) -> np.ndarray:
+    """[h, w] in [0, 1]: pixels of the first frame the second does not show."""
+    back = remap(backward, forward)
+    mismatch = ((forward + back) ** 2).sum(-1)
+    allowed = alpha * ((forward ** 2).sum(-1) + (back ** 2).sum(-1)) + beta
+    return np.clip(mismatch / allowed - 1, 0, 1) if soft else (mismatch > allowed).astype(np.float32)
+
+
+def occlusion_weighted_average(frame0: np.ndarray, frame2: np.ndarray, tau: float, alpha: float = 0.01,
+                               beta: float = 0.5, soft: bool = True) -> np.ndarray:
+    """DIS average at tau with each frame's weight cut where the other frame's sample is occluded."""
+    import cv2
+
+    grey = [cv2.cvtColor((f * 255).round().clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+            for f in (frame0, frame2)]
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    f02, f20 = dis.calc(grey[0], grey[1], None), dis.calc(grey[1], grey[0], None)
+    t = tau  # tau-flows as hifi_core.baselines.dis_tau_flows (Super SloMo's linear approximation)
+    ft0 = -(1 - t) * t * f02 + t * t * f20
+    ft2 = (1 - t) ** 2 * f02 - t * (1 - t) * f20
+    hidden0 = remap(occluded(f02, f20, alpha, beta, soft), ft0)  # frame 0's sample not in frame 2
+    hidden2 = remap(occluded(f20, f02, alpha, beta, soft), ft2)
+    w0, w2 = (1 - t) * (1 - hidden2), t * (1 - hidden0)
+    total = w0 + w2
+    w0 = np.where(total > 1e-3, w0 / np.maximum(total, 1e-3), 1 - t)
+    w2 = np.where(total > 1e-3, w2 / np.maximum(total, 1e-3), t)
+    return w0[..., None] * remap(frame0, ft0) + w2[..., None] * remap(frame2, ft2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--region-threshold", type=float, default=0.05)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    config = load_config(args.config)
+    val = validation_set(real_clips(config), config)
+    print("| variant | whole frame (DIS) | flow-failure region (DIS) |")
+    print("|---|---|---|")
+    for soft in (False, True):
+        for beta in (0.5, 2.0):
+            whole, region, whole_dis, region_dis = [], [], [], []
+            for item in val:
+                t = item.triplet
+                a, b = (f.permute(1, 2, 0).numpy() for f in (t.frame0, t.frame2))
+                out = torch.from_numpy(occlusion_weighted_average(a, b, t.tau, beta=beta, soft=soft)).permute(2, 0, 1)
+                dis = dis_flow_interpolate(t.frame0, t.frame2, t.tau)
+                mask = flow_failure_mask(t, args.region_threshold)
+                whole += [float(psnr(out, t.target))]
+                whole_dis += [float(psnr(dis, t.target))]
+                region += [region_psnr(out, t.target, mask)]
+                region_dis += [region_psnr(dis, t.target, mask)]
+            print(f"| {'soft' if soft else 'hard'} mask, beta {beta} | {np.mean(whole):.3f} ({np.mean(whole_dis):.3f}) "
+                  f"| {np.mean(region):.2f} ({np.mean(region_dis):.2f}) |")
+
+
+if __name__ == "__main__":
+    main()
