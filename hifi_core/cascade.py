@@ -37,7 +37,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .diffusion import ddim_sample, from_model_space, to_model_space
+from .diffusion import ddim_sample, to_model_space
 from .errors import HiFIInputError
 from .flow_base import estimate_flows, warp_average, warp_frames
 from .memory import AdaptiveBatchSize
@@ -264,18 +264,18 @@ def denoise_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
         (mean, variance) over the samples, each [1, 3, h, w]; mean in [0, 1].
     """
     device = frame0.device
-    f0, f2 = to_model_space(frame0), to_model_space(frame2)
     has_cond = condition is not None
-    cond = to_model_space(condition) if has_cond else torch.zeros_like(f0)
     cond_mask = torch.tensor([has_cond], device=device)
     tau_t = torch.tensor([float(tau)], device=device)
     if model.uses_flow and warped is None:
         raise HiFIInputError("this model needs the flow-warped average for its residual base: "
                              "run it through run_cascade, which computes it")
-    warped = None if warped is None else to_model_space(warped)
-    base = model.base_estimate(f0, f2, tau_t, cond, cond_mask, warped)
-    del warped
-    net_cond = model.network_condition(cond, base)
+    # Frame-sized buffers set the memory at 4K-8K, so only the base is kept in model space
+    # here: the frames and the condition are converted patch by patch (`crops`).
+    reference = to_model_space(model.base_reference(frame0, frame2, tau_t, warped))
+    cond = to_model_space(condition) if has_cond else torch.zeros_like(reference)
+    base = model.base_from_reference(reference, cond, cond_mask)
+    del reference, cond, warped
     diffusion = model.config.diffusion
 
     weight = patch_weight(grid.patch_height, grid.patch_width, ctx.overlap, ctx.feather).to(device)
@@ -287,8 +287,14 @@ def denoise_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
         batch = torch.cat([tensor[..., y:y + grid.patch_height, x:x + grid.patch_width] for y, x in boxes])
         return batch.contiguous(memory_format=torch.channels_last) if ctx.channels_last else batch
 
-    def clamp_x(y: torch.Tensor) -> torch.Tensor:
-        return model.to_diffusion_space(model.from_diffusion_space(y, base).clamp(-1.0, 1.0), base)
+    def condition_crops(boxes: Sequence[Box]) -> torch.Tensor:
+        base_crops = crops(base, boxes)
+        cond_crops = to_model_space(crops(condition, boxes)) if has_cond else torch.zeros_like(base_crops)
+        return model.network_condition(cond_crops, base_crops)
+
+    def clamp_x(y: torch.Tensor) -> torch.Tensor:  # in place: ddim_sample hands over its x estimate
+        x = model.from_diffusion_space(y, base, inplace=True).clamp_(-1.0, 1.0)
+        return model.to_diffusion_space(x, base, inplace=True)
 
     total = total_sq = None  # allocated from the second sample on: one sample needs no sums
     for sample in range(ctx.samples):
@@ -300,9 +306,9 @@ def denoise_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
                 check_cancel(ctx.cancel)
                 n = len(boxes)
                 with torch.inference_mode(), autocast_context(device, ctx.precision):
-                    v = model.predict_v(crops(z, boxes), logsnr.to(device), crops(f0, boxes),
-                                        crops(f2, boxes), crops(net_cond, boxes),
-                                        cond_mask.expand(n), tau_t.expand(n)).float()
+                    v = model.predict_v(crops(z, boxes), logsnr.to(device),
+                                        to_model_space(crops(frame0, boxes)), to_model_space(crops(frame2, boxes)),
+                                        condition_crops(boxes), cond_mask.expand(n), tau_t.expand(n)).float()
                 for i, (y, x) in enumerate(boxes):
                     v_sum[..., y:y + grid.patch_height, x:x + grid.patch_width] += v[i:i + 1] * weight
                 done[0] += n
@@ -312,14 +318,16 @@ def denoise_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
                                         patches_done=done[0], patches_total=len(grid.boxes))
 
             ctx.batcher.run(grid.boxes, work)
-            return v_sum / weight_sum
+            return v_sum.div_(weight_sum)
 
-        noise = torch.randn(f0.shape, generator=ctx.generator, dtype=torch.float32).to(device)
+        noise = torch.randn(frame0.shape, generator=ctx.generator, dtype=torch.float32).to(device)
         y_hat = ddim_sample(predict_v, noise, steps=ctx.steps, eta=ctx.eta,
                             logsnr_min=diffusion.logsnr_min, logsnr_max=diffusion.logsnr_max,
                             generator=ctx.generator, clamp_x=clamp_x, cancel=ctx.cancel)
-        x_hat = from_model_space(model.from_diffusion_space(y_hat, base).clamp(-1.0, 1.0))
-        del y_hat, noise
+        del noise
+        # to [0, 1] in place (from_model_space): y_hat is ours, a frame-sized buffer
+        x_hat = model.from_diffusion_space(y_hat, base, inplace=True).clamp_(-1.0, 1.0).add_(1.0).mul_(0.5)
+        del y_hat
         if ctx.samples == 1:  # no spread; a zero view, not a frame-sized buffer
             return x_hat, torch.zeros((), device=device).expand_as(x_hat)
         if total is None:

@@ -56,7 +56,8 @@ def v_from_x_eps(x: torch.Tensor, eps: torch.Tensor, alpha, sigma) -> torch.Tens
 
 
 def x_from_v(z: torch.Tensor, v: torch.Tensor, alpha, sigma) -> torch.Tensor:
-    return alpha * z - sigma * v
+    # alpha * z - sigma * v with one new buffer instead of three (frame-sized when sampling)
+    return (alpha * z).addcmul_(v, torch.as_tensor(sigma, dtype=v.dtype, device=v.device), value=-1.0)
 
 
 def eps_from_v(z: torch.Tensor, v: torch.Tensor, alpha, sigma) -> torch.Tensor:
@@ -107,6 +108,7 @@ def ddim_sample(
         alpha_t, sigma_t = alpha_sigma(logsnr_t)
         v_hat = predict_v(z, logsnr_t, i)
         x_hat = x_from_v(z, v_hat, alpha_t, sigma_t)
+        del v_hat  # before clamp_x and the update, which need buffers of their own
         if clamp_x is not None:
             x_hat = clamp_x(x_hat)
         if i == steps - 1:

@@ -72,13 +72,23 @@ class HiFIModel(nn.Module):
                       cond: torch.Tensor, cond_mask: torch.Tensor,
                       warped: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The residual base in model space (see the module docstring)."""
+        return self.base_from_reference(self.base_reference(frame0, frame2, tau, warped), cond, cond_mask)
+
+    def base_reference(self, frame0: torch.Tensor, frame2: torch.Tensor, tau: torch.Tensor,
+                       warped: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """What the base falls back to without a condition: the flow average or the tau-blend
+        (same value space as the inputs)."""
         if self.uses_flow:
             if warped is None:
                 raise HiFIInputError("this model's residual base is the optical-flow average: pass "
                                      "warped= (hifi_core.flow_base.flow_average, in model space)")
-            reference = warped
-        else:
-            reference = frame0 + (frame2 - frame0) * tau.view(-1, 1, 1, 1).to(frame0.dtype)
+            return warped
+        return frame0 + (frame2 - frame0) * tau.view(-1, 1, 1, 1).to(frame0.dtype)
+
+    def base_from_reference(self, reference: torch.Tensor, cond: torch.Tensor,
+                            cond_mask: torch.Tensor) -> torch.Tensor:
+        """The base from `base_reference` (model space): the condition (plus the reference's
+        detail band) where there is one, else the reference."""
         if self.config.diffusion.condition_detail:
             cond = cond + detail_band(reference)
         return torch.where(cond_mask.view(-1, 1, 1, 1), cond, reference)
@@ -87,13 +97,19 @@ class HiFIModel(nn.Module):
         """What goes into the condition channels: the condition, or with a flow base the base."""
         return base if self.uses_flow else cond
 
-    def to_diffusion_space(self, x: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    def to_diffusion_space(self, x: torch.Tensor, base: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """Model space -> what is diffused; `inplace` overwrites x (frame-sized buffers at 8K)."""
         d = self.config.diffusion
-        return (x - base) * d.residual_scale if d.parameterisation == "residual" else x
+        if d.parameterisation != "residual":
+            return x
+        return x.sub_(base).mul_(d.residual_scale) if inplace else (x - base) * d.residual_scale
 
-    def from_diffusion_space(self, y: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    def from_diffusion_space(self, y: torch.Tensor, base: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """The inverse of `to_diffusion_space`; `inplace` overwrites y."""
         d = self.config.diffusion
-        return base + y / d.residual_scale if d.parameterisation == "residual" else y
+        if d.parameterisation != "residual":
+            return y
+        return y.div_(d.residual_scale).add_(base) if inplace else base + y / d.residual_scale
 
     def predict_v(self, z: torch.Tensor, logsnr: torch.Tensor, frame0: torch.Tensor,
                   frame2: torch.Tensor, cond: torch.Tensor, cond_mask: torch.Tensor,

@@ -54,6 +54,8 @@ def check_frames(frames, name: str) -> torch.Tensor:
         hint = " (it looks like 0-255 data: divide by 255)" if high > 1.5 else ""
         raise HiFIInputError(
             f"{name} has values in [{low:.3g}, {high:.3g}]; frames must be in [0, 1]{hint}")
+    if frames.dtype == torch.float32 and low >= 0.0 and high <= 1.0:
+        return frames  # no copy: at 8K each frame is 400 MB, and nothing downstream writes to it
     return frames.float().clamp(0.0, 1.0)
 
 
