@@ -273,8 +273,8 @@ def denoise_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
     # Frame-sized buffers set the memory at 4K-8K, so only the base is kept in model space
     # here: the frames and the condition are converted patch by patch (`crops`).
     reference = to_model_space(model.base_reference(frame0, frame2, tau_t, warped))
-    cond = to_model_space(condition) if has_cond else torch.zeros_like(reference)
-    base = model.base_from_reference(reference, cond, cond_mask)
+    cond = to_model_space(condition) if has_cond else None
+    base = model.base_from_reference(reference, cond, cond_mask, inplace=True)
     del reference, cond, warped
     diffusion = model.config.diffusion
 

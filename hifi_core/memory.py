@@ -50,23 +50,27 @@ def estimate_patch_bytes(config: UNetConfig, patch_height: int, patch_width: int
 
 def frame_buffer_bytes(height: int, width: int, samples: int = 1,
                        diffusion: Optional[DiffusionConfig] = None) -> int:
-    """Frame-sized float32 bytes the cascade holds at its peak (the finest level's sampling)
-    for one pair at full resolution.
+    """Frame-sized float32 bytes the cascade allocates at its peak (the finest level's
+    sampling) for one pair at full resolution, besides the two input frames and the output
+    (`pair_io_bytes`).
 
     `diffusion`: the model's settings (None: a blend-base model); a flow base adds its
-    warped average, warped network frames the two warped frames. Measured against it
-    (`bench memory`, tiny model, 2026-11-30): at 8K a flow-base model peaked at 3.56 GiB,
-    of which about 8.3 frames of float32 RGB are frame-sized: what this counts.
+    warped average, warped network frames the two warped frames.
     """
-    # frame0, frame2, the condition, the residual base, z, the v accumulator and the x
-    # estimate; with several samples also their sum and sum of squares (one keeps neither)
-    rgb = 7 + (2 if samples > 1 else 0)
+    # the condition, the residual base, z and the v accumulator; with several samples also
+    # their sum and sum of squares (one sample keeps neither)
+    rgb = 4 + (2 if samples > 1 else 0)
     if diffusion is not None and diffusion.residual_base == "flow":
         rgb += 1
     if diffusion is not None and diffusion.network_frames == "warped":
         rgb += 2
     channels = 3 * rgb + 1 + 3 / 4  # + the patch weights (1 channel), the coarser level's estimate
     return int(height * width * channels * 4)
+
+
+def pair_io_bytes(height: int, width: int) -> int:
+    """The two float32 RGB input frames and the interpolated output."""
+    return 3 * height * width * 3 * 4
 
 
 def available_memory(device: torch.device) -> int:

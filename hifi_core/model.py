@@ -38,7 +38,7 @@ from .unet import EfficientUNet
 def detail_band(image: torch.Tensor) -> torch.Tensor:
     """What a x2 area-downsample then bilinear x2 upsample removes (the cascade's operators)."""
     low = F.interpolate(F.avg_pool2d(image, 2), size=image.shape[-2:], mode="bilinear", align_corners=False)
-    return image - low
+    return low.neg_().add_(image)  # image - low, in the one new buffer
 
 
 LOSS_NORMS = ("l1", "l2")  # of the error on v, see HiFIModel.loss
@@ -86,9 +86,14 @@ class HiFIModel(nn.Module):
         return frame0 + (frame2 - frame0) * tau.view(-1, 1, 1, 1).to(frame0.dtype)
 
     def base_from_reference(self, reference: torch.Tensor, cond: torch.Tensor,
-                            cond_mask: torch.Tensor) -> torch.Tensor:
+                            cond_mask: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         """The base from `base_reference` (model space): the condition (plus the reference's
-        detail band) where there is one, else the reference."""
+        detail band) where there is one, else the reference. `inplace` (one shared cond_mask,
+        as in a cascade level) may return or overwrite `cond` or `reference`."""
+        if inplace and cond_mask.numel() == 1:
+            if not bool(cond_mask):
+                return reference
+            return cond.add_(detail_band(reference)) if self.config.diffusion.condition_detail else cond
         if self.config.diffusion.condition_detail:
             cond = cond + detail_band(reference)
         return torch.where(cond_mask.view(-1, 1, 1, 1), cond, reference)

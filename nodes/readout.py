@@ -2,7 +2,7 @@
 
 The web extension (web/hifi.js) asks the `/hifi/estimate` route (routes.py) for this while the
 user edits widgets; the numbers come from hifi_core itself (`plan_cascade`,
-`estimate_patch_bytes`, `plan_patch_batch`, `frame_buffer_bytes`), so the readout and the run
+`estimate_patch_bytes`, `plan_patch_batch`, `frame_buffer_bytes` + `pair_io_bytes`), so the readout and the run
 always agree. Sizes are pixels, memory is bytes.
 """
 
@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 
 from ..hifi_core import get_preset, plan_cascade, read_checkpoint_config
-from ..hifi_core.memory import estimate_patch_bytes, frame_buffer_bytes, plan_patch_batch
+from ..hifi_core.memory import estimate_patch_bytes, frame_buffer_bytes, pair_io_bytes, plan_patch_batch
 from .model_nodes import PRESET_PREFIX, resolve_checkpoint
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "auto": torch.float32}
@@ -57,7 +57,8 @@ def cascade_readout(*, checkpoint: Optional[str], width: int, height: int, level
                      "patch": [grid.patch_height, grid.patch_width],
                      "overlap_work": round(grid.overlap_work_fraction, 3)})
     working = per_patch * batch
-    frames = frame_buffer_bytes(plan.padded_height, plan.padded_width, samples, config.diffusion)
+    frames = (frame_buffer_bytes(plan.padded_height, plan.padded_width, samples, config.diffusion)
+              + pair_io_bytes(plan.padded_height, plan.padded_width))
     return {"model": model_label, "levels": rows, "patch_bytes": per_patch, "patch_batch": batch,
             "budget_bytes": budget, "working_bytes": working, "frame_buffer_bytes": frames,
             "total_bytes": working + frames, "padded": [plan.padded_height, plan.padded_width]}

@@ -190,7 +190,7 @@ def run_child(spec: ProbeSpec, timeout_s: float, server: Optional[ProbeServer] =
 
 
 def _hifi_estimates(model_config, plan, spec: ProbeSpec) -> Dict[str, int]:
-    from ..memory import SAFETY_FACTOR, estimate_patch_bytes, frame_buffer_bytes, plan_patch_batch
+    from ..memory import SAFETY_FACTOR, estimate_patch_bytes, frame_buffer_bytes, pair_io_bytes, plan_patch_batch
     import torch
 
     largest = max(plan.grids, key=lambda g: g.patch_height * g.patch_width)
@@ -201,7 +201,7 @@ def _hifi_estimates(model_config, plan, spec: ProbeSpec) -> Dict[str, int]:
                                  budget_bytes=spec.memory_budget, device=torch.device(spec.device))
     per_patch = estimate_patch_bytes(model_config.unet, largest.patch_height, largest.patch_width)
     patches_at_once = min(batch, max(len(g.boxes) for g in plan.grids))
-    return {"patch_batch": batch, "inputs": 3 * 3 * spec.height * spec.width * 4,
+    return {"patch_batch": batch, "inputs": pair_io_bytes(spec.height, spec.width),
             "cascade_buffers": frame_buffer_bytes(spec.height, spec.width, spec.samples, model_config.diffusion),
             "working_estimate": per_patch * patches_at_once,
             "working_estimate_unpadded": int(per_patch * patches_at_once / SAFETY_FACTOR)}
