@@ -287,10 +287,12 @@ def denoise_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
         batch = torch.cat([tensor[..., y:y + grid.patch_height, x:x + grid.patch_width] for y, x in boxes])
         return batch.contiguous(memory_format=torch.channels_last) if ctx.channels_last else batch
 
-    def condition_crops(boxes: Sequence[Box]) -> torch.Tensor:
-        base_crops = crops(base, boxes)
-        cond_crops = to_model_space(crops(condition, boxes)) if has_cond else torch.zeros_like(base_crops)
-        return model.network_condition(cond_crops, base_crops)
+    def condition_crops(boxes: Sequence[Box]) -> torch.Tensor:  # HiFIModel.network_condition, per patch
+        if model.network_sees_base:
+            return crops(base, boxes)
+        if not has_cond:
+            return torch.zeros_like(crops(base, boxes))
+        return to_model_space(crops(condition, boxes))
 
     def clamp_x(y: torch.Tensor) -> torch.Tensor:  # in place: ddim_sample hands over its x estimate
         x = model.from_diffusion_space(y, base, inplace=True).clamp_(-1.0, 1.0)

@@ -98,9 +98,14 @@ class HiFIModel(nn.Module):
             cond = cond + detail_band(reference)
         return torch.where(cond_mask.view(-1, 1, 1, 1), cond, reference)
 
+    @property
+    def network_sees_base(self) -> bool:
+        """True when the condition channels carry the residual base, not the condition."""
+        return self.uses_flow
+
     def network_condition(self, cond: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         """What goes into the condition channels: the condition, or with a flow base the base."""
-        return base if self.uses_flow else cond
+        return base if self.network_sees_base else cond
 
     def to_diffusion_space(self, x: torch.Tensor, base: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         """Model space -> what is diffused; `inplace` overwrites x (frame-sized buffers at 8K)."""
