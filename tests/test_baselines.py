@@ -1,6 +1,5 @@
 """hifi_core.baselines: frame blend and DIS optical-flow interpolation."""
 
-import numpy as np
 import pytest
 import torch
 

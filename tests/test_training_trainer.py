@@ -1,7 +1,6 @@
 """Trainer: exact resume, checkpoint format, validation logs, export, CLI."""
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
