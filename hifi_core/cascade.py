@@ -249,7 +249,7 @@ def denoise_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
                   condition: Optional[torch.Tensor], tau: float, grid: PatchGrid, level: int,
                   num_levels: int, ctx: LevelContext, warped: Optional[torch.Tensor] = None
                   ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Denoise one pyramid level with MultiDiffusion patches.
+    """Denoise one pyramid level with MultiDiffusion patches (`level_base`, then `sample_level`).
 
     Args:
         frame0, frame2: [1, 3, h, w] in [0, 1] at this level's size: the frames the network
@@ -263,19 +263,53 @@ def denoise_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
     Returns:
         (mean, variance) over the samples, each [1, 3, h, w]; mean in [0, 1].
     """
-    device = frame0.device
-    has_cond = condition is not None
-    cond_mask = torch.tensor([has_cond], device=device)
-    tau_t = torch.tensor([float(tau)], device=device)
+    base = level_base(model, frame0, frame2, condition, tau, warped)
+    return sample_level(model, frame0, frame2, base, tau, grid, level, num_levels, ctx,
+                        condition=condition, has_condition=condition is not None)
+
+
+def _model_space(image: torch.Tensor, owned: bool) -> torch.Tensor:
+    """to_model_space, in place when the caller has handed the buffer over."""
+    return image.mul_(2.0).sub_(1.0) if owned else to_model_space(image)
+
+
+def level_base(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, condition: Optional[torch.Tensor],
+               tau: float, warped: Optional[torch.Tensor] = None, *, reuse_condition: bool = False,
+               reuse_warped: bool = False) -> torch.Tensor:
+    """A level's residual base in model space: `HiFIModel.base_estimate` for one level (one
+    condition mask), built in place. Arguments as `denoise_level`'s; `reuse_condition` and
+    `reuse_warped` hand those [0, 1] buffers over to become model-space ones (at 8K each is
+    a frame of memory the caller then need not keep).
+    """
     if model.uses_flow and warped is None:
         raise HiFIInputError("this model needs the flow-warped average for its residual base: "
                              "run it through run_cascade, which computes it")
-    # Frame-sized buffers set the memory at 4K-8K, so only the base is kept in model space
-    # here: the frames and the condition are converted patch by patch (`crops`).
-    reference = to_model_space(model.base_reference(frame0, frame2, tau_t, warped))
-    cond = to_model_space(condition) if has_cond else None
-    base = model.base_from_reference(reference, cond, cond_mask, inplace=True)
-    del reference, cond, warped
+    device = frame0.device
+    tau_t = torch.tensor([float(tau)], device=device)
+    reference = model.base_reference(frame0, frame2, tau_t, warped)
+    reference = _model_space(reference, owned=reference is not warped or reuse_warped)
+    cond = None if condition is None else _model_space(condition, owned=reuse_condition)
+    return model.base_from_reference(reference, cond, torch.tensor([condition is not None], device=device),
+                                     inplace=True)
+
+
+def sample_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, base: torch.Tensor, tau: float,
+                 grid: PatchGrid, level: int, num_levels: int, ctx: LevelContext, *,
+                 condition: Optional[torch.Tensor] = None, has_condition: bool = False
+                 ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Sample one level around its residual base (`level_base`); (mean, variance) in [0, 1].
+
+    `condition` ([0, 1]) is needed only by models whose network sees the condition rather
+    than the base (`HiFIModel.network_sees_base`); `has_condition`: an upsampling level.
+    Only the base is kept in model space: frame-sized buffers set the memory at 4K-8K, so
+    the frames and the condition are converted patch by patch (`crops`).
+    """
+    device = frame0.device
+    has_cond = has_condition
+    if has_cond and condition is None and not model.network_sees_base:
+        raise HiFIInputError("this model's network sees the condition: pass it to sample_level")
+    cond_mask = torch.tensor([has_cond], device=device)
+    tau_t = torch.tensor([float(tau)], device=device)
     diffusion = model.config.diffusion
 
     weight = patch_weight(grid.patch_height, grid.patch_width, ctx.overlap, ctx.feather).to(device)
@@ -384,9 +418,20 @@ def run_cascade(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, ta
         del f0, f2  # with warped network frames the raw ones are no longer needed
         condition = None if level == 0 else level_condition(estimate, coarser_warped, warped)
         del coarser_warped
-        estimate, variance = denoise_level(model, net0, net2, condition, tau, plan.grids[level], level,
-                                           plan.num_levels, ctx, warped)
-        del net0, net2
+        estimate = None  # it lives on in the condition
+        has_condition, finest = condition is not None, level == stop_level
+        # Only the base needs to outlive this: a network that sees the base does not need the
+        # condition, and no finer level needs the finest warped average, so their buffers
+        # become the base's (at 8K, two frames of memory less while the level samples).
+        base = level_base(model, net0, net2, condition, tau, warped,
+                          reuse_condition=model.network_sees_base, reuse_warped=finest)
+        if model.network_sees_base:
+            condition = None
+        if finest:
+            warped = None
+        estimate, variance = sample_level(model, net0, net2, base, tau, plan.grids[level], level,
+                                          plan.num_levels, ctx, condition=condition, has_condition=has_condition)
+        del net0, net2, base, condition
     if stop_level == plan.num_levels - 1:
         return crop_to_plan(estimate, plan), crop_to_plan(variance, plan)
     return estimate, variance

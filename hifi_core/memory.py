@@ -54,18 +54,18 @@ def frame_buffer_bytes(height: int, width: int, samples: int = 1,
     sampling) for one pair at full resolution, besides the two input frames and the output
     (`pair_io_bytes`).
 
-    `diffusion`: the model's settings (None: a blend-base model); a flow base adds its
-    warped average, warped network frames the two warped frames.
+    `diffusion`: the model's settings (None: a blend-base model). With a flow base the
+    network sees the base, so the finest level's condition and warped average become the
+    base (`cascade.level_base`); a blend-base model keeps its condition for the network;
+    warped network frames add the two warped frames.
     """
-    # the condition, the residual base, z and the v accumulator; with several samples also
-    # their sum and sum of squares (one sample keeps neither)
-    rgb = 4 + (2 if samples > 1 else 0)
-    if diffusion is not None and diffusion.residual_base == "flow":
-        rgb += 1
+    flow = diffusion is not None and diffusion.residual_base == "flow"
+    # the residual base, z and the v accumulator; with several samples also their sum and
+    # sum of squares (one sample keeps neither)
+    rgb = 3 + (2 if samples > 1 else 0) + (0 if flow else 1)
     if diffusion is not None and diffusion.network_frames == "warped":
         rgb += 2
-    channels = 3 * rgb + 1 + 3 / 4  # + the patch weights (1 channel), the coarser level's estimate
-    return int(height * width * channels * 4)
+    return int(height * width * (3 * rgb + 1) * 4)  # + the patch weights (1 channel)
 
 
 def pair_io_bytes(height: int, width: int) -> int:

@@ -62,7 +62,7 @@ def test_estimate_grows_with_patch_area_not_frame_size():
         plan_patch_batch(unet, 128, 128, budget_bytes=-5)
 
 
-def test_frame_buffers_count_the_flow_base_and_warped_frames():
+def test_frame_buffers_count_the_condition_samples_and_warped_frames():
     from hifi_core.config import DiffusionConfig
     from hifi_core.memory import frame_buffer_bytes
 
@@ -70,8 +70,9 @@ def test_frame_buffers_count_the_flow_base_and_warped_frames():
     flow = frame_buffer_bytes(1080, 1920, 1, DiffusionConfig(residual_base="flow"))
     warped = frame_buffer_bytes(1080, 1920, 1, DiffusionConfig(residual_base="flow", network_frames="warped"))
     one_image = 1080 * 1920 * 3 * 4  # an RGB float32 frame
-    assert abs(flow - blend - one_image) <= 1
+    assert abs(blend - flow - one_image) <= 1  # only a blend-base network keeps its condition
     assert abs(warped - flow - 2 * one_image) <= 1
+    assert abs(frame_buffer_bytes(1080, 1920, 4) - blend - 2 * one_image) <= 1  # sample sums
 
 
 FRAME_PROBE = textwrap.dedent("""
@@ -96,9 +97,10 @@ FRAME_PROBE = textwrap.dedent("""
 def test_frame_sized_buffers_are_what_frame_buffer_bytes_counts():
     # Large frames, small patch budget: besides the inputs (made before the measurement) the
     # peak's growth is the output, the counted buffers, the patch budget, and DIS with its
-    # flows (slack: two RGB frames). Measured at 1536x1536 (2026-11-30): 239 MB against
-    # 150 MB counted + 27 MB output + 32 MB budget; before the frames were converted patch by
-    # patch and the sampler and the residual base worked in place, 601 MB.
+    # flows (slack: two RGB frames). Measured at 1536x1536 (2026-11-30): 168 MB against
+    # 90 MB counted + 27 MB output + 32 MB budget; before the frames were converted patch by
+    # patch, the sampler and the residual base worked in place and the condition and warped
+    # average became the base, 601 MB.
     size = 1536
     out = subprocess.run([sys.executable, "-c", FRAME_PROBE, str(size)], cwd=ROOT, check=True,
                          capture_output=True, text=True, timeout=300)
