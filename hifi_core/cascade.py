@@ -37,7 +37,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .diffusion import ddim_sample, to_model_space
+from .diffusion import ddim_sample, from_model_space, to_model_space
 from .errors import HiFIInputError
 from .flow_base import estimate_flows, warp_average, warp_frames
 from .memory import AdaptiveBatchSize
@@ -268,11 +268,6 @@ def denoise_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
                         condition=condition, has_condition=condition is not None)
 
 
-def _model_space(image: torch.Tensor, owned: bool) -> torch.Tensor:
-    """to_model_space, in place when the caller has handed the buffer over."""
-    return image.mul_(2.0).sub_(1.0) if owned else to_model_space(image)
-
-
 def level_base(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, condition: Optional[torch.Tensor],
                tau: float, warped: Optional[torch.Tensor] = None, *, reuse_condition: bool = False,
                reuse_warped: bool = False) -> torch.Tensor:
@@ -287,8 +282,9 @@ def level_base(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, con
     device = frame0.device
     tau_t = torch.tensor([float(tau)], device=device)
     reference = model.base_reference(frame0, frame2, tau_t, warped)
-    reference = _model_space(reference, owned=reference is not warped or reuse_warped)
-    cond = None if condition is None else _model_space(condition, owned=reuse_condition)
+    # in place where the buffer is ours: a fresh blend, or a buffer handed over
+    reference = to_model_space(reference, inplace=reference is not warped or reuse_warped)
+    cond = None if condition is None else to_model_space(condition, inplace=reuse_condition)
     return model.base_from_reference(reference, cond, torch.tensor([condition is not None], device=device),
                                      inplace=True)
 
@@ -305,10 +301,9 @@ def sample_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, b
     the frames and the condition are converted patch by patch (`crops`).
     """
     device = frame0.device
-    has_cond = has_condition
-    if has_cond and condition is None and not model.network_sees_base:
+    if has_condition and condition is None and not model.network_sees_base:
         raise HiFIInputError("this model's network sees the condition: pass it to sample_level")
-    cond_mask = torch.tensor([has_cond], device=device)
+    cond_mask = torch.tensor([has_condition], device=device)
     tau_t = torch.tensor([float(tau)], device=device)
     diffusion = model.config.diffusion
 
@@ -324,7 +319,7 @@ def sample_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, b
     def condition_crops(boxes: Sequence[Box]) -> torch.Tensor:  # HiFIModel.network_condition, per patch
         if model.network_sees_base:
             return crops(base, boxes)
-        if not has_cond:
+        if not has_condition:
             return torch.zeros_like(crops(base, boxes))
         return to_model_space(crops(condition, boxes))
 
@@ -361,8 +356,9 @@ def sample_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, b
                             logsnr_min=diffusion.logsnr_min, logsnr_max=diffusion.logsnr_max,
                             generator=ctx.generator, clamp_x=clamp_x, cancel=ctx.cancel)
         del noise
-        # to [0, 1] in place (from_model_space): y_hat is ours, a frame-sized buffer
-        x_hat = model.from_diffusion_space(y_hat, base, inplace=True).clamp_(-1.0, 1.0).add_(1.0).mul_(0.5)
+        # to [0, 1] in place: y_hat is ours, a frame-sized buffer
+        x_hat = from_model_space(model.from_diffusion_space(y_hat, base, inplace=True).clamp_(-1.0, 1.0),
+                                 inplace=True)
         del y_hat
         if ctx.samples == 1:  # no spread; a zero view, not a frame-sized buffer
             return x_hat, torch.zeros((), device=device).expand_as(x_hat)

@@ -23,14 +23,14 @@ from .errors import HiFIInputError
 from .progress import CancelCheck, check_cancel
 
 
-def to_model_space(images: torch.Tensor) -> torch.Tensor:
-    """[0, 1] -> [-1, 1]."""
-    return images * 2.0 - 1.0
+def to_model_space(images: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """[0, 1] -> [-1, 1]; `inplace` overwrites images (frame-sized buffers at 8K)."""
+    return images.mul_(2.0).sub_(1.0) if inplace else images * 2.0 - 1.0
 
 
-def from_model_space(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 1]."""
-    return (images + 1.0) * 0.5
+def from_model_space(images: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """[-1, 1] -> [0, 1]; `inplace` overwrites images."""
+    return images.add_(1.0).mul_(0.5) if inplace else (images + 1.0) * 0.5
 
 
 def logsnr_schedule(t: torch.Tensor, logsnr_min: float = -20.0, logsnr_max: float = 20.0) -> torch.Tensor:
