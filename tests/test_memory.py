@@ -1,6 +1,7 @@
 """Memory planner: the patch batch it picks keeps the measured peak RSS inside the budget."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -97,13 +98,16 @@ FRAME_PROBE = textwrap.dedent("""
 def test_frame_sized_buffers_are_what_frame_buffer_bytes_counts():
     # Large frames, small patch budget: besides the inputs (made before the measurement) the
     # peak's growth is the output, the counted buffers, the patch budget, and DIS with its
-    # flows (slack: two RGB frames). Measured at 1536x1536 (2026-11-30): 168 MB against
-    # 90 MB counted + 27 MB output + 32 MB budget; before the frames were converted patch by
-    # patch, the sampler and the residual base worked in place and the condition and warped
-    # average became the base, 601 MB.
+    # flows (slack: two RGB frames). A fixed glibc mmap threshold returns every freed frame
+    # buffer to the OS, so the peak does not depend on allocator history (without it, the
+    # same code measured 161-220 MB). Measured at 1536x1536 (2026-11-30): 120-125 MB against
+    # 90 MB counted + 27 MB output + 32 MB budget; 237f37f's cascade (before the frames were
+    # converted patch by patch, the sampler and the base worked in place and the condition
+    # and warped average became the base): 398 MB.
     size = 1536
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(2 ** 20))
     out = subprocess.run([sys.executable, "-c", FRAME_PROBE, str(size)], cwd=ROOT, check=True,
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, env=env)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     one_frame = size * size * 3 * 4
     assert result["growth"] <= result["frames"] + one_frame + 32 * MB + 2 * one_frame, result
