@@ -53,11 +53,12 @@ def _warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
                      borderMode=cv2.BORDER_REPLICATE)
 
 
-def dis_tau_flows(frame0: np.ndarray, frame2: np.ndarray, tau: float):
+def dis_tau_flows(frame0: np.ndarray, frame2: np.ndarray, tau: float, dis=None):
     """Float32 [H, W, 3] (0..1) frames -> (flow tau->0, flow tau->2), each [H, W, 2] in pixels.
 
     DIS (MEDIUM) on grey 8-bit frames both ways, combined with the linear-motion
-    approximation of Super SloMo (see the module docstring).
+    approximation of Super SloMo (see the module docstring). `dis`: another configured
+    cv2.DISOpticalFlow to use instead (scripts/dis_settings.py compares settings).
     """
     import cv2
 
@@ -66,7 +67,7 @@ def dis_tau_flows(frame0: np.ndarray, frame2: np.ndarray, tau: float):
     pad = ((0, max(0, MIN_DIS_SIDE - h)), (0, max(0, MIN_DIS_SIDE - w)))
     grey = [np.pad(cv2.cvtColor((f * 255.0).round().clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY),
                    pad, mode="edge") for f in (frame0, frame2)]
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    dis = dis or cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     f02 = dis.calc(grey[0], grey[1], None)[:h, :w]
     f20 = dis.calc(grey[1], grey[0], None)[:h, :w]
     t = float(tau)

@@ -166,19 +166,23 @@ def resize_to_level(padded: torch.Tensor, plan: CascadePlan, level: int) -> torc
 
 
 def level_inputs(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, flows: Optional[torch.Tensor],
-                 tau) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+                 tau, warped_frames: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+                 ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
     """(network frame0, network frame2, warped average) for frames [B, 3, h, w] at one size.
 
     The network sees the raw frames, or with `network_frames="warped"` both frames warped to
-    tau; the warped average (the flow residual base) is None without flows.
+    tau; the warped average (the flow residual base) is None without flows. `warped_frames`:
+    both frames already warped to tau (training warps them on a larger context), used instead
+    of warping here.
     """
     if flows is None:
         return frame0, frame2, None
-    if not model.sees_warped_frames:
+    if warped_frames is None and not model.sees_warped_frames:
         return frame0, frame2, warp_average(frame0, frame2, flows, tau)
-    warped0, warped2 = warp_frames(frame0, frame2, flows)
+    warped0, warped2 = warped_frames if warped_frames is not None else warp_frames(frame0, frame2, flows)
     t = torch.as_tensor(tau, dtype=warped0.dtype, device=warped0.device).reshape(-1, 1, 1, 1)
-    return warped0, warped2, warped0 + (warped2 - warped0) * t
+    average = warped0 + (warped2 - warped0) * t
+    return (warped0, warped2, average) if model.sees_warped_frames else (frame0, frame2, average)
 
 
 def level_flow_average(padded0: torch.Tensor, padded2: torch.Tensor, flows: torch.Tensor, tau: float,

@@ -41,7 +41,10 @@ def detail_band(image: torch.Tensor) -> torch.Tensor:
     return low.neg_().add_(image)  # image - low, in the one new buffer
 
 
-LOSS_NORMS = ("l1", "l2")  # of the error on v, see HiFIModel.loss
+LOSS_NORMS = ("l1", "l2", "log_l2")  # of the error on v, see HiFIModel.loss
+# keeps log_l2 finite for a sample the model already gets exactly (v's squared error; a
+# one-pixel-level error on a whole crop is about 1e-4)
+LOG_L2_FLOOR = 1e-6
 
 
 class HiFIModel(nn.Module):
@@ -140,8 +143,11 @@ class HiFIModel(nn.Module):
              tau: torch.Tensor, cond: Optional[torch.Tensor], cond_mask: torch.Tensor,
              t: torch.Tensor, noise: torch.Tensor, warped: Optional[torch.Tensor] = None,
              norm: str = "l1", pixel_weight: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Per-sample loss on v: L1 (the paper's) or "l2" (squared error; its one-step sample is
-        the conditional mean, the PSNR-optimal estimate, where L1's is the median).
+        """Per-sample loss on v: L1 (the paper's), "l2" (squared error; its one-step sample is
+        the conditional mean, the PSNR-optimal estimate, where L1's is the median), or "log_l2"
+        (the log of each sample's mean squared error: a batch mean of it is a mean PSNR, so an
+        easy crop's small errors count as much as a hard crop's large ones, where "l2"'s
+        pooled error is dominated by the hard crops).
         Frames, cond and warped in [0, 1]; tau, t: [B]; cond_mask: [B] bool; warped: the
         flow-warped average (needed when `uses_flow`); pixel_weight: [B, 1, h, w] weights of
         each pixel's error (None = uniform)."""
@@ -164,7 +170,8 @@ class HiFIModel(nn.Module):
         error = error.abs() if norm == "l1" else error.square()
         if pixel_weight is not None:
             error = error * pixel_weight.to(error.dtype)
-        return error.flatten(1).mean(dim=1)
+        per_sample = error.flatten(1).mean(dim=1)
+        return per_sample.add(LOG_L2_FLOOR).log() if norm == "log_l2" else per_sample
 
 
 def build_model(preset: Union[str, ModelConfig], operations: ModuleType = nn) -> HiFIModel:

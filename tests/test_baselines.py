@@ -1,5 +1,6 @@
 """hifi_core.baselines: frame blend and DIS optical-flow interpolation."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -54,3 +55,28 @@ def test_bad_inputs_are_named():
         blend_interpolate(torch.rand(3, 8, 8), torch.rand(3, 8, 8), 1.5)
     with pytest.raises(HiFIInputError, match="same size"):
         dis_flow_interpolate(torch.rand(3, 8, 8), torch.rand(3, 8, 9), 0.5)
+
+
+class _ConstantFlow:
+    """A stand-in for a configured cv2 DIS object: +shift px from frame0 to frame2, -shift back."""
+
+    def __init__(self, shift: float):
+        self.shift, self.calls = shift, 0
+
+    def calc(self, first, second, flow):
+        self.calls += 1
+        sign = 1.0 if self.calls % 2 else -1.0  # called 0->2, then 2->0
+        return np.full(first.shape + (2,), sign * self.shift, dtype=np.float32)
+
+
+def test_tau_flows_use_the_given_dis_and_the_linear_motion_split():
+    # uniform motion d from frame0 to frame2: the flow from tau back to frame0 is -tau * d and
+    # to frame2 is (1 - tau) * d, whatever tau
+    from hifi_core.baselines import dis_tau_flows
+
+    frame = _pattern(0.0).permute(1, 2, 0).numpy()
+    for tau in (0.25, 0.5, 0.8):
+        dis = _ConstantFlow(6.0)
+        ft0, ft2 = dis_tau_flows(frame, frame, tau, dis)
+        assert dis.calls == 2
+        assert abs(float(ft0.mean()) + tau * 6.0) < 1e-5 and abs(float(ft2.mean()) - (1 - tau) * 6.0) < 1e-5

@@ -99,5 +99,8 @@ def test_model_loss_is_l1_or_squared_error_on_v(monkeypatch):
     weight = torch.rand(2, 1, 16, 16, generator=g)
     weighted = model.loss(*args, pixel_weight=weight)
     assert torch.allclose(weighted, (seen[2].abs() * weight).flatten(1).mean(1))
+    # log_l2: the log of each sample's mean squared error (a batch mean of it is a mean PSNR)
+    log_l2 = model.loss(*args, norm="log_l2")
+    assert torch.allclose(log_l2, (seen[3].square().flatten(1).mean(1) + model_module.LOG_L2_FLOOR).log())
     with pytest.raises(HiFIInputError, match="l2"):
         model.loss(*args, norm="huber")

@@ -11,6 +11,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_training_data import make_clip, make_photos  # noqa: E402
 
 from hifi_core import load_model  # noqa: E402
+from hifi_core.cascade import level_inputs  # noqa: E402
+from hifi_core.flow_base import warp_frames  # noqa: E402
 from hifi_core.training.config import config_from_dict  # noqa: E402
 from hifi_core.training.trainer import (CHECKPOINT_NAME, Trainer, export_ema, learning_rate,  # noqa: E402
                                         sample_t)
@@ -246,3 +248,49 @@ def test_reduced_precision_training_keeps_float32_weights_and_learns(root, tmp_p
 def test_unknown_precision_is_named(root):
     with pytest.raises(Exception, match="precision='fp8'"):
         config_from_dict(tiny_config(root, precision="fp8"))
+
+
+def _base_error(batch) -> float:
+    """Mean |flow average - target| of a `StepBatches` item (its context warps if it has them)."""
+    f0, ft, f2, tau, flows, *context = batch
+    warped0, warped2 = context[0] if context else warp_frames(f0, f2, flows)
+    average = warped0 + (warped2 - warped0) * tau.view(-1, 1, 1, 1)
+    return float((average - ft).abs().mean())
+
+
+def test_flow_context_gives_the_crop_the_flows_of_a_larger_view(root, tmp_path):
+    # a pan of 2 px/frame over 16 px crops: motion leaves a small crop, so DIS on the crop itself
+    # fails at its edges; on a 3x larger view (what inference's whole-frame DIS sees) it does not
+    def batches(context):
+        config = config_from_dict(tiny_config(root, batch=4, steps=8, data={
+            "real_fraction": 1.0, "scales": [1], "spans": [3], "flow_context": context}))
+        return Trainer(config, tmp_path / f"c{context}", validate=False).batches
+
+    plain, wide = batches(1), batches(3)
+    first = wide[0]
+    assert len(first) == 6 and first[0].shape == (4, 3, 16, 16) and first[4].shape == (4, 4, 16, 16)
+    assert first[5][0].shape == (4, 3, 16, 16)
+    errors = {name: sum(_base_error(b[s]) for s in range(8)) / 8 for name, b in (("crop", plain), ("wide", wide))}
+    assert errors["wide"] < 0.1 * errors["crop"], errors
+
+
+@pytest.mark.parametrize("network_frames", ["raw", "warped"])
+def test_training_with_flow_context_uses_the_context_warps(root, tmp_path, network_frames):
+    config = config_from_dict(tiny_config(root, data={"flow_context": 2},
+                                          diffusion={"network_frames": network_frames},
+                                          condition={"own_prediction_prob": 1.0}))
+    trainer = Trainer(config, tmp_path, validate=False)
+    batch = trainer.batches[0]
+    net0, _, warped = level_inputs(trainer.model, batch[0], batch[2], batch[4], batch[3], batch[5])
+    tau = batch[3].view(-1, 1, 1, 1)
+    assert torch.allclose(warped, batch[5][0] + (batch[5][1] - batch[5][0]) * tau)
+    assert torch.equal(net0, batch[5][0] if network_frames == "warped" else batch[0])
+    before = _weights(trainer.model)
+    trainer.fit(stop_at=2, progress=False)
+    assert trainer.step == 2
+    assert any(not torch.equal(v, trainer.model.state_dict()[k]) for k, v in before.items())
+
+
+def test_flow_context_must_be_a_whole_number(root):
+    with pytest.raises(Exception, match="flow_context"):
+        config_from_dict(tiny_config(root, data={"flow_context": 0}))

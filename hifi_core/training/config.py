@@ -40,6 +40,11 @@ class DataConfig:
         cache_dir: decoded-frame/photo cache; None = $HIFI_CACHE or ~/.cache/hifi.
         hard_fraction, hard_candidates: hard-example sampling (`MixConfig`); 0 = off.
         repeat_samples: > 0 cycles through that many samples (`MixConfig`; a capacity probe).
+        flow_context: for flow-base models, each sample is drawn this many times larger than
+            the crop, DIS flows and the warps to tau run on all of it, and the centre crop
+            is trained on: inference runs DIS on the whole frame, and DIS on a small crop fails
+            wherever motion leaves it, so with 1 (flows of the crop itself) the network is
+            taught to correct failures the cascade does not have.
     """
 
     root: str = "../shared/data"
@@ -56,12 +61,16 @@ class DataConfig:
     hard_fraction: float = 0.0
     hard_candidates: int = 4
     repeat_samples: int = 0
+    flow_context: int = 1
 
     def __post_init__(self) -> None:
         self.crop = tuple(self.crop)
         self.late_crop = tuple(self.late_crop) if self.late_crop else None
         if not 0 <= self.late_crop_from <= 1:
             raise HiFIInputError(f"data.late_crop_from={self.late_crop_from} must be in [0, 1]")
+        if not isinstance(self.flow_context, int) or isinstance(self.flow_context, bool) or self.flow_context < 1:
+            raise HiFIInputError(f"data.flow_context={self.flow_context!r} must be a whole number >= 1 "
+                                 "(1 = flows of the crop itself)")
 
     def clip_paths(self) -> List[Path]:
         folder = Path(self.root) / "clips"
@@ -162,7 +171,7 @@ class TrainConfig:
     t_sampling: TimeSamplingConfig = field(default_factory=TimeSamplingConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     init_from: Optional[str] = None  # a .safetensors checkpoint whose weights start the run
-    loss: str = "l1"  # on v: "l1" (the paper's) or "l2" (see HiFIModel.loss)
+    loss: str = "l1"  # on v: "l1" (the paper's), "l2" or "log_l2" (see HiFIModel.loss)
     # > 0: each pixel's loss is weighted by 1 + k * |warped frame0 - warped frame2| (mean over
     # channels, normalised to mean 1 per sample), so where the flow fails (occlusions, flow
     # errors) counts more; needs the flow base

@@ -83,12 +83,17 @@ def sample_t(batch: int, config: TrainConfig, generator: torch.Generator) -> tor
 
 def disagreement_weight(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
                         flows: Optional[torch.Tensor], net0: torch.Tensor, net2: torch.Tensor,
-                        strength: float) -> Optional[torch.Tensor]:
+                        strength: float, warped_frames: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+                        ) -> Optional[torch.Tensor]:
     """Per-pixel loss weights [B, 1, h, w], mean 1 per sample: 1 + strength * |warped frame0 -
-    warped frame2| (see TrainConfig.disagreement_weight); None when strength is 0."""
+    warped frame2| (see TrainConfig.disagreement_weight); None when strength is 0.
+    `warped_frames`: the batch's context warps (`StepBatches`), when it has them."""
     if strength <= 0 or flows is None:
         return None
-    warped0, warped2 = (net0, net2) if model.sees_warped_frames else warp_frames(frame0, frame2, flows)
+    if warped_frames is not None:
+        warped0, warped2 = warped_frames
+    else:
+        warped0, warped2 = (net0, net2) if model.sees_warped_frames else warp_frames(frame0, frame2, flows)
     weight = 1.0 + strength * (warped0 - warped2).abs().mean(dim=1, keepdim=True)
     return weight / weight.mean(dim=(1, 2, 3), keepdim=True)
 
@@ -106,7 +111,9 @@ def crop_for_step(step: int, config: TrainConfig) -> Tuple[int, int]:
 
 class StepBatches(torch.utils.data.Dataset):
     """Item s: one rank's batch at step s with everything made before the model is called:
-    (frame0, target, frame2 [B, 3, h, w], tau [B], DIS flows [B, 4, h, w] or None).
+    (frame0, target, frame2 [B, 3, h, w], tau [B], DIS flows [B, 4, h, w] or None), and with
+    `data.flow_context` > 1 a sixth item, both frames warped to tau on the context (then the
+    flows and frames are the context's centre crop; `DataConfig.flow_context`).
 
     A pure function of the step (crop size included), so loader workers can make batches
     ahead and a resumed run asks for exactly the next one.
@@ -122,10 +129,20 @@ class StepBatches(torch.utils.data.Dataset):
     def __getitem__(self, step: int):
         cfg = self.config
         crop = crop_for_step(step, cfg)
-        if tuple(self.dataset.config.crop) != crop:
-            self.dataset.config = cfg.data.mix(crop, cfg.augment)
+        context = cfg.data.flow_context if self.with_flows else 1
+        drawn = tuple(c * context for c in crop)
+        if tuple(self.dataset.config.crop) != drawn:
+            self.dataset.config = cfg.data.mix(drawn, cfg.augment)
         f0, ft, f2, tau = load_batch(self.dataset, step, cfg.batch, self.rank, self.world)
-        return f0, ft, f2, tau, estimate_flows(f0, f2, tau) if self.with_flows else None
+        if not self.with_flows:
+            return f0, ft, f2, tau, None
+        flows = estimate_flows(f0, f2, tau)
+        if context == 1:
+            return f0, ft, f2, tau, flows
+        warped0, warped2 = warp_frames(f0, f2, flows)
+        top, left = (drawn[0] - crop[0]) // 2, (drawn[1] - crop[1]) // 2
+        centre = lambda x: x[..., top:top + crop[0], left:left + crop[1]].contiguous()  # noqa: E731
+        return centre(f0), centre(ft), centre(f2), tau, centre(flows), (centre(warped0), centre(warped2))
 
 
 def prefetched_batches(batches: StepBatches, first: int, end: int, workers: int):
@@ -527,14 +544,15 @@ class Trainer:
     def train_step(self, batch=None) -> float:
         """One optimisation step on `batch` (a `StepBatches` item; default: made here)."""
         cfg = self.config
-        f0, ft, f2, tau, flows = batch if batch is not None else self.batches[self.step]
+        f0, ft, f2, tau, flows, *context_warps = batch if batch is not None else self.batches[self.step]
         gen = step_generator(cfg.seed, self.step, self.dist.rank)
         # flow models: the residual base and the degraded conditions' mix use the flow average;
         # the network sees the raw or the warped frames (level_inputs, as in the cascade)
-        net0, net2, warped = level_inputs(self.model, f0, f2, flows, tau)
+        net0, net2, warped = level_inputs(self.model, f0, f2, flows, tau, *context_warps)
         cond, mask = make_condition(ft, f0, f2, tau, cfg.condition, gen, warped)
         apply_own_predictions(self.ema, f0, f2, tau, cond, mask, cfg.condition, gen, flows, warped)
-        weight = disagreement_weight(self.model, f0, f2, flows, net0, net2, cfg.disagreement_weight)
+        weight = disagreement_weight(self.model, f0, f2, flows, net0, net2, cfg.disagreement_weight,
+                                     *context_warps)
         t = sample_t(cfg.batch, cfg, gen)
         noise = torch.randn(ft.shape, generator=gen)
         dev = self.device

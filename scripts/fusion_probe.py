@@ -1,0 +1,153 @@
+"""Can a small network learn *which* warped frame to trust? (a probe, not the shipped model)
+
+The flow average's error sits in the flow-failure region, where the truth is often one of the
+two frames warped to tau (docs/training/README.md: oracle pick +3 dB there), yet the
+diffusion network, which must synthesise the correction r = x - average pixel by pixel,
+learns nothing there. This probe gives a plain regression network the structure that
+occlusion reasoning needs (as RIFE's fusion mask does): it predicts a per-pixel weight m and
+a small residual, output = m * warped0 + (1 - m) * warped2 + residual, starting exactly at
+the flow average (m = 1 - tau, residual 0). Inputs: both warped frames, their difference,
+the two DIS tau-flows and tau. Trained with L1 on the config's batches (hard examples
+included); scored on the config's validation triplets, whole frames and the flow-failure
+region, next to the flow average.
+
+    .venv/bin/python scripts/fusion_probe.py --config configs/train/small-hard.json --minutes 30
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hifi_core.flow_base import estimate_flows, warp_frames  # noqa: E402
+from hifi_core.metrics import psnr  # noqa: E402
+from hifi_core.training.config import load_config  # noqa: E402
+from hifi_core.training.trainer import Trainer, prefetched_batches, validation_set  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ablate_levels import flow_failure_mask, region_psnr  # noqa: E402
+
+FLOW_SCALE = 1.0 / 16.0  # flows in pixels -> about unit range for typical motions
+
+
+def conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.SiLU())
+
+
+class FusionNet(nn.Module):
+    """A 3-scale U-Net from (warped0, warped2, warped0 - warped2, flows, tau) to (mask, residual)."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        w = width
+        self.enc1 = nn.Sequential(conv(14, w), conv(w, w))
+        self.enc2 = nn.Sequential(conv(w, 2 * w, 2), conv(2 * w, 2 * w))
+        self.enc3 = nn.Sequential(conv(2 * w, 3 * w, 2), conv(3 * w, 3 * w), conv(3 * w, 3 * w))
+        self.dec2 = nn.Sequential(conv(3 * w + 2 * w, 2 * w), conv(2 * w, 2 * w))
+        self.dec1 = nn.Sequential(conv(2 * w + w, w), conv(w, w))
+        self.head = nn.Conv2d(w, 4, 3, 1, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, warped0, warped2, flows, tau):
+        t = tau.view(-1, 1, 1, 1).to(warped0.dtype)
+        x = torch.cat([warped0, warped2, warped0 - warped2, flows * FLOW_SCALE,
+                       t.expand(-1, 1, *warped0.shape[-2:])], dim=1)
+        e1 = self.enc1(x)
+        e2 = self.enc2(e1)
+        e3 = self.enc3(e2)
+        up = lambda a, b: F.interpolate(a, size=b.shape[-2:], mode="bilinear", align_corners=False)
+        d2 = self.dec2(torch.cat([up(e3, e2), e2], dim=1))
+        d1 = self.dec1(torch.cat([up(d2, e1), e1], dim=1))
+        out = self.head(d1)
+        prior = torch.logit((1.0 - t).clamp(1e-3, 1 - 1e-3))
+        mask = torch.sigmoid(prior + out[:, :1])
+        return warped2 + mask * (warped0 - warped2) + out[:, 1:]
+
+
+def pad_to(x: torch.Tensor, multiple: int = 4) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, -w % multiple, 0, -h % multiple), mode="replicate")
+
+
+def evaluate(net: FusionNet, val, threshold: float = 0.05) -> dict:
+    net.eval()
+    whole, region, base_whole, base_region = [], [], [], []
+    with torch.no_grad():
+        for item in val:
+            t = item.triplet
+            f0, f2 = t.frame0[None], t.frame2[None]
+            flows = estimate_flows(f0, f2, t.tau)
+            w0, w2 = warp_frames(f0, f2, flows)
+            h, w = f0.shape[-2:]
+            out = net(pad_to(w0), pad_to(w2), pad_to(flows), torch.tensor([t.tau]))[..., :h, :w].clamp(0, 1)[0]
+            average = (w0 + (w2 - w0) * t.tau)[0]
+            mask = flow_failure_mask(t, threshold)
+            whole.append(float(psnr(out, t.target)))
+            base_whole.append(float(psnr(average, t.target)))
+            region.append(region_psnr(out, t.target, mask))
+            base_region.append(region_psnr(average, t.target, mask))
+    net.train()
+    mean = lambda xs: sum(xs) / len(xs)
+    return {"whole": mean(whole), "region": mean(region), "flow_whole": mean(base_whole),
+            "flow_region": mean(base_region)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--flow-context", type=int, default=1,
+                        help="data.flow_context: flows and warps on a view this many times larger "
+                             "than the crop (centre kept)")
+    parser.add_argument("--save", default=None, help="write the net's weights here (safetensors)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = load_config(args.config)
+    config.data.flow_context = args.flow_context
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(config, Path(out), validate=False)
+    val = validation_set(trainer.real, config)
+    net = FusionNet(args.width)
+    print(f"fusion net: {sum(p.numel() for p in net.parameters())} parameters", flush=True)
+    optimizer = torch.optim.Adam(net.parameters(), lr=args.lr, betas=(0.9, 0.99))
+    print(json.dumps({"step": 0, **evaluate(net, val)}), flush=True)
+    start, losses, flow_losses = time.time(), [], []
+    for step, (f0, ft, f2, tau, flows, *context_warps) in enumerate(
+            prefetched_batches(trainer.batches, 0, config.steps, args.workers), start=1):
+        w0, w2 = context_warps[0] if context_warps else warp_frames(f0, f2, flows)
+        loss = (net(w0, w2, flows, tau) - ft).abs().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        flow_losses.append(float((w0 + (w2 - w0) * tau.view(-1, 1, 1, 1) - ft).abs().mean()))
+        done = time.time() - start > args.minutes * 60
+        if step % args.eval_every == 0 or done:
+            print(json.dumps({"step": step, "loss": sum(losses) / len(losses),
+                              "flow_average_loss": sum(flow_losses) / len(flow_losses),
+                              "minutes": round((time.time() - start) / 60, 1), **evaluate(net, val)}),
+                  flush=True)
+            losses, flow_losses = [], []
+            if args.save:
+                from safetensors.torch import save_file
+                save_file(net.state_dict(), args.save)
+        if done:
+            break
+
+
+if __name__ == "__main__":
+    main()
