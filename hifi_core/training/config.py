@@ -42,9 +42,10 @@ class DataConfig:
         repeat_samples: > 0 cycles through that many samples (`MixConfig`; a capacity probe).
         flow_context: for flow-base models, each sample is drawn this many times larger than
             the crop, DIS flows and the warps to tau run on all of it, and the centre crop
-            is trained on: inference runs DIS on the whole frame, and DIS on a small crop fails
-            wherever motion leaves it, so with 1 (flows of the crop itself) the network is
-            taught to correct failures the cascade does not have.
+            is trained on, as inference runs DIS on the whole frame (1: flows of the crop
+            itself, which fail wherever motion leaves the crop; on real training crops that
+            is about 6 % of the flow average's error, docs/training/README.md). The larger
+            view is drawn like a crop of its size, so multi-resolution zoom-outs are milder.
     """
 
     root: str = "../shared/data"
