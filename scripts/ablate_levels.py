@@ -74,7 +74,11 @@ def training_frame_triplets(real, config) -> list:
 def flow_failure_mask(triplet: Triplet, threshold: float) -> torch.Tensor:
     """[h, w] bool: where the frames warped to tau by the flow base disagree."""
     f0, f2 = triplet.frame0[None], triplet.frame2[None]
-    warped0, warped2 = warp_frames(f0, f2, estimate_flows(f0, f2, triplet.tau))
+    return disagreement_mask(*warp_frames(f0, f2, estimate_flows(f0, f2, triplet.tau)), threshold)
+
+
+def disagreement_mask(warped0: torch.Tensor, warped2: torch.Tensor, threshold: float) -> torch.Tensor:
+    """[h, w] bool from [1, 3, h, w] warped frames: mean absolute RGB difference > threshold."""
     return (warped0 - warped2).abs().mean(dim=1)[0] > threshold
 
 

@@ -32,7 +32,7 @@ from hifi_core.training.config import load_config  # noqa: E402
 from hifi_core.training.trainer import Trainer, prefetched_batches, validation_set  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ablate_levels import flow_failure_mask, region_psnr  # noqa: E402
+from ablate_levels import disagreement_mask, region_psnr  # noqa: E402
 
 FLOW_SCALE = 1.0 / 16.0  # flows in pixels -> about unit range for typical motions
 
@@ -77,27 +77,42 @@ def pad_to(x: torch.Tensor, multiple: int = 4) -> torch.Tensor:
     return F.pad(x, (0, -w % multiple, 0, -h % multiple), mode="replicate")
 
 
-def evaluate(net: FusionNet, val, threshold: float = 0.05) -> dict:
+def prepare_validation(val, threshold: float = 0.05) -> list:
+    """Per validation triplet, once: the net's padded inputs, the flow average's scores and the
+    flow-failure mask (the same for every evaluation)."""
+    prepared = []
+    for item in val:
+        t = item.triplet
+        f0, f2 = t.frame0[None], t.frame2[None]
+        flows = estimate_flows(f0, f2, t.tau)
+        w0, w2 = warp_frames(f0, f2, flows)
+        mask = disagreement_mask(w0, w2, threshold)
+        average = (w0 + (w2 - w0) * t.tau)[0]
+        prepared.append({"triplet": t, "mask": mask,
+                         "inputs": (pad_to(w0), pad_to(w2), pad_to(flows), torch.tensor([t.tau])),
+                         "flow_whole": float(psnr(average, t.target)),
+                         "flow_region": region_psnr(average, t.target, mask)})
+    return prepared
+
+
+def mean(values) -> float:
+    return sum(values) / len(values)
+
+
+def evaluate(net: FusionNet, prepared: list) -> dict:
+    """Whole-frame and flow-failure-region PSNR of the net, next to the flow average's."""
     net.eval()
-    whole, region, base_whole, base_region = [], [], [], []
+    whole, region = [], []
     with torch.no_grad():
-        for item in val:
-            t = item.triplet
-            f0, f2 = t.frame0[None], t.frame2[None]
-            flows = estimate_flows(f0, f2, t.tau)
-            w0, w2 = warp_frames(f0, f2, flows)
-            h, w = f0.shape[-2:]
-            out = net(pad_to(w0), pad_to(w2), pad_to(flows), torch.tensor([t.tau]))[..., :h, :w].clamp(0, 1)[0]
-            average = (w0 + (w2 - w0) * t.tau)[0]
-            mask = flow_failure_mask(t, threshold)
+        for p in prepared:
+            t = p["triplet"]
+            h, w = t.target.shape[-2:]
+            out = net(*p["inputs"])[..., :h, :w].clamp(0, 1)[0]
             whole.append(float(psnr(out, t.target)))
-            base_whole.append(float(psnr(average, t.target)))
-            region.append(region_psnr(out, t.target, mask))
-            base_region.append(region_psnr(average, t.target, mask))
+            region.append(region_psnr(out, t.target, p["mask"]))
     net.train()
-    mean = lambda xs: sum(xs) / len(xs)
-    return {"whole": mean(whole), "region": mean(region), "flow_whole": mean(base_whole),
-            "flow_region": mean(base_region)}
+    return {"whole": mean(whole), "region": mean(region), "flow_whole": mean([p["flow_whole"] for p in prepared]),
+            "flow_region": mean([p["flow_region"] for p in prepared])}
 
 
 def main() -> None:
@@ -119,7 +134,7 @@ def main() -> None:
     config.data.flow_context = args.flow_context
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(config, Path(out), validate=False)
-    val = validation_set(trainer.real, config)
+    val = prepare_validation(validation_set(trainer.real, config))
     net = FusionNet(args.width)
     print(f"fusion net: {sum(p.numel() for p in net.parameters())} parameters", flush=True)
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr, betas=(0.9, 0.99))
