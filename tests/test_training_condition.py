@@ -88,3 +88,33 @@ def test_apply_own_predictions_replaces_only_kept_conditions_and_draws_nothing_w
     on = apply_own_predictions(model, f0, f2, tau, cond, mask, ConditionConfig(own_prediction_prob=1.0), gen)
     assert on.tolist() == [True, False, True]
     assert cond[0].abs().max() > 0 and cond[1].abs().max() == 0 and cond[2].abs().max() > 0
+
+
+def test_own_prediction_base_level_uses_the_context_warps_where_motion_leaves_the_crop(monkeypatch):
+    import hifi_core.training.condition as condition
+
+    # a pan of 8 px over a 32 px crop cut from a 3x larger view (DataConfig.flow_context): warping
+    # the crop itself has no pixels to fetch at its edges; the view's warps do
+    view0, view_mid, view2 = textured_pair(8, height=96, width=96)
+    flows = estimate_flows(view0, view2, 0.5)
+    warps = cascade.warp_frames(view0, view2, flows)
+    centre = lambda x: x[..., 32:64, 32:64].contiguous()  # noqa: E731
+    f0, target, f2, crop_flows = centre(view0), centre(view_mid), centre(view2), centre(flows)
+    context_warps = tuple(centre(w) for w in warps)
+    seen = []
+    real_denoise = condition.denoise_level
+
+    def recording(model_, net0, net2, cond, tau, grid, *args):
+        seen.append(args[-1].clone())  # the base level's warped average
+        return real_denoise(model_, net0, net2, cond, tau, grid, *args)
+
+    monkeypatch.setattr(condition, "denoise_level", recording)
+    model = perturbed_model(2, network_frames="warped")
+    plain = own_prediction_condition(model, f0, f2, 0.5, torch.Generator().manual_seed(0), 1, crop_flows)
+    wide = own_prediction_condition(model, f0, f2, 0.5, torch.Generator().manual_seed(0), 1, crop_flows,
+                                    None, context_warps)
+    context_average = half(context_warps[0] + context_warps[1]) / 2
+    assert torch.allclose(seen[1], context_average, atol=1e-6)
+    edge_error = lambda x: (x - half(target))[..., :, -3:].abs().mean()  # noqa: E731 (motion is rightward)
+    assert edge_error(seen[1]) < 0.5 * edge_error(seen[0]), (edge_error(seen[1]), edge_error(seen[0]))
+    assert not torch.equal(plain, wide)

@@ -101,7 +101,8 @@ def make_condition(target: torch.Tensor, frame0: torch.Tensor, frame2: torch.Ten
 
 def own_prediction_condition(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, tau: float,
                              generator: torch.Generator, steps: int = 1, flows: Optional[torch.Tensor] = None,
-                             warped: Optional[torch.Tensor] = None) -> torch.Tensor:
+                             warped: Optional[torch.Tensor] = None,
+                             warped_frames: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
     """The condition [1, 3, h, w] of one upsampling sample from the model's own base-level
     prediction, exactly as `run_cascade` builds its second level's.
 
@@ -109,6 +110,9 @@ def own_prediction_condition(model: HiFIModel, frame0: torch.Tensor, frame2: tor
     model's alignment. The base level sees the 2x area-downsampled frames as one patch; with
     a flow base, both levels warp with the same flows: `flows` and this level's `warped`
     average when the caller has them for its batch, else `estimate_flows` of these frames.
+    `warped_frames`: both frames warped to tau on a larger context (`DataConfig.flow_context`);
+    the base level then sees them area-downsampled, so flows that leave the crop still find
+    their pixels, as they do in a whole frame.
     """
     half0, half2 = F.avg_pool2d(frame0, 2), F.avg_pool2d(frame2, 2)
     height, width = half0.shape[-2:]
@@ -119,7 +123,8 @@ def own_prediction_condition(model: HiFIModel, frame0: torch.Tensor, frame2: tor
         flows = estimate_flows(frame0, frame2, tau)
     if flows is not None and warped is None:
         warped = warp_average(frame0, frame2, flows, tau)
-    net0, net2, coarser_warped = level_inputs(model, half0, half2, flows, tau)
+    half_warps = None if warped_frames is None else tuple(F.avg_pool2d(w, 2) for w in warped_frames)
+    net0, net2, coarser_warped = level_inputs(model, half0, half2, flows, tau, half_warps)
     ctx = LevelContext(steps=steps, samples=1, eta=0.0, overlap=0, feather=False, generator=generator,
                        batcher=AdaptiveBatchSize(1))
     was_training = model.training
@@ -134,10 +139,11 @@ def own_prediction_condition(model: HiFIModel, frame0: torch.Tensor, frame2: tor
 def apply_own_predictions(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, tau: torch.Tensor,
                           cond: torch.Tensor, cond_mask: torch.Tensor, config: ConditionConfig,
                           generator: torch.Generator, flows: Optional[torch.Tensor] = None,
-                          warped: Optional[torch.Tensor] = None) -> torch.Tensor:
+                          warped: Optional[torch.Tensor] = None,
+                          warped_frames: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
     """Replace, in place, the condition of each kept-condition sample with its own-prediction
-    version with probability `own_prediction_prob`. `flows` and `warped`: the batch's, when
-    the caller has them (no second DIS per sample).
+    version with probability `own_prediction_prob`. `flows`, `warped` and the context warps
+    `warped_frames`: the batch's, when the caller has them (no second DIS per sample).
 
     Returns a [B] bool mask of the samples replaced. No random draw when the probability is 0,
     so older configs keep their exact random streams.
@@ -153,5 +159,7 @@ def apply_own_predictions(model: HiFIModel, frame0: torch.Tensor, frame2: torch.
         one = slice(i, i + 1)
         cond[one] = own_prediction_condition(
             model, on_model(frame0, one), on_model(frame2, one), float(tau[i]), generator,
-            config.own_prediction_steps, on_model(flows, one), on_model(warped, one)).to(cond.device, cond.dtype)
+            config.own_prediction_steps, on_model(flows, one), on_model(warped, one),
+            None if warped_frames is None else tuple(on_model(w, one) for w in warped_frames)
+        ).to(cond.device, cond.dtype)
     return chosen

@@ -44,7 +44,8 @@ class DataConfig:
             the crop, DIS flows and the warps to tau run on all of it, and the centre crop
             is trained on, as inference runs DIS on the whole frame (1: flows of the crop
             itself, which fail wherever motion leaves the crop; on real training crops that
-            is about 6 % of the flow average's error, docs/training/README.md). The larger
+            is about 6 % of the flow average's error, docs/training/README.md). Own-prediction
+            conditions' base level sees the context warps too, area-downsampled. The larger
             view is drawn like a crop of its size, so multi-resolution zoom-outs are milder.
     """
 

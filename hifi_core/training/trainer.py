@@ -550,7 +550,7 @@ class Trainer:
         # the network sees the raw or the warped frames (level_inputs, as in the cascade)
         net0, net2, warped = level_inputs(self.model, f0, f2, flows, tau, *context_warps)
         cond, mask = make_condition(ft, f0, f2, tau, cfg.condition, gen, warped)
-        apply_own_predictions(self.ema, f0, f2, tau, cond, mask, cfg.condition, gen, flows, warped)
+        apply_own_predictions(self.ema, f0, f2, tau, cond, mask, cfg.condition, gen, flows, warped, *context_warps)
         weight = disagreement_weight(self.model, f0, f2, flows, net0, net2, cfg.disagreement_weight,
                                      *context_warps)
         t = sample_t(cfg.batch, cfg, gen)
