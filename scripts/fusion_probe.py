@@ -11,7 +11,14 @@ the two DIS tau-flows and tau. Trained with L1 on the config's batches (hard exa
 included); scored on the config's validation triplets, whole frames and the flow-failure
 region, next to the flow average.
 
+`--occlusion-cues` adds two inputs a convolution cannot compute from the flows: each frame's
+splat density at tau (scripts/occlusion_blend.py: how many of its pixels land at each pixel
+when moved along DIS's frame-to-frame flow; ~0 where that frame's content is disoccluded).
+As a hand rule it gains in some flow-failure regions and loses in others (session 7); can a
+network learn when to trust it?
+
     .venv/bin/python scripts/fusion_probe.py --config configs/train/small-hard.json --minutes 30
+    .venv/bin/python scripts/fusion_probe.py --config configs/train/small-hard.json --minutes 20 --occlusion-cues
 """
 
 import argparse
@@ -21,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,6 +41,7 @@ from hifi_core.training.trainer import Trainer, prefetched_batches, validation_s
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablate_levels import disagreement_mask, region_psnr  # noqa: E402
+from occlusion_blend import dis_both_ways, splat_density  # noqa: E402
 
 FLOW_SCALE = 1.0 / 16.0  # flows in pixels -> about unit range for typical motions
 
@@ -42,12 +51,13 @@ def conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 class FusionNet(nn.Module):
-    """A 3-scale U-Net from (warped0, warped2, warped0 - warped2, flows, tau) to (mask, residual)."""
+    """A 3-scale U-Net from (warped0, warped2, warped0 - warped2, flows, tau[, cues]) to
+    (mask, residual)."""
 
-    def __init__(self, width: int = 32):
+    def __init__(self, width: int = 32, cue_channels: int = 0):
         super().__init__()
         w = width
-        self.enc1 = nn.Sequential(conv(14, w), conv(w, w))
+        self.enc1 = nn.Sequential(conv(14 + cue_channels, w), conv(w, w))
         self.enc2 = nn.Sequential(conv(w, 2 * w, 2), conv(2 * w, 2 * w))
         self.enc3 = nn.Sequential(conv(2 * w, 3 * w, 2), conv(3 * w, 3 * w), conv(3 * w, 3 * w))
         self.dec2 = nn.Sequential(conv(3 * w + 2 * w, 2 * w), conv(2 * w, 2 * w))
@@ -56,10 +66,10 @@ class FusionNet(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, warped0, warped2, flows, tau):
+    def forward(self, warped0, warped2, flows, tau, cues=None):
         t = tau.view(-1, 1, 1, 1).to(warped0.dtype)
         x = torch.cat([warped0, warped2, warped0 - warped2, flows * FLOW_SCALE,
-                       t.expand(-1, 1, *warped0.shape[-2:])], dim=1)
+                       t.expand(-1, 1, *warped0.shape[-2:])] + ([] if cues is None else [cues]), dim=1)
         e1 = self.enc1(x)
         e2 = self.enc2(e1)
         e3 = self.enc3(e2)
@@ -72,12 +82,21 @@ class FusionNet(nn.Module):
         return warped2 + mask * (warped0 - warped2) + out[:, 1:]
 
 
+def occlusion_cues(frame0: torch.Tensor, frame2: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    """[B, 2, h, w]: frame 0's and frame 2's splat density at tau, clipped to 2."""
+    cues = []
+    for a, b, t in zip(frame0, frame2, tau.tolist()):
+        f02, f20 = dis_both_ways(*(f.permute(1, 2, 0).contiguous().numpy() for f in (a, b)))
+        cues.append(np.stack([splat_density(t * f02), splat_density((1 - t) * f20)]))
+    return torch.from_numpy(np.stack(cues)).clamp(max=2.0)
+
+
 def pad_to(x: torch.Tensor, multiple: int = 4) -> torch.Tensor:
     h, w = x.shape[-2:]
     return F.pad(x, (0, -w % multiple, 0, -h % multiple), mode="replicate")
 
 
-def prepare_validation(val, threshold: float = 0.05) -> list:
+def prepare_validation(val, threshold: float = 0.05, with_cues: bool = False) -> list:
     """Per validation triplet, once: the net's padded inputs, the flow average's scores and the
     flow-failure mask (the same for every evaluation)."""
     prepared = []
@@ -88,8 +107,10 @@ def prepare_validation(val, threshold: float = 0.05) -> list:
         w0, w2 = warp_frames(f0, f2, flows)
         mask = disagreement_mask(w0, w2, threshold)
         average = (w0 + (w2 - w0) * t.tau)[0]
+        tau = torch.tensor([t.tau])
+        cues = [pad_to(occlusion_cues(f0, f2, tau))] if with_cues else []
         prepared.append({"triplet": t, "mask": mask,
-                         "inputs": (pad_to(w0), pad_to(w2), pad_to(flows), torch.tensor([t.tau])),
+                         "inputs": (pad_to(w0), pad_to(w2), pad_to(flows), tau, *cues),
                          "flow_whole": float(psnr(average, t.target)),
                          "flow_region": region_psnr(average, t.target, mask)})
     return prepared
@@ -127,6 +148,8 @@ def main() -> None:
     parser.add_argument("--flow-context", type=int, default=1,
                         help="data.flow_context: flows and warps on a view this many times larger "
                              "than the crop (centre kept)")
+    parser.add_argument("--occlusion-cues", action="store_true",
+                        help="also feed each frame's splat density at tau (see the module docstring)")
     parser.add_argument("--save", default=None, help="write the net's weights here (safetensors)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -134,8 +157,8 @@ def main() -> None:
     config.data.flow_context = args.flow_context
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(config, Path(out), validate=False)
-    val = prepare_validation(validation_set(trainer.real, config))
-    net = FusionNet(args.width)
+    val = prepare_validation(validation_set(trainer.real, config), with_cues=args.occlusion_cues)
+    net = FusionNet(args.width, cue_channels=2 if args.occlusion_cues else 0)
     print(f"fusion net: {sum(p.numel() for p in net.parameters())} parameters", flush=True)
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr, betas=(0.9, 0.99))
     print(json.dumps({"step": 0, **evaluate(net, val)}), flush=True)
@@ -143,7 +166,8 @@ def main() -> None:
     for step, (f0, ft, f2, tau, flows, *context_warps) in enumerate(
             prefetched_batches(trainer.batches, 0, config.steps, args.workers), start=1):
         w0, w2 = context_warps[0] if context_warps else warp_frames(f0, f2, flows)
-        loss = (net(w0, w2, flows, tau) - ft).abs().mean()
+        cues = occlusion_cues(f0, f2, tau) if args.occlusion_cues else None
+        loss = (net(w0, w2, flows, tau, cues) - ft).abs().mean()
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

@@ -44,6 +44,17 @@ def remap(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
                      borderMode=cv2.BORDER_REPLICATE)
 
 
+def dis_both_ways(frame0: np.ndarray, frame2: np.ndarray):
+    """DIS (MEDIUM) flows frame0 -> frame2 and frame2 -> frame0 of float [h, w, 3] frames
+    in [0, 1], as hifi_core.baselines.dis_tau_flows computes them before combining."""
+    import cv2
+
+    grey = [cv2.cvtColor((f * 255).round().clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+            for f in (frame0, frame2)]
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    return dis.calc(grey[0], grey[1], None), dis.calc(grey[1], grey[0], None)
+
+
 def occluded(forward: np.ndarray, backward: np.ndarray, alpha: float, beta: float, soft: bool) -> np.ndarray:
     """[h, w] in [0, 1]: pixels of the first frame the second does not show."""
     back = remap(backward, forward)
@@ -55,12 +66,7 @@ def occluded(forward: np.ndarray, backward: np.ndarray, alpha: float, beta: floa
 def occlusion_weighted_average(frame0: np.ndarray, frame2: np.ndarray, tau: float, alpha: float = 0.01,
                                beta: float = 0.5, soft: bool = True) -> np.ndarray:
     """DIS average at tau with each frame's weight cut where the other frame's sample is occluded."""
-    import cv2
-
-    grey = [cv2.cvtColor((f * 255).round().clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
-            for f in (frame0, frame2)]
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    f02, f20 = dis.calc(grey[0], grey[1], None), dis.calc(grey[1], grey[0], None)
+    f02, f20 = dis_both_ways(frame0, frame2)
     t = tau  # tau-flows as hifi_core.baselines.dis_tau_flows (Super SloMo's linear approximation)
     ft0 = -(1 - t) * t * f02 + t * t * f20
     ft2 = (1 - t) ** 2 * f02 - t * (1 - t) * f20
@@ -92,12 +98,7 @@ def splat_density(flow: np.ndarray) -> np.ndarray:
 def density_weighted_average(frame0: np.ndarray, frame2: np.ndarray, tau: float, k: float) -> np.ndarray:
     """DIS average at tau with each frame's weight cut where its splat density at tau is
     below k (nothing of that frame arrives there)."""
-    import cv2
-
-    grey = [cv2.cvtColor((f * 255).round().clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
-            for f in (frame0, frame2)]
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    f02, f20 = dis.calc(grey[0], grey[1], None), dis.calc(grey[1], grey[0], None)
+    f02, f20 = dis_both_ways(frame0, frame2)
     t = tau
     ft0 = -(1 - t) * t * f02 + t * t * f20
     ft2 = (1 - t) ** 2 * f02 - t * (1 - t) * f20

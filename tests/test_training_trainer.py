@@ -15,7 +15,7 @@ from hifi_core.cascade import level_inputs  # noqa: E402
 from hifi_core.flow_base import warp_frames  # noqa: E402
 from hifi_core.training.config import config_from_dict  # noqa: E402
 from hifi_core.training.trainer import (CHECKPOINT_NAME, Trainer, export_ema, learning_rate,  # noqa: E402
-                                        sample_t)
+                                        prefetched_batches, sample_t)
 
 
 def tiny_config(root: Path, **overrides) -> dict:
@@ -219,6 +219,11 @@ def test_loader_workers_make_the_same_batches_and_weights(root, tmp_path):
     assert ahead.step == 4
     for name, value in here.model.state_dict().items():
         assert torch.equal(value, ahead.model.state_dict()[name]), name
+    # no workers: the same batches, made on demand in this process (scripts use it so)
+    made_here = list(prefetched_batches(here.batches, 1, 3, workers=0))
+    assert len(made_here) == 2
+    for mine, theirs in zip(made_here, (here.batches[1], here.batches[2])):
+        assert all(torch.equal(a, b) for a, b in zip(mine[:5], theirs[:5]))
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

@@ -150,9 +150,12 @@ def prefetched_batches(batches: StepBatches, first: int, end: int, workers: int)
 
     The workers are forked with OpenCV at one thread (restored in this process afterwards):
     a child forked from a process whose OpenCV thread pool has run can hang in it. Torch's
-    worker loop itself sets one torch thread per worker.
+    worker loop itself sets one torch thread per worker. `workers` 0: made here, on demand.
     """
     import cv2
+
+    if workers <= 0:
+        return (batches[step] for step in range(first, end))
 
     loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(first, end),
                                          num_workers=workers, prefetch_factor=2, collate_fn=_as_is)
