@@ -299,3 +299,18 @@ def test_training_with_flow_context_uses_the_context_warps(root, tmp_path, netwo
 def test_flow_context_must_be_a_whole_number(root):
     with pytest.raises(Exception, match="flow_context"):
         config_from_dict(tiny_config(root, data={"flow_context": 0}))
+
+
+def test_curves_plot_a_log_l2_loss_without_a_log_axis(tmp_path):
+    import warnings
+
+    from hifi_core.training.trainer import plot_curves
+
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(json.dumps(r) for r in [
+        {"kind": "train", "step": 25, "loss": -3.9}, {"kind": "train", "step": 50, "loss": -4.1},
+        {"kind": "val", "step": 50, "summary": {"hifi-1step": {"all/gap1": 34.9}}}]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns when asked to log-scale negative values
+        plot_curves(log, tmp_path / "curves.png", {"dis": {"all/gap1": 34.7}}, loss="log_l2")
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"

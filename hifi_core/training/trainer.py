@@ -419,8 +419,14 @@ def write_val_csv(path: Path, step: int, summary: Dict[str, Dict[str, float]]) -
                     writer.writerow([step, method, key, value, values.get(key + ":ssim", "")])
 
 
-def plot_curves(log_path: Path, output: Path, baselines: Dict[str, Dict[str, float]]) -> None:
-    """Loss (smoothed) and validation PSNR over steps, with blend and DIS as flat lines."""
+# the training curve's axis label per TrainConfig.loss
+LOSS_LABELS = {"l1": "training loss (L1 on v)", "l2": "training loss (squared error on v)",
+               "log_l2": "training loss (log of v's mean squared error)"}
+
+
+def plot_curves(log_path: Path, output: Path, baselines: Dict[str, Dict[str, float]], loss: str = "l1") -> None:
+    """Loss (smoothed) and validation PSNR over steps, with blend and DIS as flat lines.
+    `loss`: the run's loss norm, for the axis (log_l2 is negative, so its axis is linear)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -433,8 +439,9 @@ def plot_curves(log_path: Path, output: Path, baselines: Dict[str, Dict[str, flo
     fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
     if train:
         ax0.plot([r["step"] for r in train], [r["loss"] for r in train], lw=0.8, color="tab:blue")
-        ax0.set_yscale("log")
-    ax0.set_ylabel("training loss (L1 on v)")
+        if all(r["loss"] > 0 for r in train):
+            ax0.set_yscale("log")
+    ax0.set_ylabel(LOSS_LABELS.get(loss, f"training loss ({loss})"))
     ax0.grid(alpha=0.3)
     gaps = sorted({k.split("/")[1] for r in val for m in r["summary"].values() for k in m
                    if k.startswith("all/") and ":" not in k})
@@ -594,7 +601,7 @@ class Trainer:
         append_jsonl(self.out / "log.jsonl", record)
         write_val_csv(self.out / "val.csv", self.step, summary)
         self.last_validation = {"step": self.step, **summary, **base_summary}
-        plot_curves(self.out / "log.jsonl", self.out / "curves.png", base_summary)
+        plot_curves(self.out / "log.jsonl", self.out / "curves.png", base_summary, self.config.loss)
         return self.last_validation
 
     def _install_signal_handlers(self):
