@@ -19,9 +19,15 @@ network learn when to trust it?
 
     .venv/bin/python scripts/fusion_probe.py --config configs/train/small-hard.json --minutes 30
     .venv/bin/python scripts/fusion_probe.py --config configs/train/small-hard.json --minutes 20 --occlusion-cues
+
+`--synthetic-val N` also scores N batches of held-out synthetic crops (another seed; mean
+per-sample PSNR), plain and picked like the training's hard examples: does what the probe
+learns hold on unseen synthetic motion even where it fails on the real validation frames?
+(`--real-fraction 0` trains on synthetic crops only.)
 """
 
 import argparse
+import copy
 import json
 import sys
 import tempfile
@@ -37,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hifi_core.flow_base import estimate_flows, warp_frames  # noqa: E402
 from hifi_core.metrics import psnr  # noqa: E402
 from hifi_core.training.config import load_config  # noqa: E402
-from hifi_core.training.trainer import Trainer, prefetched_batches, validation_set  # noqa: E402
+from hifi_core.training.trainer import Trainer, prefetched_batches, real_clips, validation_set  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablate_levels import disagreement_mask, region_psnr  # noqa: E402
@@ -116,6 +122,42 @@ def prepare_validation(val, threshold: float = 0.05, with_cues: bool = False) ->
     return prepared
 
 
+def synthetic_validation(config, batches: int, with_cues: bool, hard: bool) -> list:
+    """Held-out synthetic crops: `batches` batches drawn with another seed, as ((net inputs),
+    target) pairs; `hard`: picked as the config's hard examples, else plain draws."""
+    held_out = copy.deepcopy(config)
+    held_out.seed = config.seed + 1000
+    held_out.data.real_fraction = 0.0
+    if not hard:
+        held_out.data.hard_fraction = 0.0
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(held_out, Path(out), validate=False)
+    prepared = []
+    for step in range(batches):
+        f0, ft, f2, tau, flows, *context_warps = trainer.batches[step]
+        w0, w2 = context_warps[0] if context_warps else warp_frames(f0, f2, flows)
+        prepared.append(((w0, w2, flows, tau, occlusion_cues(f0, f2, tau) if with_cues else None), ft))
+    return prepared
+
+
+def sample_psnr(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """[B] PSNR of each sample of [B, 3, h, w] images in [0, 1]."""
+    mse = (output.clamp(0, 1) - target).square().flatten(1).mean(dim=1)
+    return -10.0 * torch.log10(mse.clamp_min(1e-10))
+
+
+def evaluate_synthetic(net: FusionNet, prepared: list, name: str) -> dict:
+    """Mean per-sample PSNR of the net and of the flow average on held-out synthetic crops."""
+    net.eval()
+    ours, flow = [], []
+    with torch.no_grad():
+        for (w0, w2, flows, tau, cues), target in prepared:
+            ours.append(sample_psnr(net(w0, w2, flows, tau, cues), target))
+            flow.append(sample_psnr(w0 + (w2 - w0) * tau.view(-1, 1, 1, 1), target))
+    net.train()
+    return {name: float(torch.cat(ours).mean()), name + "_flow": float(torch.cat(flow).mean())}
+
+
 def mean(values) -> float:
     return sum(values) / len(values)
 
@@ -150,18 +192,28 @@ def main() -> None:
                              "than the crop (centre kept)")
     parser.add_argument("--occlusion-cues", action="store_true",
                         help="also feed each frame's splat density at tau (see the module docstring)")
+    parser.add_argument("--synthetic-val", type=int, default=0,
+                        help="also score this many batches of held-out synthetic crops")
+    parser.add_argument("--real-fraction", type=float, default=None,
+                        help="data.real_fraction of the training crops (default: the config's)")
     parser.add_argument("--save", default=None, help="write the net's weights here (safetensors)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = load_config(args.config)
     config.data.flow_context = args.flow_context
+    if args.real_fraction is not None:
+        config.data.real_fraction = args.real_fraction
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(config, Path(out), validate=False)
-    val = prepare_validation(validation_set(trainer.real, config), with_cues=args.occlusion_cues)
+    val = prepare_validation(validation_set(trainer.real or real_clips(config), config), with_cues=args.occlusion_cues)
     net = FusionNet(args.width, cue_channels=2 if args.occlusion_cues else 0)
     print(f"fusion net: {sum(p.numel() for p in net.parameters())} parameters", flush=True)
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr, betas=(0.9, 0.99))
-    print(json.dumps({"step": 0, **evaluate(net, val)}), flush=True)
+    synthetic = {name: synthetic_validation(config, args.synthetic_val, args.occlusion_cues, hard)
+                 for name, hard in (("synthetic", False), ("synthetic_hard", True))} if args.synthetic_val else {}
+    scores = lambda: {**evaluate(net, val),  # noqa: E731
+                      **{k: v for name, s in synthetic.items() for k, v in evaluate_synthetic(net, s, name).items()}}
+    print(json.dumps({"step": 0, **scores()}), flush=True)
     start, losses, flow_losses = time.time(), [], []
     for step, (f0, ft, f2, tau, flows, *context_warps) in enumerate(
             prefetched_batches(trainer.batches, 0, config.steps, args.workers), start=1):
@@ -178,7 +230,7 @@ def main() -> None:
         if step % args.eval_every == 0 or done:
             print(json.dumps({"step": step, "loss": sum(losses) / len(losses),
                               "flow_average_loss": sum(flow_losses) / len(flow_losses),
-                              "minutes": round((time.time() - start) / 60, 1), **evaluate(net, val)}),
+                              "minutes": round((time.time() - start) / 60, 1), **scores()}),
                   flush=True)
             losses, flow_losses = [], []
             if args.save:
