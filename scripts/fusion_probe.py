@@ -23,7 +23,9 @@ network learn when to trust it?
 `--synthetic-val N` also scores N batches of held-out synthetic crops (another seed; mean
 per-sample PSNR), plain and picked like the training's hard examples: does what the probe
 learns hold on unseen synthetic motion even where it fails on the real validation frames?
-(`--real-fraction 0` trains on synthetic crops only.)
+(`--real-fraction 0` trains on synthetic crops only.) `--loss log_l2` trains on the log of
+each sample's mean squared error (the diffusion model's `log_l2`: a mean PSNR, no trade of
+easy crops for hard ones) instead of L1.
 """
 
 import argparse
@@ -41,6 +43,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hifi_core.flow_base import estimate_flows, warp_frames  # noqa: E402
+from hifi_core.model import LOG_L2_FLOOR  # noqa: E402
 from hifi_core.metrics import psnr  # noqa: E402
 from hifi_core.training.config import load_config  # noqa: E402
 from hifi_core.training.trainer import Trainer, prefetched_batches, real_clips, validation_set  # noqa: E402
@@ -95,6 +98,14 @@ def occlusion_cues(frame0: torch.Tensor, frame2: torch.Tensor, tau: torch.Tensor
         f02, f20 = dis_both_ways(*(f.permute(1, 2, 0).contiguous().numpy() for f in (a, b)))
         cues.append(np.stack([splat_density(t * f02), splat_density((1 - t) * f20)]))
     return torch.from_numpy(np.stack(cues)).clamp(max=2.0)
+
+
+def probe_loss(output: torch.Tensor, target: torch.Tensor, norm: str) -> torch.Tensor:
+    """L1, or the batch mean of each sample's log mean squared error ("log_l2")."""
+    error = output - target
+    if norm == "l1":
+        return error.abs().mean()
+    return error.square().flatten(1).mean(dim=1).add(LOG_L2_FLOOR).log().mean()
 
 
 def pad_to(x: torch.Tensor, multiple: int = 4) -> torch.Tensor:
@@ -196,6 +207,7 @@ def main() -> None:
                         help="also score this many batches of held-out synthetic crops")
     parser.add_argument("--real-fraction", type=float, default=None,
                         help="data.real_fraction of the training crops (default: the config's)")
+    parser.add_argument("--loss", choices=("l1", "log_l2"), default="l1")
     parser.add_argument("--save", default=None, help="write the net's weights here (safetensors)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -219,13 +231,13 @@ def main() -> None:
             prefetched_batches(trainer.batches, 0, config.steps, args.workers), start=1):
         w0, w2 = context_warps[0] if context_warps else warp_frames(f0, f2, flows)
         cues = occlusion_cues(f0, f2, tau) if args.occlusion_cues else None
-        loss = (net(w0, w2, flows, tau, cues) - ft).abs().mean()
+        loss = probe_loss(net(w0, w2, flows, tau, cues), ft, args.loss)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         optimizer.step()
         losses.append(float(loss.detach()))
-        flow_losses.append(float((w0 + (w2 - w0) * tau.view(-1, 1, 1, 1) - ft).abs().mean()))
+        flow_losses.append(float(probe_loss(w0 + (w2 - w0) * tau.view(-1, 1, 1, 1), ft, args.loss)))
         done = time.time() - start > args.minutes * 60
         if step % args.eval_every == 0 or done:
             print(json.dumps({"step": step, "loss": sum(losses) / len(losses),
