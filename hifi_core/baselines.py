@@ -53,13 +53,10 @@ def _warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
                      borderMode=cv2.BORDER_REPLICATE)
 
 
-def dis_tau_flows(frame0: np.ndarray, frame2: np.ndarray, tau: float, dis=None):
-    """Float32 [H, W, 3] (0..1) frames -> (flow tau->0, flow tau->2), each [H, W, 2] in pixels.
-
-    DIS (MEDIUM) on grey 8-bit frames both ways, combined with the linear-motion
-    approximation of Super SloMo (see the module docstring). `dis`: another configured
-    cv2.DISOpticalFlow to use instead (scripts/dis_settings.py compares settings).
-    """
+def dis_both_ways(frame0: np.ndarray, frame2: np.ndarray, dis=None):
+    """Float32 [H, W, 3] (0..1) frames -> (flow 0->2, flow 2->0), each [H, W, 2] in pixels:
+    DIS (MEDIUM) on grey 8-bit frames. `dis`: another configured cv2.DISOpticalFlow to use
+    instead (scripts/dis_settings.py compares settings)."""
     import cv2
 
     h, w = frame0.shape[:2]
@@ -68,10 +65,20 @@ def dis_tau_flows(frame0: np.ndarray, frame2: np.ndarray, tau: float, dis=None):
     grey = [np.pad(cv2.cvtColor((f * 255.0).round().clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY),
                    pad, mode="edge") for f in (frame0, frame2)]
     dis = dis or cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    f02 = dis.calc(grey[0], grey[1], None)[:h, :w]
-    f20 = dis.calc(grey[1], grey[0], None)[:h, :w]
+    return dis.calc(grey[0], grey[1], None)[:h, :w], dis.calc(grey[1], grey[0], None)[:h, :w]
+
+
+def linear_tau_flows(f02: np.ndarray, f20: np.ndarray, tau: float):
+    """(flow tau->0, flow tau->2) from the two frame-to-frame flows, by Super SloMo's
+    linear-motion approximation (see the module docstring)."""
     t = float(tau)
     return -(1.0 - t) * t * f02 + t * t * f20, (1.0 - t) ** 2 * f02 - t * (1.0 - t) * f20
+
+
+def dis_tau_flows(frame0: np.ndarray, frame2: np.ndarray, tau: float, dis=None):
+    """Float32 [H, W, 3] (0..1) frames -> (flow tau->0, flow tau->2), each [H, W, 2] in pixels:
+    `dis_both_ways` combined by `linear_tau_flows`."""
+    return linear_tau_flows(*dis_both_ways(frame0, frame2, dis), tau)
 
 
 def dis_flow_pair(frame0: np.ndarray, frame2: np.ndarray, tau: float) -> np.ndarray:

@@ -13,37 +13,19 @@ still-motion fade (flow_base.STILL_MOTION_PX; "no fade" is the DIS baseline's wa
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 from unittest import mock
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hifi_core.flow_base as flow_base  # noqa: E402
 from hifi_core.metrics import psnr  # noqa: E402
+from hifi_core.training.condition import _gaussian_blur  # noqa: E402
 from hifi_core.training.config import load_config  # noqa: E402
 from hifi_core.training.trainer import real_clips, validation_set  # noqa: E402
-
-
-def bicubic_backward_warp(image: torch.Tensor, flow: torch.Tensor, first_row: int) -> torch.Tensor:
-    """flow_base._backward_warp with bicubic sampling (same grid, edges replicated)."""
-    _, _, h, w = image.shape
-    band = flow.shape[-2]
-    ys = torch.arange(first_row, first_row + band, dtype=flow.dtype, device=flow.device).view(1, band, 1)
-    xs = torch.arange(w, dtype=flow.dtype, device=flow.device).view(1, 1, w)
-    grid = torch.stack([(xs + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0,
-                        (ys + flow[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0], dim=-1).to(image.dtype)
-    return F.grid_sample(image, grid, mode="bicubic", padding_mode="border", align_corners=True)
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = int(3 * sigma + 1)
-    k = torch.exp(-torch.arange(-radius, radius + 1, dtype=x.dtype) ** 2 / (2 * sigma * sigma))
-    k = (k / k.sum()).view(1, 1, 1, -1).repeat(x.shape[1], 1, 1, 1)
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), k, groups=x.shape[1])
-    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), k.transpose(-1, -2), groups=x.shape[1])
 
 
 def main() -> None:
@@ -63,7 +45,7 @@ def main() -> None:
         f0, f2 = t.frame0[None], t.frame2[None]
         flows = flow_base.estimate_flows(f0, f2, t.tau)
         average = flow_base.warp_average(f0, f2, flows, t.tau)
-        with mock.patch.object(flow_base, "_backward_warp", bicubic_backward_warp):
+        with mock.patch.object(flow_base, "_backward_warp", partial(flow_base._backward_warp, mode="bicubic")):
             bicubic = flow_base.warp_average(f0, f2, flows, t.tau)
         outputs = {"flow average (bilinear warps, fade 1-2 px, shipped)": average, "bicubic warps": bicubic}
         for still_px in ((0.5, 1.0), (0.5, 1.5), None):
@@ -71,7 +53,8 @@ def main() -> None:
             outputs[name] = flow_base.warp_average(f0, f2, flows, t.tau, still_px=still_px)
         for sigma in (0.7, 1.0):
             for amount in (0.1, 0.2):
-                outputs[f"unsharp mask a {amount}, s {sigma}"] = average + amount * (average - gaussian_blur(average, sigma))
+                detail = average - _gaussian_blur(average, torch.tensor([sigma]))  # radius 3 px
+                outputs[f"unsharp mask a {amount}, s {sigma}"] = average + amount * detail
         for name, out in outputs.items():
             rows.setdefault(name, []).append(float(psnr(out.clamp(0, 1)[0], t.target)))
     print("| rule | whole frames dB | per triplet |")

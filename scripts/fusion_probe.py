@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hifi_core.baselines import dis_both_ways  # noqa: E402
 from hifi_core.flow_base import estimate_flows, warp_frames  # noqa: E402
 from hifi_core.model import LOG_L2_FLOOR  # noqa: E402
 from hifi_core.metrics import psnr  # noqa: E402
@@ -50,7 +51,7 @@ from hifi_core.training.trainer import Trainer, prefetched_batches, real_clips, 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablate_levels import disagreement_mask, region_psnr  # noqa: E402
-from occlusion_blend import dis_both_ways, splat_density  # noqa: E402
+from occlusion_blend import splat_density  # noqa: E402
 
 FLOW_SCALE = 1.0 / 16.0  # flows in pixels -> about unit range for typical motions
 

@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ablate_levels import flow_failure_mask, region_psnr  # noqa: E402
-from hifi_core.baselines import dis_flow_interpolate  # noqa: E402
+from hifi_core.baselines import dis_both_ways, dis_flow_interpolate, linear_tau_flows  # noqa: E402
 from hifi_core.metrics import psnr  # noqa: E402
 from hifi_core.training.config import load_config  # noqa: E402
 from hifi_core.training.trainer import real_clips, validation_set  # noqa: E402
@@ -44,17 +44,6 @@ def remap(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
                      borderMode=cv2.BORDER_REPLICATE)
 
 
-def dis_both_ways(frame0: np.ndarray, frame2: np.ndarray):
-    """DIS (MEDIUM) flows frame0 -> frame2 and frame2 -> frame0 of float [h, w, 3] frames
-    in [0, 1], as hifi_core.baselines.dis_tau_flows computes them before combining."""
-    import cv2
-
-    grey = [cv2.cvtColor((f * 255).round().clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
-            for f in (frame0, frame2)]
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    return dis.calc(grey[0], grey[1], None), dis.calc(grey[1], grey[0], None)
-
-
 def occluded(forward: np.ndarray, backward: np.ndarray, alpha: float, beta: float, soft: bool) -> np.ndarray:
     """[h, w] in [0, 1]: pixels of the first frame the second does not show."""
     back = remap(backward, forward)
@@ -67,9 +56,8 @@ def occlusion_weighted_average(frame0: np.ndarray, frame2: np.ndarray, tau: floa
                                beta: float = 0.5, soft: bool = True) -> np.ndarray:
     """DIS average at tau with each frame's weight cut where the other frame's sample is occluded."""
     f02, f20 = dis_both_ways(frame0, frame2)
-    t = tau  # tau-flows as hifi_core.baselines.dis_tau_flows (Super SloMo's linear approximation)
-    ft0 = -(1 - t) * t * f02 + t * t * f20
-    ft2 = (1 - t) ** 2 * f02 - t * (1 - t) * f20
+    t = tau
+    ft0, ft2 = linear_tau_flows(f02, f20, t)
     hidden0 = remap(occluded(f02, f20, alpha, beta, soft), ft0)  # frame 0's sample not in frame 2
     hidden2 = remap(occluded(f20, f02, alpha, beta, soft), ft2)
     w0, w2 = (1 - t) * (1 - hidden2), t * (1 - hidden0)
@@ -100,8 +88,7 @@ def density_weighted_average(frame0: np.ndarray, frame2: np.ndarray, tau: float,
     below k (nothing of that frame arrives there)."""
     f02, f20 = dis_both_ways(frame0, frame2)
     t = tau
-    ft0 = -(1 - t) * t * f02 + t * t * f20
-    ft2 = (1 - t) ** 2 * f02 - t * (1 - t) * f20
+    ft0, ft2 = linear_tau_flows(f02, f20, t)
     seen0 = np.clip(splat_density(t * f02) / k, 0, 1) ** 2 + 1e-3
     seen2 = np.clip(splat_density((1 - t) * f20) / k, 0, 1) ** 2 + 1e-3
     w0, w2 = (1 - t) * seen0, t * seen2
