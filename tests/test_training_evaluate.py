@@ -35,7 +35,7 @@ def _validation(root):
     return validation_set(real_clips(config), config)
 
 
-def test_cli_writes_table_with_baselines_on_the_same_triplets(root, tmp_path):
+def test_cli_writes_table_with_baselines_on_the_same_triplets(root, tmp_path, capsys):
     from hifi_core.cli import main
 
     torch.manual_seed(0)
@@ -44,12 +44,15 @@ def test_cli_writes_table_with_baselines_on_the_same_triplets(root, tmp_path):
     config_path.write_text(json.dumps(tiny_config(root)))
     assert main(["train", "--config", str(config_path), "--out", str(tmp_path / "run"),
                  "--evaluate", str(checkpoint), "--eval-per-clip", "1", "--eval-settings", "2x1"]) == 0
+    bars = capsys.readouterr().err
     report = json.loads((tmp_path / "run" / "evaluation.json").read_text())
     methods = {r["method"] for r in report["records"]}
     assert methods == {"blend", "dis", "hifi L2 1step"}
     val = _validation(root)
     blend = [r for r in report["records"] if r["method"] == "blend"]
     assert len(blend) == len(val) >= 2
+    # minutes of full-resolution work show their progress, triplet by triplet
+    assert "scoring: 100%" in bars and "shortcut check: 100%" in bars and f"{len(val)}/{len(val)}" in bars
     first = val[0].triplet
     expected = float(psnr(blend_interpolate(first.frame0, first.frame2, first.tau), first.target))
     assert blend[0]["psnr"] == pytest.approx(expected)

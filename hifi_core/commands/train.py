@@ -142,8 +142,8 @@ def _evaluate(args, config) -> int:
         config.validation, scale=1, per_clip=args.eval_per_clip))
     val = validation_set(real_clips(config), full_res)
     print(f"evaluating {args.evaluate} on {len(val)} full-resolution validation triplets")
-    records = score_methods(model, val, settings)
-    check = condition_check(model, val)
+    records = score_methods(model, val, settings, progress=True)
+    check = condition_check(model, val, progress=True)
     machine = f"{platform.machine()}, {os.cpu_count()} CPU threads, torch {torch.__version__}"
     path = write_report(args.report_dir or args.out, records, check,
                         title=f"Validation of {Path(args.evaluate).name}",

@@ -51,11 +51,18 @@ def _record(item: ValTriplet, method: str, output: torch.Tensor) -> dict:
             "psnr": float(psnr(output, t.target)), "ssim": float(ssim(output, t.target))}
 
 
+def _triplets(val: Sequence[ValTriplet], desc: str, progress: bool):
+    """The triplets, with a tqdm bar when asked: full-resolution scoring takes minutes."""
+    from tqdm import tqdm
+
+    return tqdm(val, desc=desc, unit="triplet", disable=not progress)
+
+
 def score_methods(model: HiFIModel, val: Sequence[ValTriplet], settings: Sequence[EvalSetting], *,
-                  patch=(256, 256), overlap: int = 32, seed: int = 0) -> List[dict]:
+                  patch=(256, 256), overlap: int = 32, seed: int = 0, progress: bool = False) -> List[dict]:
     """Blend, DIS and every HiFI setting on every triplet (one record per method and triplet)."""
     records = []
-    for item in val:
+    for item in _triplets(val, "scoring", progress):
         t = item.triplet
         records.append(_record(item, "blend", blend_interpolate(t.frame0, t.frame2, t.tau)))
         records.append(_record(item, "dis", dis_flow_interpolate(t.frame0, t.frame2, t.tau)))
@@ -88,7 +95,7 @@ def _correlation(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def condition_check(model: HiFIModel, val: Sequence[ValTriplet], *, patch=(256, 256), overlap: int = 32,
-                    steps: int = 2, seed: int = 0) -> List[dict]:
+                    steps: int = 2, seed: int = 0, progress: bool = False) -> List[dict]:
     """Run the finest level of a 2-level cascade with the correct and with a wrong condition.
 
     The correct condition is the true middle frame at half size (the ideal lower level); the
@@ -98,7 +105,7 @@ def condition_check(model: HiFIModel, val: Sequence[ValTriplet], *, patch=(256, 
     settings = CascadeSettings(levels=2, patch_size=tuple(patch), overlap=overlap, steps=steps, seed=seed)
     device = next(model.parameters()).device
     records = []
-    for i, item in enumerate(val):
+    for i, item in enumerate(_triplets(val, "shortcut check", progress)):
         others = [v for v in val if v.clip != item.clip] or [v for v in val if v is not item]
         if not others:
             break
