@@ -1,0 +1,114 @@
+"""Would another classical optical flow make a better base than OpenCV DIS? PSNR of the warped
+average (motion fade on, as the flow base) with flows from each OpenCV dense method, on the
+config's held-out validation triplets: whole frames, the flow-failure region of the shipped
+DIS flows (so every row is scored on the same pixels), and the flow time per triplet (both
+directions, this machine).
+
+OpenCV's contrib methods (TV-L1, DeepFlow, PCAFlow, RLOF, SparseToDense) are not in our
+dependencies (`opencv-python-headless`); install `opencv-contrib-python-headless` of the same
+version into a separate venv to score them, e.g.
+
+    python -m venv /tmp/cvx && /tmp/cvx/bin/pip install torch==2.13.0 numpy safetensors tqdm av \\
+        opencv-contrib-python-headless==5.0.0.93
+    /tmp/cvx/bin/python scripts/flow_methods.py --config configs/train/small-own.json --scale 1
+
+Without contrib only DIS and Farneback are scored.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hifi_core.baselines import dis_both_ways, linear_tau_flows  # noqa: E402
+from hifi_core.flow_base import warp_average  # noqa: E402
+from hifi_core.metrics import psnr  # noqa: E402
+from hifi_core.training.config import load_config  # noqa: E402
+from hifi_core.training.trainer import real_clips, validation_set  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ablate_levels import flow_failure_mask, region_psnr  # noqa: E402
+
+
+def _grey_method(factory):
+    """A method on 8-bit grey frames: factory() -> an object with OpenCV's calc(I0, I1, flow)."""
+    def both_ways(frame0, frame2):
+        return dis_both_ways(frame0, frame2, factory())
+    return both_ways
+
+
+def _rlof_both_ways(frame0, frame2):
+    """Dense RLOF wants 8-bit colour frames."""
+    import cv2
+
+    bgr = [cv2.cvtColor((f * 255.0).round().clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
+           for f in (frame0, frame2)]
+    rlof = cv2.optflow.DenseRLOFOpticalFlow_create()
+    return rlof.calc(bgr[0], bgr[1], None), rlof.calc(bgr[1], bgr[0], None)
+
+
+def methods() -> dict:
+    """name -> (frame0, frame2) -> (flow 0->2, flow 2->0), float32 [H, W, 2] pixels."""
+    import cv2
+
+    found = {
+        "DIS MEDIUM (shipped)": _grey_method(lambda: cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)),
+        "Farneback": _grey_method(lambda: cv2.FarnebackOpticalFlow_create(numLevels=6, pyrScale=0.5,
+                                                                          winSize=15, numIters=5)),
+    }
+    if hasattr(cv2, "optflow"):
+        found.update({
+            "TV-L1": _grey_method(cv2.optflow.DualTVL1OpticalFlow_create),
+            "DeepFlow": _grey_method(cv2.optflow.createOptFlow_DeepFlow),
+            "PCAFlow": _grey_method(cv2.optflow.createOptFlow_PCAFlow),
+            "SparseToDense": _grey_method(cv2.optflow.createOptFlow_SparseToDense),
+            "Dense RLOF": _rlof_both_ways,
+        })
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--scale", type=int, default=None,
+                        help="clip downscale of the triplets (default: the config's validation scale; "
+                             "1 = full size, as the README's evaluation)")
+    parser.add_argument("--only", nargs="*", help="score only these methods (names as printed)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    import cv2
+
+    cv2.setNumThreads(args.threads)
+    config = load_config(args.config)
+    if args.scale is not None:
+        config.validation.scale = args.scale
+    chosen = {n: m for n, m in methods().items() if not args.only or n in args.only}
+    rows = {name: {"whole": [], "region": [], "seconds": []} for name in chosen}
+    for item in validation_set(real_clips(config), config):
+        t = item.triplet
+        mask = flow_failure_mask(t, 0.05)
+        a, b = (f.permute(1, 2, 0).numpy() for f in (t.frame0, t.frame2))
+        for name, both_ways in chosen.items():
+            start = time.perf_counter()
+            ft0, ft2 = linear_tau_flows(*both_ways(a, b), t.tau)
+            rows[name]["seconds"].append(time.perf_counter() - start)
+            flows = torch.from_numpy(np.concatenate([ft0, ft2], axis=2)).permute(2, 0, 1)[None]
+            out = warp_average(t.frame0[None], t.frame2[None], flows, t.tau)[0]
+            rows[name]["whole"].append(float(psnr(out, t.target)))
+            rows[name]["region"].append(region_psnr(out, t.target, mask))
+            print(f"{item.clip} gap {item.gap} {name}: {rows[name]['whole'][-1]:.3f}", file=sys.stderr)
+    print(f"| flow ({len(rows[next(iter(rows))]['whole'])} triplets) | whole frames dB "
+          "| flow-failure region dB | flow ms per triplet |")
+    print("|---|---|---|---|")
+    for name, r in rows.items():
+        print(f"| {name} | {np.mean(r['whole']):.3f} | {np.mean(r['region']):.3f} | "
+              f"{1000 * np.mean(r['seconds']):.0f} |")
+
+
+if __name__ == "__main__":
+    main()
