@@ -2,7 +2,7 @@
 
 Public methods take frames in [0, 1], layout [B, 3, H, W]; everything inside is model space
 ([-1, 1]). The network sees [z_t, frame0, frame2, condition] (12 channels) and predicts v of
-the diffused quantity y:
+the diffused quantity y (or, with ``prediction="x"``, -y itself):
 
 - ``image`` parameterisation: y = x (the paper's form).
 - ``residual`` parameterisation: y = (x - base) * residual_scale, where base is the
@@ -41,14 +41,14 @@ def detail_band(image: torch.Tensor) -> torch.Tensor:
     return low.neg_().add_(image)  # image - low, in the one new buffer
 
 
-LOSS_NORMS = ("l1", "l2", "log_l2")  # of the error on v, see HiFIModel.loss
-# keeps log_l2 finite for a sample the model already gets exactly (v's squared error; a
+LOSS_NORMS = ("l1", "l2", "log_l2")  # of the network's error (on v or x), see HiFIModel.loss
+# keeps log_l2 finite for a sample the model already gets exactly (the squared error; a
 # one-pixel-level error on a whole crop is about 1e-4)
 LOG_L2_FLOOR = 1e-6
 
 
 class HiFIModel(nn.Module):
-    """Conditional v-prediction model for frame interpolation."""
+    """Conditional diffusion model for frame interpolation (v- or x-prediction; the sampler gets v)."""
 
     def __init__(self, config: ModelConfig, operations: ModuleType = nn):
         super().__init__()
@@ -124,10 +124,11 @@ class HiFIModel(nn.Module):
             return y
         return y.div_(d.residual_scale).add_(base) if inplace else base + y / d.residual_scale
 
-    def predict_v(self, z: torch.Tensor, logsnr: torch.Tensor, frame0: torch.Tensor,
-                  frame2: torch.Tensor, cond: torch.Tensor, cond_mask: torch.Tensor,
-                  tau: torch.Tensor) -> torch.Tensor:
-        """v-prediction in model space. logsnr and tau: [B] (or scalars, broadcast)."""
+    def network_output(self, z: torch.Tensor, logsnr: torch.Tensor, frame0: torch.Tensor,
+                       frame2: torch.Tensor, cond: torch.Tensor, cond_mask: torch.Tensor,
+                       tau: torch.Tensor) -> torch.Tensor:
+        """The U-Net's output: v, or -x_hat (`DiffusionConfig.prediction`). logsnr and tau: [B]
+        (or scalars, broadcast)."""
         batch = z.shape[0]
         logsnr = torch.as_tensor(logsnr, dtype=torch.float32, device=z.device).expand(batch)
         tau = torch.as_tensor(tau, dtype=torch.float32, device=z.device).reshape(-1).expand(batch)
@@ -136,6 +137,19 @@ class HiFIModel(nn.Module):
         x = torch.cat([z, frame0, frame2, cond_in], dim=1)
         return self.unet(x, logsnr, tau, cond_mask)
 
+    def predict_v(self, z: torch.Tensor, logsnr: torch.Tensor, frame0: torch.Tensor,
+                  frame2: torch.Tensor, cond: torch.Tensor, cond_mask: torch.Tensor,
+                  tau: torch.Tensor) -> torch.Tensor:
+        """v-prediction in model space (what the sampler takes), whatever the network predicts."""
+        out = self.network_output(z, logsnr, frame0, frame2, cond, cond_mask, tau)
+        if self.config.diffusion.prediction == "v":
+            return out
+        logsnr = torch.as_tensor(logsnr, dtype=torch.float32, device=z.device).expand(z.shape[0])
+        alpha, sigma = (s.view(-1, 1, 1, 1) for s in alpha_sigma(logsnr))
+        # v = (alpha * z - x_hat) / sigma with x_hat = -out; the sampler's alpha * z - sigma * v
+        # then returns x_hat up to rounding
+        return (alpha * z + out.to(z.dtype)) / sigma
+
     def forward(self, *args, **kwargs) -> torch.Tensor:  # so DDP / hooks see a forward
         return self.predict_v(*args, **kwargs)
 
@@ -143,11 +157,12 @@ class HiFIModel(nn.Module):
              tau: torch.Tensor, cond: Optional[torch.Tensor], cond_mask: torch.Tensor,
              t: torch.Tensor, noise: torch.Tensor, warped: Optional[torch.Tensor] = None,
              norm: str = "l1", pixel_weight: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Per-sample loss on v: L1 (the paper's), "l2" (squared error; its one-step sample is
-        the conditional mean, the PSNR-optimal estimate, where L1's is the median), or "log_l2"
-        (the log of each sample's mean squared error: a batch mean of it is a mean PSNR, so an
-        easy crop's small errors count as much as a hard crop's large ones, where "l2"'s
-        pooled error is dominated by the hard crops).
+        """Per-sample loss on what the network predicts (v, or x with `prediction="x"`): L1 (the
+        paper's), "l2" (squared error; its one-step sample is the conditional mean, the
+        PSNR-optimal estimate, where L1's is the median), or "log_l2" (the log of each sample's
+        mean squared error: a batch mean of it is a mean PSNR, so an easy crop's small errors
+        count as much as a hard crop's large ones, where "l2"'s pooled error is dominated by the
+        hard crops).
         Frames, cond and warped in [0, 1]; tau, t: [B]; cond_mask: [B] bool; warped: the
         flow-warped average (needed when `uses_flow`); pixel_weight: [B, 1, h, w] weights of
         each pixel's error (None = uniform)."""
@@ -164,9 +179,12 @@ class HiFIModel(nn.Module):
         logsnr = logsnr_schedule(t.detach().cpu(), d.logsnr_min, d.logsnr_max).to(target.device)
         alpha, sigma = (s.view(-1, 1, 1, 1) for s in alpha_sigma(logsnr))
         z = q_sample(y, noise, alpha, sigma)
-        v = v_from_x_eps(y, noise, alpha, sigma)
-        v_hat = self.predict_v(z, logsnr, frame0, frame2, self.network_condition(cond, base), cond_mask, tau)
-        error = v_hat.float() - v
+        out = self.network_output(z, logsnr, frame0, frame2, self.network_condition(cond, base), cond_mask, tau)
+        if d.prediction == "x":
+            # the error of what the network predicts; at t = 1 it equals the error on v
+            error = -out.float() - y
+        else:
+            error = out.float() - v_from_x_eps(y, noise, alpha, sigma)
         error = error.abs() if norm == "l1" else error.square()
         if pixel_weight is not None:
             error = error * pixel_weight.to(error.dtype)

@@ -1,4 +1,4 @@
-"""The Efficient U-Net (DDVM / Imagen style) that predicts v.
+"""The Efficient U-Net (DDVM / Imagen style) that predicts v (or -x, see DiffusionConfig.prediction).
 
 Inputs:
     x:       [B, 12, H, W] = noisy target z_t, frame0, frame2, low-res condition (model space
@@ -7,13 +7,13 @@ Inputs:
     tau:     [B] interpolation time in (0, 1).
     has_cond:[B] bool, whether the condition channels carry an estimate (False = dropped).
 Output:
-    v:       [B, 3, H, W].
+    v:       [B, 3, H, W] (-x_hat for an x-prediction model; HiFIModel converts).
 
 Architecture: a stem conv, then per level (downsample before the level's convs) ResNet blocks
 with GroupNorm + SiLU and FiLM (scale/shift from the embedding of logsnr, tau and has_cond),
 self-attention only in the lowest-resolution levels, and a mirrored decoder whose every block
 takes the matching encoder activation as a skip scaled by 1/sqrt(2); upsampling after a
-level's convs; zero-initialised output conv, so an untrained model predicts v = 0.
+level's convs; zero-initialised output conv, so an untrained model predicts 0 (at t = 1: its base).
 
 Conventions: H and W must be multiples of `config.alignment`. Layers are built from
 `operations` (default `torch.nn`) so a host such as ComfyUI can inject its own layer types.
@@ -95,7 +95,7 @@ class SelfAttention(nn.Module):
 
 
 class EfficientUNet(nn.Module):
-    """v-predicting U-Net; see the module docstring for inputs, outputs and layout."""
+    """The U-Net; see the module docstring for inputs, outputs and layout."""
 
     def __init__(self, config: UNetConfig, operations: ModuleType = nn):
         super().__init__()

@@ -88,7 +88,7 @@ def test_model_loss_is_l1_or_squared_error_on_v(monkeypatch):
     seen = []
     real_v = model_module.v_from_x_eps
     monkeypatch.setattr(model_module, "v_from_x_eps", lambda *a: seen.append(real_v(*a)) or seen[-1])
-    monkeypatch.setattr(model, "predict_v", lambda z, *rest: torch.zeros_like(z))  # v_hat = 0
+    monkeypatch.setattr(model, "network_output", lambda z, *rest: torch.zeros_like(z))  # v_hat = 0
     g = torch.Generator().manual_seed(0)
     frames = [torch.rand(2, 3, 16, 16, generator=g) for _ in range(4)]
     args = (frames[0], frames[1], frames[2], torch.full((2,), 0.5), None, torch.tensor([False, False]),
@@ -104,3 +104,61 @@ def test_model_loss_is_l1_or_squared_error_on_v(monkeypatch):
     assert torch.allclose(log_l2, (seen[3].square().flatten(1).mean(1) + model_module.LOG_L2_FLOOR).log())
     with pytest.raises(HiFIInputError, match="l2"):
         model.loss(*args, norm="huber")
+
+
+def _tiny_with_prediction(prediction):
+    import dataclasses
+
+    from hifi_core import build_model
+    from hifi_core.config import get_preset
+
+    tiny = get_preset("tiny")
+    return build_model(dataclasses.replace(tiny, diffusion=dataclasses.replace(tiny.diffusion, prediction=prediction)))
+
+
+def test_x_prediction_samples_exactly_what_the_network_predicts(monkeypatch):
+    # Read as -x, a network's output is the sample at every t: nothing of the noisy input has
+    # to be reproduced. Read as v, the same output is the sample only at t = 1, which is why
+    # v-trained weights start an x-prediction fine-tune with their one-step output unchanged.
+    g = torch.Generator().manual_seed(1)
+    out = torch.randn(2, 3, 16, 16, generator=g)
+    z = torch.randn(2, 3, 16, 16, generator=g)
+    frames = [torch.rand(2, 3, 16, 16, generator=g) for _ in range(3)]
+    samples = {}
+    for prediction in ("x", "v"):
+        model = _tiny_with_prediction(prediction)
+        monkeypatch.setattr(model, "network_output", lambda *args: out)
+        for t in (1.0, 0.5):
+            logsnr = logsnr_schedule(torch.tensor(t))
+            alpha, sigma = alpha_sigma(logsnr)
+            v_hat = model.predict_v(z, logsnr, *frames, torch.tensor([False, False]), torch.tensor(0.5))
+            samples[prediction, t] = x_from_v(z, v_hat, alpha, sigma)
+    assert torch.allclose(samples["x", 1.0], -out, atol=1e-4)
+    assert torch.allclose(samples["x", 0.5], -out, atol=1e-5)
+    # alpha at t = 1 is 4.5e-5, not 0 (logsnr_min -20): v's sample keeps that much of z
+    assert torch.allclose(samples["v", 1.0], samples["x", 1.0], atol=1e-3)
+    assert (samples["v", 0.5] + out).abs().mean() > 0.1  # v at mid t: the input noise is in it
+
+
+def test_x_prediction_loss_is_the_error_of_the_predicted_sample(monkeypatch):
+    g = torch.Generator().manual_seed(2)
+    frames = [torch.rand(2, 3, 16, 16, generator=g) for _ in range(4)]
+    noise = torch.randn(2, 3, 16, 16, generator=g)
+
+    def loss(prediction, t):
+        model = _tiny_with_prediction(prediction)
+        monkeypatch.setattr(model, "network_output", lambda z, *rest: torch.zeros_like(z))
+        return model.loss(frames[0], frames[1], frames[2], torch.full((2,), 0.5), None,
+                          torch.tensor([False, False]), torch.full((2,), t), noise, frames[3])
+
+    # output 0 = predicting x = 0: the error is the residual itself, whatever t and the noise
+    assert torch.allclose(loss("x", 0.3), loss("x", 1.0))
+    # at t = 1 the x error and the v error are the same quantity
+    assert torch.allclose(loss("x", 1.0), loss("v", 1.0), atol=1e-4)
+    # at mid t they differ: v = alpha * eps - sigma * x also holds the noise
+    assert not torch.allclose(loss("v", 0.3), loss("x", 0.3), atol=1e-2)
+
+
+def test_unknown_prediction_is_named():
+    with pytest.raises(HiFIInputError, match="prediction='eps'.*'v', 'x'"):
+        _tiny_with_prediction("eps")

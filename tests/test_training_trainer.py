@@ -314,3 +314,11 @@ def test_curves_plot_a_log_l2_loss_without_a_log_axis(tmp_path):
         warnings.simplefilter("error")  # matplotlib warns when asked to log-scale negative values
         plot_curves(log, tmp_path / "curves.png", {"dis": {"all/gap1": 34.7}}, loss="log_l2")
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_loss_axis_names_the_loss_and_what_the_network_predicts():
+    from hifi_core.training.trainer import loss_label
+
+    assert loss_label("l1") == "training loss (L1 on v)"
+    assert loss_label("l1", "x") == "training loss (L1 on x)"
+    assert loss_label("log_l2", "x") == "training loss (log of x's mean squared error)"

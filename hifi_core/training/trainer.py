@@ -419,14 +419,21 @@ def write_val_csv(path: Path, step: int, summary: Dict[str, Dict[str, float]]) -
                     writer.writerow([step, method, key, value, values.get(key + ":ssim", "")])
 
 
-# the training curve's axis label per TrainConfig.loss
-LOSS_LABELS = {"l1": "training loss (L1 on v)", "l2": "training loss (squared error on v)",
-               "log_l2": "training loss (log of v's mean squared error)"}
+# the training curve's axis label per TrainConfig.loss, of the quantity the network predicts
+LOSS_LABELS = {"l1": "L1 on {}", "l2": "squared error on {}", "log_l2": "log of {}'s mean squared error"}
 
 
-def plot_curves(log_path: Path, output: Path, baselines: Dict[str, Dict[str, float]], loss: str = "l1") -> None:
+def loss_label(loss: str, prediction: str = "v") -> str:
+    """'training loss (L1 on v)' and the like: `loss` is TrainConfig.loss, `prediction`
+    DiffusionConfig.prediction."""
+    return f"training loss ({LOSS_LABELS.get(loss, loss).format(prediction)})"
+
+
+def plot_curves(log_path: Path, output: Path, baselines: Dict[str, Dict[str, float]], loss: str = "l1",
+                prediction: str = "v") -> None:
     """Loss (smoothed) and validation PSNR over steps, with blend and DIS as flat lines.
-    `loss`: the run's loss norm, for the axis (log_l2 is negative, so its axis is linear)."""
+    `loss`, `prediction`: the run's loss norm and what its network predicts, for the axis
+    (log_l2 is negative, so its axis is linear)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -441,7 +448,7 @@ def plot_curves(log_path: Path, output: Path, baselines: Dict[str, Dict[str, flo
         ax0.plot([r["step"] for r in train], [r["loss"] for r in train], lw=0.8, color="tab:blue")
         if all(r["loss"] > 0 for r in train):
             ax0.set_yscale("log")
-    ax0.set_ylabel(LOSS_LABELS.get(loss, f"training loss ({loss})"))
+    ax0.set_ylabel(loss_label(loss, prediction))
     ax0.grid(alpha=0.3)
     gaps = sorted({k.split("/")[1] for r in val for m in r["summary"].values() for k in m
                    if k.startswith("all/") and ":" not in k})
@@ -601,7 +608,8 @@ class Trainer:
         append_jsonl(self.out / "log.jsonl", record)
         write_val_csv(self.out / "val.csv", self.step, summary)
         self.last_validation = {"step": self.step, **summary, **base_summary}
-        plot_curves(self.out / "log.jsonl", self.out / "curves.png", base_summary, self.config.loss)
+        plot_curves(self.out / "log.jsonl", self.out / "curves.png", base_summary, self.config.loss,
+                    self.model.config.diffusion.prediction)
         return self.last_validation
 
     def _install_signal_handlers(self):
