@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablate_levels import flow_failure_mask, region_psnr  # noqa: E402
 
 
-def _grey_method(factory):
+def grey_method(factory):
     """A method on 8-bit grey frames: factory() -> an object with OpenCV's calc(I0, I1, flow)."""
     def both_ways(frame0, frame2):
         return dis_both_ways(frame0, frame2, factory())
@@ -56,38 +56,24 @@ def methods() -> dict:
     import cv2
 
     found = {
-        "DIS MEDIUM (shipped)": _grey_method(lambda: cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)),
-        "Farneback": _grey_method(lambda: cv2.FarnebackOpticalFlow_create(numLevels=6, pyrScale=0.5,
+        "DIS MEDIUM (shipped)": grey_method(lambda: cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)),
+        "Farneback": grey_method(lambda: cv2.FarnebackOpticalFlow_create(numLevels=6, pyrScale=0.5,
                                                                           winSize=15, numIters=5)),
     }
     if hasattr(cv2, "optflow"):
         found.update({
-            "TV-L1": _grey_method(cv2.optflow.DualTVL1OpticalFlow_create),
-            "DeepFlow": _grey_method(cv2.optflow.createOptFlow_DeepFlow),
-            "PCAFlow": _grey_method(cv2.optflow.createOptFlow_PCAFlow),
-            "SparseToDense": _grey_method(cv2.optflow.createOptFlow_SparseToDense),
+            "TV-L1": grey_method(cv2.optflow.DualTVL1OpticalFlow_create),
+            "DeepFlow": grey_method(cv2.optflow.createOptFlow_DeepFlow),
+            "PCAFlow": grey_method(cv2.optflow.createOptFlow_PCAFlow),
+            "SparseToDense": grey_method(cv2.optflow.createOptFlow_SparseToDense),
             "Dense RLOF": _rlof_both_ways,
         })
     return found
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--scale", type=int, default=None,
-                        help="clip downscale of the triplets (default: the config's validation scale; "
-                             "1 = full size, as the README's evaluation)")
-    parser.add_argument("--only", nargs="*", help="score only these methods (names as printed)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    import cv2
-
-    cv2.setNumThreads(args.threads)
-    config = load_config(args.config)
-    if args.scale is not None:
-        config.validation.scale = args.scale
-    chosen = {n: m for n, m in methods().items() if not args.only or n in args.only}
+def score_flows(config, chosen: dict) -> dict:
+    """name -> {"whole", "region", "seconds"} lists over the config's validation triplets, for
+    each method of `chosen` (name -> both-ways flow function, as `methods()`)."""
     rows = {name: {"whole": [], "region": [], "seconds": []} for name in chosen}
     for item in validation_set(real_clips(config), config):
         t = item.triplet
@@ -102,12 +88,48 @@ def main() -> None:
             rows[name]["whole"].append(float(psnr(out, t.target)))
             rows[name]["region"].append(region_psnr(out, t.target, mask))
             print(f"{item.clip} gap {item.gap} {name}: {rows[name]['whole'][-1]:.3f}", file=sys.stderr)
-    print(f"| flow ({len(rows[next(iter(rows))]['whole'])} triplets) | whole frames dB "
+    return rows
+
+
+def print_table(rows: dict, what: str) -> None:
+    print(f"| {what} ({len(next(iter(rows.values()))['whole'])} triplets) | whole frames dB "
           "| flow-failure region dB | flow ms per triplet |")
     print("|---|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} | {np.mean(r['whole']):.3f} | {np.mean(r['region']):.3f} | "
               f"{1000 * np.mean(r['seconds']):.0f} |")
+
+
+def validation_arguments(description: str) -> argparse.ArgumentParser:
+    """--config, --threads, --scale: the options every flow-base script takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--scale", type=int, default=None,
+                        help="clip downscale of the triplets (default: the config's validation scale; "
+                             "1 = full size, as the README's evaluation)")
+    return parser
+
+
+def load_validation_config(args):
+    """The config with --scale applied, and torch and OpenCV at --threads."""
+    import cv2
+
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    config = load_config(args.config)
+    if args.scale is not None:
+        config.validation.scale = args.scale
+    return config
+
+
+def main() -> None:
+    parser = validation_arguments(__doc__.split("\n")[0])
+    parser.add_argument("--only", nargs="*", help="score only these methods (names as printed)")
+    args = parser.parse_args()
+    config = load_validation_config(args)
+    chosen = {n: m for n, m in methods().items() if not args.only or n in args.only}
+    print_table(score_flows(config, chosen), "flow")
 
 
 if __name__ == "__main__":
