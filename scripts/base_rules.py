@@ -11,7 +11,6 @@ still-motion fade (flow_base.STILL_MOTION_PX; "no fade" is the DIS baseline's wa
     .venv/bin/python scripts/base_rules.py --config configs/train/small-own.json --scale 1  # full size
 """
 
-import argparse
 import sys
 from functools import partial
 from pathlib import Path
@@ -24,21 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hifi_core.flow_base as flow_base  # noqa: E402
 from hifi_core.metrics import psnr  # noqa: E402
 from hifi_core.training.condition import _gaussian_blur  # noqa: E402
-from hifi_core.training.config import load_config  # noqa: E402
 from hifi_core.training.trainer import real_clips, validation_set  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from validation_options import load_validation_config, validation_arguments  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--scale", type=int, default=None,
-                        help="clip downscale of the triplets (default: the config's validation scale; 1 = full size)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    config = load_config(args.config)
-    if args.scale is not None:
-        config.validation.scale = args.scale
+    config = load_validation_config(validation_arguments(__doc__.split("\n")[0], threads=2).parse_args())
     rows = {}
     for item in validation_set(real_clips(config), config):
         t = item.triplet

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flow_methods import grey_method, load_validation_config, print_table, score_flows, validation_arguments  # noqa: E402
+from flow_methods import grey_method, print_table, score_flows, set_opencv_threads  # noqa: E402
+from validation_options import load_validation_config, validation_arguments  # noqa: E402
 
 # name -> setters applied to OpenCV's MEDIUM preset (finest scale 1, patch 8, stride 3,
 # 25 gradient-descent iterations, 5 variational iterations, alpha 20, delta 5, gamma 10)
@@ -38,6 +39,7 @@ def configured_dis(setters: dict):
 def main() -> None:
     args = validation_arguments(__doc__.split("\n")[0]).parse_args()
     config = load_validation_config(args)
+    set_opencv_threads(args.threads)
     chosen = {name: grey_method(lambda setters=setters: configured_dis(setters))
               for name, setters in SETTINGS.items()}
     print_table(score_flows(config, chosen), "DIS settings")

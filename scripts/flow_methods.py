@@ -15,7 +15,6 @@ version into a separate venv to score them, e.g.
 Without contrib only DIS and Farneback are scored.
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -27,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hifi_core.baselines import dis_both_ways, linear_tau_flows  # noqa: E402
 from hifi_core.flow_base import warp_average  # noqa: E402
 from hifi_core.metrics import psnr  # noqa: E402
-from hifi_core.training.config import load_config  # noqa: E402
 from hifi_core.training.trainer import real_clips, validation_set  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablate_levels import flow_failure_mask, region_psnr  # noqa: E402
+from validation_options import load_validation_config, validation_arguments  # noqa: E402
 
 
 def grey_method(factory):
@@ -91,6 +90,13 @@ def score_flows(config, chosen: dict) -> dict:
     return rows
 
 
+def set_opencv_threads(threads: int) -> None:
+    """OpenCV's own threads as torch's, so the flow times compare like for like."""
+    import cv2
+
+    cv2.setNumThreads(threads)
+
+
 def print_table(rows: dict, what: str) -> None:
     print(f"| {what} ({len(next(iter(rows.values()))['whole'])} triplets) | whole frames dB "
           "| flow-failure region dB | flow ms per triplet |")
@@ -100,34 +106,12 @@ def print_table(rows: dict, what: str) -> None:
               f"{1000 * np.mean(r['seconds']):.0f} |")
 
 
-def validation_arguments(description: str) -> argparse.ArgumentParser:
-    """--config, --threads, --scale: the options every flow-base script takes."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--scale", type=int, default=None,
-                        help="clip downscale of the triplets (default: the config's validation scale; "
-                             "1 = full size, as the README's evaluation)")
-    return parser
-
-
-def load_validation_config(args):
-    """The config with --scale applied, and torch and OpenCV at --threads."""
-    import cv2
-
-    torch.set_num_threads(args.threads)
-    cv2.setNumThreads(args.threads)
-    config = load_config(args.config)
-    if args.scale is not None:
-        config.validation.scale = args.scale
-    return config
-
-
 def main() -> None:
     parser = validation_arguments(__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="*", help="score only these methods (names as printed)")
     args = parser.parse_args()
     config = load_validation_config(args)
+    set_opencv_threads(args.threads)
     chosen = {n: m for n, m in methods().items() if not args.only or n in args.only}
     print_table(score_flows(config, chosen), "flow")
 

@@ -18,7 +18,6 @@ is cut by (density / k)^2 clipped to 1.
     .venv/bin/python scripts/occlusion_blend.py --config configs/train/small-own.json --scale 1  # full size
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -28,9 +27,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ablate_levels import flow_failure_mask, region_psnr  # noqa: E402
+from validation_options import load_validation_config, validation_arguments  # noqa: E402
 from hifi_core.baselines import dis_both_ways, dis_flow_interpolate, linear_tau_flows  # noqa: E402
 from hifi_core.metrics import psnr  # noqa: E402
-from hifi_core.training.config import load_config  # noqa: E402
 from hifi_core.training.trainer import real_clips, validation_set  # noqa: E402
 
 
@@ -96,17 +95,11 @@ def density_weighted_average(frame0: np.ndarray, frame2: np.ndarray, tau: float,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True)
+    parser = validation_arguments(__doc__.split("\n")[0])
     parser.add_argument("--region-threshold", type=float, default=0.05)
-    parser.add_argument("--scale", type=int, default=None,
-                        help="clip downscale of the triplets (default: the config's validation scale; 1 = full size)")
     parser.add_argument("--per-triplet", action="store_true", help="also print each triplet's scores")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    config = load_config(args.config)
-    if args.scale is not None:
-        config.validation.scale = args.scale
+    config = load_validation_config(args)
     val = validation_set(real_clips(config), config)
     variants = {f"{'soft' if soft else 'hard'} consistency mask, beta {beta}":
                 (lambda a, b, tau, beta=beta, soft=soft: occlusion_weighted_average(a, b, tau, beta=beta, soft=soft))
