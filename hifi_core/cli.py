@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from .errors import Cancelled, CheckpointError, HiFIInputError
 
-COMMANDS = ("info", "interpolate", "train", "bench", "retime")
+COMMANDS = ("info", "interpolate", "retime", "setup-motion", "train", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,9 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         try:
-            module = importlib.import_module(f"hifi_core.commands.{name}")
+            module = importlib.import_module(f"hifi_core.commands.{name.replace('-', '_')}")
         except ModuleNotFoundError as error:
-            if error.name == f"hifi_core.commands.{name}":
+            if error.name == f"hifi_core.commands.{name.replace('-', '_')}":
                 continue  # that command is not part of this build
             raise
         command = sub.add_parser(name, help=module.HELP, description=module.HELP)

@@ -1,16 +1,17 @@
-"""Motion-compensated residual base: the DIS flow average, computed once per pair at low cost.
+"""Motion-compensated residual base: a flow average, computed once per pair at low cost.
 
-With ``DiffusionConfig.residual_base == "flow"`` the model corrects an optical-flow
-interpolation instead of a frame blend (the prototype's strongest lever, see
-docs/training/README.md): an untrained model already scores like DIS flow, and training only
-has to fix where flow fails (occlusions, large or non-rigid motion).
+With ``DiffusionConfig.residual_base`` ``"flow"`` (OpenCV DIS) or ``"rife"`` (RIFE's learned
+IFNet, `hifi_core.motion_base`) the model corrects an optical-flow interpolation instead of a
+frame blend: an untrained model already scores like its flow base, and training only has to
+fix where the flow fails (occlusions, large or non-rigid motion).
 
-Cost stays flat with resolution: DIS runs once per pair and tau (`estimate_flows`), on the
+Cost stays flat with resolution: the flow runs once per pair and tau (`estimate_flows`), on the
 frames area-downsampled by the smallest power of two that brings them to at most
 `FLOW_MAX_PIXELS` (about 1080p); every cascade level resizes those flows (vectors scaled with
 the size) and backward-warps its own frames with them. Layout: frames [B, 3, h, w] in
 the caller's value range, flows [B, 4, h, w] = (flow tau->0 x, y, flow tau->2 x, y) in pixels
-of that size.
+of that size; RIFE's add a fifth channel, the weight of frame 0's warp in the average (its
+occlusion-aware fusion mask; without it the weight is 1 - tau).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from .baselines import dis_tau_flows
+from .config import MOTION_BASES
+from .motion_base import ifnet_tau_flows, motion_net
 
 Tau = Union[float, Sequence[float], torch.Tensor]
 
@@ -76,8 +79,9 @@ def resize_flows(flows: torch.Tensor, size: Tuple[int, int], rows: Optional[Tupl
     grid_x = ((xs + 0.5) * (2.0 / w) - 1.0).view(1, 1, -1).expand(1, stop - first, width)
     grid = torch.stack([grid_x, grid_y], dim=-1).expand(flows.shape[0], -1, -1, -1)
     out = F.grid_sample(flows, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    scale = torch.tensor([width / w, height / h] * 2, dtype=out.dtype, device=device)
-    return out * scale.view(1, 4, 1, 1)
+    # vectors scale with the size; a fusion weight channel (RIFE's) does not
+    scale = torch.tensor([width / w, height / h] * 2 + [1.0] * (flows.shape[1] - 4), dtype=out.dtype, device=device)
+    return out * scale.view(1, -1, 1, 1)
 
 
 def _backward_warp(image: torch.Tensor, flow: torch.Tensor, first_row: int, mode: str = "bilinear") -> torch.Tensor:
@@ -97,26 +101,31 @@ def fade_small_motion(flows: torch.Tensor, still_px: Tuple[float, float] = STILL
     """Scale [B, 4, h, w] flows by a ramp of the frame-to-frame motion |F_t2 - F_t0|: 0 below
     still_px[0], 1 above still_px[1] (see STILL_MOTION_PX)."""
     low, high = still_px
-    motion = (flows[:, 2:] - flows[:, :2]).norm(dim=1, keepdim=True)
-    return flows * ((motion - low) / (high - low)).clamp(0.0, 1.0)
+    motion = (flows[:, 2:4] - flows[:, :2]).norm(dim=1, keepdim=True)
+    faded = flows[:, :4] * ((motion - low) / (high - low)).clamp(0.0, 1.0)
+    return torch.cat([faded, flows[:, 4:]], dim=1) if flows.shape[1] > 4 else faded
 
 
 def _warped_bands(frame0: torch.Tensor, frame2: torch.Tensor, flows: torch.Tensor,
                   band_rows: int, still_px: Optional[Tuple[float, float]]):
-    """Yield (first, stop, frame0 band warped to tau, frame2 band warped to tau) over the rows."""
+    """Yield (first, stop, frame0 band warped to tau, frame2 band warped to tau, the band's
+    weight of frame0 or None) over the rows."""
     height, width = frame0.shape[-2:]
     for first in range(0, height, band_rows):
         stop = min(height, first + band_rows)
         band = resize_flows(flows, (height, width), rows=(first, stop))
         if still_px is not None:
             band = fade_small_motion(band, still_px)
-        yield first, stop, _backward_warp(frame0, band[:, :2], first), _backward_warp(frame2, band[:, 2:], first)
+        weight0 = band[:, 4:5].to(frame0.dtype) if band.shape[1] > 4 else None
+        yield (first, stop, _backward_warp(frame0, band[:, :2], first),
+               _backward_warp(frame2, band[:, 2:4], first), weight0)
 
 
 def warp_average(frame0: torch.Tensor, frame2: torch.Tensor, flows: torch.Tensor, tau: Tau,
                  band_rows: int = 256, still_px: Optional[Tuple[float, float]] = STILL_MOTION_PX
                  ) -> torch.Tensor:
-    """(1 - tau) * frame0 warped to tau + tau * frame2 warped to tau.
+    """(1 - tau) * frame0 warped to tau + tau * frame2 warped to tau (with RIFE's flows, its
+    fusion weight in place of 1 - tau).
 
     `flows` may be at any size (a coarser level's): they are resized to the frames' size in
     bands of `band_rows` rows, so the extra memory is a band, not a frame. Near-still motion
@@ -124,8 +133,9 @@ def warp_average(frame0: torch.Tensor, frame2: torch.Tensor, flows: torch.Tensor
     """
     t = _taus(tau, frame0.shape[0]).to(device=frame0.device, dtype=frame0.dtype).view(-1, 1, 1, 1)
     out = torch.empty_like(frame0)
-    for first, stop, warped0, warped2 in _warped_bands(frame0, frame2, flows, band_rows, still_px):
-        out[..., first:stop, :] = (1.0 - t) * warped0 + t * warped2
+    for first, stop, warped0, warped2, weight0 in _warped_bands(frame0, frame2, flows, band_rows, still_px):
+        weight0 = 1.0 - t if weight0 is None else weight0
+        out[..., first:stop, :] = weight0 * warped0 + (1.0 - weight0) * warped2
     return out
 
 
@@ -134,7 +144,7 @@ def warp_frames(frame0: torch.Tensor, frame2: torch.Tensor, flows: torch.Tensor,
                 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Both frames warped to tau (the two terms of `warp_average`, same arguments)."""
     out0, out2 = torch.empty_like(frame0), torch.empty_like(frame2)
-    for first, stop, warped0, warped2 in _warped_bands(frame0, frame2, flows, band_rows, still_px):
+    for first, stop, warped0, warped2, _ in _warped_bands(frame0, frame2, flows, band_rows, still_px):
         out0[..., first:stop, :], out2[..., first:stop, :] = warped0, warped2
     return out0, out2
 
@@ -150,15 +160,24 @@ def flow_estimation_downscale(height: int, width: int, max_pixels: Optional[int]
 
 
 def estimate_flows(frame0: torch.Tensor, frame2: torch.Tensor, tau: Tau,
-                   flow_downscale: Optional[int] = None) -> torch.Tensor:
-    """DIS tau-flows of full-size frames [B, 3, H, W] in [0, 1], estimated on the frames
-    area-downsampled by `flow_downscale` (default: `flow_estimation_downscale`)."""
+                   flow_downscale: Optional[int] = None, base: str = "flow") -> torch.Tensor:
+    """Tau-flows of full-size frames [B, 3, H, W] in [0, 1], estimated on the frames
+    area-downsampled by `flow_downscale` (default: `flow_estimation_downscale`).
+
+    `base`: ``"flow"`` (DIS, on the CPU) or ``"rife"`` (RIFE's IFNet on the frames' device,
+    5 channels; DIS with one warning when its weights are not set up).
+    """
+    if base not in MOTION_BASES:
+        raise ValueError(f"unknown motion base {base!r}; use one of {MOTION_BASES}")
     factor = flow_downscale or flow_estimation_downscale(*frame0.shape[-2:])
     small0, small2 = (F.avg_pool2d(f, factor) if factor > 1 else f for f in (frame0, frame2))
+    net = motion_net(frame0.device) if base == "rife" else None
+    if net is not None:
+        return ifnet_tau_flows(small0, small2, _taus(tau, frame0.shape[0]), net)
     return tau_flows(small0, small2, tau)
 
 
-def flow_average(frame0: torch.Tensor, frame2: torch.Tensor, tau: Tau, flow_downscale: Optional[int] = None
-                 ) -> torch.Tensor:
+def flow_average(frame0: torch.Tensor, frame2: torch.Tensor, tau: Tau, flow_downscale: Optional[int] = None,
+                 base: str = "flow") -> torch.Tensor:
     """Warped average of frames [B, 3, h, w] in [0, 1] with `estimate_flows`' flows."""
-    return warp_average(frame0, frame2, estimate_flows(frame0, frame2, tau, flow_downscale), tau)
+    return warp_average(frame0, frame2, estimate_flows(frame0, frame2, tau, flow_downscale, base), tau)

@@ -18,7 +18,7 @@ from typing import Callable, Optional, Sequence, TypeVar
 
 import torch
 
-from .config import DiffusionConfig, UNetConfig
+from .config import MOTION_BASES, DiffusionConfig, UNetConfig
 from .errors import HiFIInputError
 
 T = TypeVar("T")
@@ -59,7 +59,7 @@ def frame_buffer_bytes(height: int, width: int, samples: int = 1,
     base (`cascade.level_base`); a blend-base model keeps its condition for the network;
     warped network frames add the two warped frames.
     """
-    flow = diffusion is not None and diffusion.residual_base == "flow"
+    flow = diffusion is not None and diffusion.residual_base in MOTION_BASES
     # the residual base, z and the v accumulator; with several samples also their sum and
     # sum of squares (one sample keeps neither)
     rgb = 3 + (2 if samples > 1 else 0) + (0 if flow else 1)

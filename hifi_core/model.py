@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelConfig, get_preset
+from .config import MOTION_BASES, ModelConfig, get_preset
 from .diffusion import (alpha_sigma, logsnr_schedule, q_sample, to_model_space, v_from_x_eps)
 from .errors import HiFIInputError
 from .unet import EfficientUNet
@@ -63,7 +63,12 @@ class HiFIModel(nn.Module):
     @property
     def uses_flow(self) -> bool:
         """True when callers must pass the flow-warped average (`hifi_core.flow_base`)."""
-        return self.config.diffusion.residual_base == "flow"
+        return self.config.diffusion.residual_base in MOTION_BASES
+
+    @property
+    def motion_base(self) -> str:
+        """The flow estimator of the residual base (`hifi_core.flow_base.estimate_flows`' base)."""
+        return self.config.diffusion.residual_base
 
     @property
     def sees_warped_frames(self) -> bool:

@@ -9,11 +9,12 @@ Inputs:
 Output:
     v:       [B, 3, H, W] (-x_hat for an x-prediction model; HiFIModel converts).
 
-Architecture: a stem conv, then per level (downsample before the level's convs) ResNet blocks
+Architecture: a stem conv (after a space-to-depth fold when `stem_factor` > 1), then per level (downsample before the level's convs) ResNet blocks
 with GroupNorm + SiLU and FiLM (scale/shift from the embedding of logsnr, tau and has_cond),
 self-attention only in the lowest-resolution levels, and a mirrored decoder whose every block
 takes the matching encoder activation as a skip scaled by 1/sqrt(2); upsampling after a
-level's convs; zero-initialised output conv, so an untrained model predicts 0 (at t = 1: its base).
+level's convs; zero-initialised output conv (unfolded depth-to-space with a stem fold), so an
+untrained model predicts 0 (at t = 1: its base).
 
 Conventions: H and W must be multiples of `config.alignment`. Layers are built from
 `operations` (default `torch.nn`) so a host such as ComfyUI can inject its own layer types.
@@ -108,7 +109,11 @@ class EfficientUNet(nn.Module):
         self.embed = nn.Sequential(ops.Linear(2 * self.feature_dim, emb_dim), nn.SiLU(),
                                    ops.Linear(emb_dim, emb_dim))
         self.cond_flag = nn.Embedding(2, emb_dim)
-        self.stem = ops.Conv2d(config.in_channels, channels[0], 3, padding=1)
+        fold = config.stem_factor
+        # space-to-depth stem: each fold x fold block of pixels becomes fold**2 channels
+        self.fold = nn.PixelUnshuffle(fold) if fold > 1 else nn.Identity()
+        self.unfold = nn.PixelShuffle(fold) if fold > 1 else nn.Identity()
+        self.stem = ops.Conv2d(config.in_channels * fold * fold, channels[0], 3, padding=1)
         attention_from = num_levels - config.attention_levels
 
         def attention(level: int, ch: int) -> nn.Module:
@@ -137,7 +142,7 @@ class EfficientUNet(nn.Module):
             self.upsamplers.append(ops.Conv2d(ch, prev, 3, padding=1) if level else nn.Identity())
 
         self.out_norm = ops.GroupNorm(_groups(channels[0], config.norm_groups), channels[0])
-        self.out_conv = ops.Conv2d(channels[0], config.out_channels, 3, padding=1)
+        self.out_conv = ops.Conv2d(channels[0], config.out_channels * fold * fold, 3, padding=1)
         nn.init.zeros_(self.out_conv.weight)
         nn.init.zeros_(self.out_conv.bias)
 
@@ -153,7 +158,7 @@ class EfficientUNet(nn.Module):
         if has_cond is None:
             has_cond = x[:, 9:].flatten(1).abs().amax(dim=1) > 0
         emb = self.embedding(logsnr, tau, has_cond)
-        h = self.stem(x)
+        h = self.stem(self.fold(x))
         skips: List[torch.Tensor] = []
         for down, blocks, attns in zip(self.downsamplers, self.encoder, self.encoder_attention):
             h = down(h)
@@ -165,4 +170,4 @@ class EfficientUNet(nn.Module):
                 h = attn(block(torch.cat([h, skips.pop() * SKIP_SCALE], dim=1), emb))
             if level:
                 h = self.upsamplers[level](F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        return self.out_conv(F.silu(self.out_norm(h)))
+        return self.unfold(self.out_conv(F.silu(self.out_norm(h))))

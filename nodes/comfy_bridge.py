@@ -23,9 +23,12 @@ from typing import Callable, List, Optional
 
 import torch
 
+from ..hifi_core.motion_base import add_motion_dir
+
 PACK_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_CHECKPOINT_DIR = PACK_ROOT / "checkpoints"
 MODEL_FOLDER = "hifi"
+MOTION_SUBFOLDER = "motion"
 MODEL_EXTENSIONS = {".safetensors"}
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".gif",
                     ".mxf", ".ts", ".flv", ".wmv"}
@@ -145,6 +148,9 @@ def register_model_folder() -> None:
         folder_paths.folder_names_and_paths[MODEL_FOLDER] = ([default], set(MODEL_EXTENSIONS))
     else:
         folder_paths.add_model_folder_path(MODEL_FOLDER, default)
+    # the learned motion base's weights may sit in <models/hifi>/motion (setup-motion --out-dir)
+    for folder in folder_paths.folder_names_and_paths[MODEL_FOLDER][0]:
+        add_motion_dir(os.path.join(folder, MOTION_SUBFOLDER))
 
 
 def model_folder_files() -> List[str]:
@@ -154,7 +160,8 @@ def model_folder_files() -> List[str]:
         return []
     register_model_folder()
     return [name for name in folder_paths.get_filename_list(MODEL_FOLDER)
-            if os.path.splitext(name)[1].lower() in MODEL_EXTENSIONS]
+            if os.path.splitext(name)[1].lower() in MODEL_EXTENSIONS
+            and not name.replace("\\", "/").startswith(MOTION_SUBFOLDER + "/")]  # motion weights are no HiFI model
 
 
 def model_folder_path(name: str) -> Optional[str]:

@@ -190,3 +190,15 @@ def test_each_clip_group_keeps_its_own_name_when_consumed_later(tmp_path):
                for group, clip in (("tuning", video), ("evaluation", static_dir))}
     assert {group: {t.group for t in source} for group, source in sources.items()} == \
         {"tuning": {"tuning"}, "evaluation": {"evaluation"}}
+
+
+def test_speed_ratio_to_rife_is_hifis_time_over_rifes_at_the_same_size():
+    from hifi_core.bench.speed import ratio_to_rife
+
+    rows = [{"resolution": "720p", "method": "hifi-default", "status": "ok", "seconds": 6.0},
+            {"resolution": "720p", "method": "rife", "status": "ok", "seconds": 4.0},
+            {"resolution": "1080p", "method": "hifi-default", "status": "ok", "seconds": 9.0},
+            {"resolution": "1080p", "method": "rife", "status": "error"}]
+    assert ratio_to_rife(rows, "720p") == pytest.approx(1.5)
+    assert rows[0]["ratio_to_rife"] == pytest.approx(1.5)
+    assert ratio_to_rife(rows, "1080p") is None and "ratio_to_rife" not in rows[2]

@@ -233,3 +233,22 @@ def test_cascade_run_level_by_level_equals_one_run_for_a_flow_model():
                               stop_level=1)
     chained, _ = run_cascade(model, f0, f2, 0.5, plan, ctx, start_level=2, start_estimate=estimate)
     assert torch.allclose(chained, whole, atol=1e-5)
+
+
+def test_flows_come_from_the_unpadded_frames_so_a_silent_network_returns_its_flow_base():
+    # DIS depends on the frame size: flows estimated on the cascade's replicate-padded frames
+    # moved by pixels around a moving object, and the untrained (silent) cascade scored under
+    # its own flow average (issue 14: 1.5 dB on a 960x540 object scene).
+    import numpy as np
+
+    from hifi_core.bench.data import _procedural_photo, render_stress_scene
+    from hifi_core.flow_base import flow_average
+
+    rng = np.random.default_rng(3)
+    height, width = 135, 238  # tiny at 2 levels pads to 144 x 240
+    background, foreground = _procedural_photo(rng, height, width), _procedural_photo(rng, height, width)
+    frames = render_stress_scene("object", 16.0, background, foreground, height / 1080, rng)
+    f0, _, f2 = (torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255 for f in frames)
+    out = interpolate(build_model("tiny"), f0, f2, 0.5,
+                      settings=CascadeSettings(levels=2, patch_size=(64, 64), overlap=16, steps=1))
+    assert (out - flow_average(f0, f2, 0.5)).abs().max() < 2e-3

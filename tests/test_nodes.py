@@ -127,6 +127,23 @@ def test_loader_lists_model_folder_and_presets(pack, nodes, comfy):
     assert handle.model.config.preset == "tiny"
 
 
+def test_motion_weights_in_the_model_folder_are_found_and_not_listed_as_models(pack, nodes, comfy, monkeypatch):
+    import sys
+
+    from hifi_core.ifnet import IFNet
+    from safetensors.torch import save_file
+
+    motion_base = sys.modules[pack.__name__ + ".hifi_core.motion_base"]  # the pack's own copy
+    monkeypatch.setattr(motion_base, "_extra_dirs", [])
+    motion = Path(comfy.folder_paths.models_dir) / "hifi" / "motion"
+    motion.mkdir(parents=True)
+    save_file(IFNet().state_dict(), str(motion / motion_base.RIFE_FILE_NAME),
+              metadata={"format": motion_base.MOTION_FORMAT, "arch": motion_base.RIFE_ARCH})
+    choices = nodes["HiFILoadModel"].INPUT_TYPES()["required"]["checkpoint"][0]
+    assert not any("rife" in c for c in choices), choices
+    assert motion_base.find_rife_weights() == motion / motion_base.RIFE_FILE_NAME
+
+
 def test_loader_errors_name_the_input(nodes, comfy):
     with pytest.raises(FileNotFoundError, match="input 'checkpoint'.*models/hifi"):
         nodes["HiFILoadModel"]().load("missing.safetensors", "cpu", "fp32")

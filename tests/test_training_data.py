@@ -58,6 +58,19 @@ def test_clip_is_decoded_once_and_memory_mapped(data):
     assert half.shape == (30, 24, 32, 3)
 
 
+def test_repeated_webcam_frames_are_dropped_before_windows_are_made(tmp_path):
+    # a clip whose frames 3, 4 and 8 repeat the frame before (as the webcam clips do)
+    clip = make_clip(tmp_path / "pan", frames=12, cut_at=99)
+    repeats = {3: 2, 4: 2, 8: 7}
+    for index, source in repeats.items():
+        (clip / f"{index:04d}.png").write_bytes((clip / f"{source:04d}.png").read_bytes())
+    frames = load_clip_frames(clip, 1, tmp_path / "cache")
+    assert frames.shape[0] == 12 - len(repeats)
+    # what is left moves every frame: no consecutive pair is still
+    assert all(np.abs(frames[i + 1].astype(int) - frames[i]).mean() > 1 for i in range(len(frames) - 1))
+    assert load_clip_frames(clip, 2, tmp_path / "cache").shape[0] == 12 - len(repeats)
+
+
 def test_scene_cut_is_detected_and_windows_avoid_it(data):
     clip, _, cache = data
     frames = load_clip_frames(clip, 1, cache)

@@ -49,3 +49,25 @@ def test_config_validation_names_the_problem():
         UNetConfig(base_channels=30, attention_heads=4)
     with pytest.raises(HiFIInputError, match="unknown model preset 'huge'.*tiny"):
         get_preset("huge")
+
+
+def test_space_to_depth_stem_runs_every_level_at_a_quarter_and_keeps_full_resolution_output():
+    from hifi_core.bench.flops import count_on_meta
+
+    lean = get_preset("lean")
+    assert lean.unet.stem_factor == 4 and lean.unet.alignment == 16
+    model = build_model("lean")
+    x = torch.randn(1, 12, 48, 80)
+    assert torch.equal(model.unet(x, torch.zeros(1), torch.full((1,), 0.5)), torch.zeros(1, 3, 48, 80))
+    # with output weights, each of the 16 pixels of a 4x4 block gets its own value
+    torch.nn.init.normal_(model.unet.out_conv.weight)
+    out = model.unet(x, torch.zeros(1), torch.full((1,), 0.5))
+    assert out.shape == (1, 3, 48, 80) and (out[..., 0::4, 0::4] - out[..., 1::4, 1::4]).abs().mean() > 1e-3
+    # an eighth of small's cost per pixel or less
+    small = count_on_meta(get_preset("small"), 1, 256, 256)
+    assert count_on_meta(lean, 1, 256, 256) < small / 8
+
+
+def test_stem_factor_is_validated():
+    with pytest.raises(HiFIInputError, match="stem_factor"):
+        UNetConfig(stem_factor=3)

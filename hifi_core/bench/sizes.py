@@ -1,6 +1,6 @@
 """Frame sizes the memory and speed benchmarks sweep, by name.
 
-Sizes are (height, width) in pixels. Named sizes: 540p (960x540), 1080p (1920x1080),
+Sizes are (height, width) in pixels. Named sizes: 540p (960x540), 720p (1280x720), 1080p (1920x1080),
 4K (3840x2160, UHD), 8K (7680x4320); any ``WxH`` string is accepted too. The --quick
 smoke test uses two tiny sizes.
 """
@@ -33,6 +33,7 @@ class Resolution:
 
 NAMED = {
     "540p": Resolution("540p", 540, 960),
+    "720p": Resolution("720p", 720, 1280),
     "1080p": Resolution("1080p", 1080, 1920),
     "4k": Resolution("4K", 2160, 3840),
     "8k": Resolution("8K", 4320, 7680),

@@ -198,6 +198,9 @@ def run_speed(peers: Sequence[Method], model, base_settings,
                     row.update(status="error", note=f"{type(error).__name__}: {str(error)[:150]}")
             log(f"[speed] {res.name} {method.name}: {row.get('status')} {report.fmt(row.get('seconds'), 3)} s")
             rows.append(row)
+        ratio = ratio_to_rife(rows, res.name)
+        if ratio is not None:
+            log(f"[speed] {res.name} hifi-default / rife: {ratio:.2f}x (target <= 1.5x)")
     data = {"device": device, "reference": reference, "unet_patch": throughput,
             "settings": {n: {"levels": s.levels, "patch": list(s.patch_size), "overlap": s.overlap,
                              "steps": s.steps, "samples": s.samples, "precision": s.precision,
@@ -215,6 +218,17 @@ def run_speed(peers: Sequence[Method], model, base_settings,
     return data
 
 
+def ratio_to_rife(rows: Sequence[Dict[str, Any]], resolution: str) -> Optional[float]:
+    """HiFI's default time per frame over RIFE's at one size (same run), or None if either
+    did not run; stored on the hifi-default row."""
+    here = {r["method"]: r for r in rows if r["resolution"] == resolution and r.get("status") == "ok"}
+    if "hifi-default" not in here or "rife" not in here:
+        return None
+    ratio = here["hifi-default"]["seconds"] / here["rife"]["seconds"]
+    here["hifi-default"]["ratio_to_rife"] = ratio
+    return ratio
+
+
 def _markdown(data: Dict[str, Any]) -> str:
     ref, tp = data["reference"], data["unet_patch"]
     s = data["settings"]
@@ -230,12 +244,13 @@ def _markdown(data: Dict[str, Any]) -> str:
         f"{s['default']['samples']} sample(s); fast = {s['fast']['steps']} step, {s['fast']['samples']} "
         "sample. Overlap = extra pixels denoised because patches overlap (sum of patch areas / area - 1), "
         "finest level and all levels.", ""]
-    header = ["size", "MP", "method", "time / frame s", "end-to-end GFLOP/s", "patches per level",
+    header = ["size", "MP", "method", "time / frame s", "x RIFE", "end-to-end GFLOP/s", "patches per level",
               "overlap finest", "overlap all", "note"]
     rows = []
     for r in data["rows"]:
         rows.append([r["resolution"], f"{r['megapixels']:.2f}", r["method"],
                      report.fmt(r.get("seconds"), 3) if r.get("status") == "ok" else r.get("status"),
+                     report.fmt(r.get("ratio_to_rife"), 2),
                      report.fmt(r.get("gflops_end_to_end"), 1),
                      "/".join(map(str, r["patches"])) if "patches" in r else "—",
                      f"{100 * r['overlap_fraction_finest']:.0f}%" if "overlap_fraction_finest" in r else "—",

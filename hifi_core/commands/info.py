@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "list model presets with their size and cost, and the checkpoints that can be found"
 
@@ -34,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..checkpoint import describe_metadata, find_checkpoints
+    from ..motion_base import SETUP_COMMAND, find_rife_weights
     from ..config import PRESETS
     from ..errors import CheckpointError
     from ..unet import EfficientUNet
@@ -54,4 +56,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {path}\n    unreadable: {error}")
     if not found:
         print("  none found (bundled checkpoints live in checkpoints/)")
+    print("\nlearned motion base (RIFE HDv3 flows):")
+    motion = find_rife_weights(Path(d) / "motion" for d in args.checkpoint_dir)
+    print(f"  {motion}" if motion else f"  not set up: run `{SETUP_COMMAND}` (DIS flow is used meanwhile)")
     return 0

@@ -120,7 +120,7 @@ def own_prediction_condition(model: HiFIModel, frame0: torch.Tensor, frame2: tor
         raise HiFIInputError(f"crop {tuple(frame0.shape[-2:])}: half of it must be a multiple of "
                              f"{model.alignment} for the own-prediction condition")
     if model.uses_flow and flows is None:
-        flows = estimate_flows(frame0, frame2, tau)
+        flows = estimate_flows(frame0, frame2, tau, base=model.motion_base)
     if flows is not None and warped is None:
         warped = warp_average(frame0, frame2, flows, tau)
     half_warps = None if warped_frames is None else tuple(F.avg_pool2d(w, 2) for w in warped_frames)

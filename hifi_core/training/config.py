@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..cascade import PRECISIONS
-from ..config import DiffusionConfig, ModelConfig, get_preset
+from ..config import MOTION_BASES, DiffusionConfig, ModelConfig, get_preset
 from ..errors import HiFIInputError
 from ..model import LOSS_NORMS
 from .condition import ConditionConfig
@@ -201,9 +201,9 @@ class TrainConfig:
         if self.loss not in LOSS_NORMS:
             raise HiFIInputError(f"loss={self.loss!r} must be one of {LOSS_NORMS}")
         model = self.model_config()  # unknown or inconsistent diffusion keys fail here, named
-        if self.disagreement_weight < 0 or (self.disagreement_weight > 0 and model.diffusion.residual_base != "flow"):
+        if self.disagreement_weight < 0 or (self.disagreement_weight > 0 and model.diffusion.residual_base not in MOTION_BASES):
             raise HiFIInputError(f"disagreement_weight={self.disagreement_weight} must be >= 0, and > 0 only with "
-                                 'the flow residual base (residual_base="flow")')
+                                 'a flow residual base (residual_base "flow" or "rife")')
 
     def model_config(self) -> ModelConfig:
         """The preset's model config with this run's `diffusion` overrides."""

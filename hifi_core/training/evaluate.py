@@ -27,7 +27,9 @@ import torch.nn.functional as F
 from ..baselines import blend_interpolate, dis_flow_interpolate
 from ..cascade import ProgressCounter, pad_to_plan, resize_to_level, run_cascade
 from ..interpolate import CascadeSettings, interpolate, level_context, plan_for
+from ..flow_base import flow_average
 from ..metrics import psnr, ssim
+from ..motion_base import ifnet_interpolate, motion_net
 from ..model import HiFIModel
 from .trainer import ValTriplet, summarise
 
@@ -60,12 +62,21 @@ def _triplets(val: Sequence[ValTriplet], desc: str, progress: bool):
 
 def score_methods(model: HiFIModel, val: Sequence[ValTriplet], settings: Sequence[EvalSetting], *,
                   patch=(256, 256), overlap: int = 32, seed: int = 0, progress: bool = False) -> List[dict]:
-    """Blend, DIS and every HiFI setting on every triplet (one record per method and triplet)."""
+    """Blend, DIS, RIFE's own midpoint (when its weights are set up), the model's residual base
+    alone (``base <name>``: the network silenced, as the cascade returns it with v = 0) and
+    every HiFI setting on every triplet (one record per method and triplet)."""
+    rife = motion_net("cpu")
     records = []
     for item in _triplets(val, "scoring", progress):
         t = item.triplet
         records.append(_record(item, "blend", blend_interpolate(t.frame0, t.frame2, t.tau)))
         records.append(_record(item, "dis", dis_flow_interpolate(t.frame0, t.frame2, t.tau)))
+        f0, f2 = t.frame0[None], t.frame2[None]  # triplet frames are [3, h, w]
+        if rife is not None and t.tau == 0.5:  # its weights make the midpoint only
+            records.append(_record(item, "rife", ifnet_interpolate(rife, f0, f2).clamp(0, 1)[0]))
+        if model.uses_flow:
+            base = flow_average(f0, f2, t.tau, base=model.motion_base).clamp(0, 1)[0]
+            records.append(_record(item, f"base {model.motion_base}", base))
         for s in settings:
             cascade = CascadeSettings(levels=s.levels, patch_size=tuple(patch), overlap=overlap,
                                       steps=s.steps, samples=s.samples, seed=seed)

@@ -2,7 +2,10 @@
 
 Frames are decoded once (PyAV for video files, OpenCV for image folders) into a uint8
 [N, H, W, 3] RGB array saved as .npy under the cache directory and memory-mapped afterwards,
-so an epoch never re-decodes. A 2x-downscaled copy (area averaging; larger relative motion
+so an epoch never re-decodes. Repeated frames (webcams that re-send a frame when capture
+lags) are dropped first with the product's detector (`hifi_core.scenes.DuplicateDetector`,
+default settings): a repeat as frame0, target or frame2 would teach and score a still frame
+where the footage moves. A 2x-downscaled copy (area averaging; larger relative motion
 per pixel) is cached the same way when asked for.
 
 Triplet windows: a *span* s is the distance in source frames from frame0 to frame2; for
@@ -69,6 +72,18 @@ def _decode_folder(path: Path) -> np.ndarray:
     return np.stack(frames)
 
 
+def drop_repeated_frames(frames: np.ndarray) -> np.ndarray:
+    """The frames that `DuplicateDetector` keeps (each compared with the last kept one)."""
+    import torch
+
+    from ..scenes import DuplicateDetector
+
+    detector = DuplicateDetector()
+    keep = [i for i, frame in enumerate(frames)
+            if not detector.update(torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float() / 255.0)]
+    return frames if len(keep) == len(frames) else np.ascontiguousarray(frames[keep])
+
+
 def downscale_frames(frames: np.ndarray, factor: int) -> np.ndarray:
     """Area-average every frame by an integer factor (size rounded down)."""
     import cv2
@@ -80,15 +95,16 @@ def downscale_frames(frames: np.ndarray, factor: int) -> np.ndarray:
 
 
 def load_clip_frames(path: Path, scale: int = 1, cache_dir: Optional[Path] = None) -> np.ndarray:
-    """uint8 [N, H, W, 3] RGB frames of a video file or frame folder, memory-mapped from the cache."""
+    """uint8 [N, H, W, 3] RGB frames of a video file or frame folder, repeated frames dropped,
+    memory-mapped from the cache."""
     path = Path(path)
     if not path.exists():
         raise HiFIInputError(f"{path}: no such clip; check the data paths in the training config")
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cached = cache_dir / "clips" / f"{path.stem}-{cache_key(path, scale)}-x{scale}.npy"
+    cached = cache_dir / "clips" / f"{path.stem}-{cache_key(path, scale)}-x{scale}-unique.npy"
     if not cached.exists():
         if scale == 1:
-            frames = _decode_folder(path) if path.is_dir() else _decode_video(path)
+            frames = drop_repeated_frames(_decode_folder(path) if path.is_dir() else _decode_video(path))
         else:
             frames = downscale_frames(load_clip_frames(path, 1, cache_dir), scale)
         save_array_atomic(cached, frames)

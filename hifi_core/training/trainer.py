@@ -119,9 +119,11 @@ class StepBatches(torch.utils.data.Dataset):
     ahead and a resumed run asks for exactly the next one.
     """
 
-    def __init__(self, dataset: MixedTriplets, config: TrainConfig, rank: int, world: int, with_flows: bool):
+    def __init__(self, dataset: MixedTriplets, config: TrainConfig, rank: int, world: int, with_flows: bool,
+                 motion_base: str = "flow"):
         self.dataset, self.config, self.rank, self.world = dataset, config, rank, world
         self.with_flows = with_flows
+        self.motion_base = motion_base
 
     def __len__(self) -> int:
         return self.config.steps
@@ -136,7 +138,7 @@ class StepBatches(torch.utils.data.Dataset):
         f0, ft, f2, tau = load_batch(self.dataset, step, cfg.batch, self.rank, self.world)
         if not self.with_flows:
             return f0, ft, f2, tau, None
-        flows = estimate_flows(f0, f2, tau)
+        flows = estimate_flows(f0, f2, tau, base=self.motion_base)
         if context == 1:
             return f0, ft, f2, tau, flows
         warped0, warped2 = warp_frames(f0, f2, flows)
@@ -519,7 +521,8 @@ class Trainer:
                           if d.real_fraction < 1 else None)
         self.dataset = MixedTriplets(self.real if d.real_fraction > 0 else None, self.synthetic,
                                      d.mix(d.crop, config.augment), seed=config.seed)
-        self.batches = StepBatches(self.dataset, config, self.dist.rank, self.dist.world, self.model.uses_flow)
+        self.batches = StepBatches(self.dataset, config, self.dist.rank, self.dist.world, self.model.uses_flow,
+                                    self.model.motion_base)
         # loss scaling only for fp16 (bf16 keeps float32's exponent range)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
         self.step = 0

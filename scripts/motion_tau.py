@@ -1,0 +1,58 @@
+"""What RIFE's midpoint-only weights cost at other times: flow averages at tau = 1/4, 1/3, 1/2,
+2/3, 3/4 with DIS flows and with RIFE's flows under the linear-motion assumption
+(`hifi_core.motion_base`), on real held-out frames of every training clip.
+
+For a span s (frames i and i + s) the targets are i + k, tau = k / s. Frames come from the last
+20 % of each clip (the validation range), repeated frames dropped, every `--stride` frames.
+
+    .venv/bin/python scripts/motion_tau.py [--data ../shared/data] [--stride 12] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from hifi_core.flow_base import flow_average  # noqa: E402
+from hifi_core.metrics import psnr  # noqa: E402
+from hifi_core.training.real import VIDEO_SUFFIXES, load_clip_frames  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--stride", type=int, default=12)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    scores = defaultdict(list)
+    clips = sorted(p for p in (args.data / "clips").iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    for clip in clips:
+        frames = load_clip_frames(clip)
+        first = int(len(frames) * 0.8)
+        for start in range(first, len(frames) - 4, args.stride):
+            for span in (2, 3, 4):
+                f0, f2 = (torch.from_numpy(np.array(frames[i])).permute(2, 0, 1)[None].float() / 255
+                          for i in (start, start + span))
+                for k in range(1, span):
+                    tau = Fraction(k, span)
+                    truth = torch.from_numpy(np.array(frames[start + k])).permute(2, 0, 1)[None].float() / 255
+                    for base in ("flow", "rife"):
+                        out = flow_average(f0, f2, float(tau), base=base).clamp(0, 1)
+                        scores[(tau, base)].append(float(psnr(out, truth)))
+        print(f"{clip.name}: done", flush=True)
+    print("\n| tau | triplets | DIS flow average | RIFE flows, linear motion | RIFE - DIS |\n|---|---|---|---|---|")
+    for tau in sorted({t for t, _ in scores}):
+        dis, rife = np.mean(scores[(tau, "flow")]), np.mean(scores[(tau, "rife")])
+        print(f"| {tau} | {len(scores[(tau, 'flow')])} | {dis:.2f} | {rife:.2f} | {rife - dis:+.2f} |")
+
+
+if __name__ == "__main__":
+    main()
