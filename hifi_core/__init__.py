@@ -7,7 +7,7 @@ from .cascade import CascadePlan, PatchGrid, make_patch_grid, plan_cascade, run_
 from .checkpoint import (default_checkpoint_path, find_checkpoints, load_checkpoint, load_model,
                          read_checkpoint_config, save_checkpoint)
 from .config import PRESETS, DiffusionConfig, ModelConfig, UNetConfig, get_preset
-from .errors import Cancelled, CheckpointError, HiFIInputError
+from .errors import Cancelled, CheckpointError, HiFIInputError, NonFiniteOutputError
 from .interpolate import (CascadeSettings, OutputFrame, interpolate, plan_for, retime_schedule,
                           retime_sequence)
 from .memory import estimate_patch_bytes, plan_patch_batch
@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CascadePlan", "CascadeSettings", "Cancelled", "CheckpointError", "DiffusionConfig",
-    "HiFIInputError", "HiFIModel", "ModelConfig", "OutputFrame", "PRESETS", "PatchGrid",
+    "HiFIInputError", "HiFIModel", "ModelConfig", "NonFiniteOutputError", "OutputFrame", "PRESETS", "PatchGrid",
     "ProgressEvent", "UNetConfig", "build_model", "default_checkpoint_path", "estimate_patch_bytes",
     "find_checkpoints", "get_preset", "interpolate", "load_checkpoint", "load_model",
     "make_patch_grid", "plan_cascade", "plan_for", "plan_patch_batch", "read_checkpoint_config",

@@ -119,6 +119,10 @@ def load_checkpoint(path: PathLike, device: Union[str, torch.device] = "cpu",
         raise CheckpointError(
             f"{path}: the weights do not match the architecture in its own metadata ({detail}); "
             "the file was edited or saved by an incompatible version")
+    non_finite = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if non_finite is not None:
+        raise CheckpointError(f"{path}: tensor {non_finite} holds NaN or inf values; the file is damaged "
+                              "or was saved from a diverged run. Re-download or re-export it")
     model.load_state_dict(state)
     return model.to(device).eval()
 

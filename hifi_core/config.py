@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, Tuple
 
@@ -29,6 +30,13 @@ RESIDUAL_BASES = ("blend", "flow", "rife")
 MOTION_BASES = ("flow", "rife")  # bases that warp the frames with optical flow
 NETWORK_FRAMES = ("raw", "warped")
 PREDICTIONS = ("v", "x")
+
+
+# (field, lowest, highest): bounds that keep a hostile or damaged checkpoint config from
+# building a model that cannot exist (zero groups, 10^9 channels)
+_UNET_INT_RANGES = (("in_channels", 4, 64), ("out_channels", 1, 16), ("base_channels", 1, 4096),
+                    ("attention_levels", 0, 8), ("attention_heads", 1, 64), ("norm_groups", 1, 1024),
+                    ("stem_factor", 1, 8))
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,18 @@ class UNetConfig:
     stem_factor: int = 1
 
     def __post_init__(self) -> None:
+        for name, low, high in _UNET_INT_RANGES:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise HiFIInputError(f"{name}={value!r} must be an integer in [{low}, {high}]")
+        if isinstance(self.channel_mults, (str, bytes)) or not all(
+                isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= 64 for m in self.channel_mults):
+            raise HiFIInputError(f"channel_mults={self.channel_mults!r} must be integers in [1, 64]")
+        if isinstance(self.blocks_per_level, (str, bytes)) or not all(
+                isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= 64 for b in self.blocks_per_level):
+            raise HiFIInputError(f"blocks_per_level={self.blocks_per_level!r} must be integers in [1, 64]")
+        if not 1 <= len(self.channel_mults) <= 8:
+            raise HiFIInputError(f"channel_mults has {len(self.channel_mults)} levels; use 1 to 8")
         object.__setattr__(self, "channel_mults", tuple(int(m) for m in self.channel_mults))
         object.__setattr__(self, "blocks_per_level", tuple(int(b) for b in self.blocks_per_level))
         if len(self.channel_mults) != len(self.blocks_per_level):
@@ -82,7 +102,7 @@ class UNetConfig:
                     f"({self.level_channels})")
         if self.stem_factor not in (1, 2, 4, 8):
             raise HiFIInputError(f"stem_factor={self.stem_factor} must be 1, 2, 4 or 8")
-        if not 0.0 <= self.dropout < 1.0:
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             raise HiFIInputError(f"dropout={self.dropout} must be in [0, 1)")
         if self.in_channels != 4 * self.out_channels:
             raise HiFIInputError(
@@ -166,6 +186,10 @@ class DiffusionConfig:
         if not self.logsnr_min < self.logsnr_max:
             raise HiFIInputError(
                 f"logsnr_min={self.logsnr_min} must be below logsnr_max={self.logsnr_max}")
+        for name in ("logsnr_min", "logsnr_max", "residual_scale"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise HiFIInputError(f"{name}={value!r} must be a finite number")
         if self.residual_scale <= 0:
             raise HiFIInputError(f"residual_scale={self.residual_scale} must be positive")
 
@@ -183,6 +207,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "ModelConfig":
+        if not isinstance(data, dict) or not all(isinstance(data.get(k, {}), dict) for k in ("unet", "diffusion")):
+            raise HiFIInputError("a model config must be a JSON object with 'unet' and 'diffusion' objects")
         known_unet = {f.name for f in dataclasses.fields(UNetConfig)}
         known_diffusion = {f.name for f in dataclasses.fields(DiffusionConfig)}
         unet = data.get("unet", {})

@@ -15,3 +15,7 @@ class CheckpointError(ValueError):
 
 class Cancelled(RuntimeError):
     """The caller's cancel check asked to stop; raised between denoising steps."""
+
+
+class NonFiniteOutputError(HiFIInputError):
+    """A computation produced NaN or inf (half-precision overflow, bad weights or settings)."""

@@ -6,13 +6,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Tuple
+from typing import Sequence, Tuple
 
 import numpy as np
 import torch
 
-from .errors import HiFIInputError
+from .errors import HiFIInputError, NonFiniteOutputError
+from .validation import check_not_an_input
 
 
 def read_image(path) -> Tuple[torch.Tensor, int]:
@@ -40,20 +42,45 @@ def read_image(path) -> Tuple[torch.Tensor, int]:
     return torch.from_numpy(rgb).permute(2, 0, 1).contiguous(), depth
 
 
-def write_image(path, image: torch.Tensor, bit_depth: int = 8) -> Path:
-    """Write [3, H, W] float in [0, 1]; 16-bit is PNG only."""
-    import cv2
-
+def check_image_output(path, bit_depth: int = 8, inputs: Sequence = ()) -> Path:
+    """The output path, checked before any work: extension, bit depth, folder, not an input."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".png", ".jpg", ".jpeg"):
         raise HiFIInputError(f"output {path}: unsupported extension; use .png, .jpg or .jpeg")
     if bit_depth not in (8, 16) or (bit_depth == 16 and suffix != ".png"):
         raise HiFIInputError(f"output {path}: bit depth {bit_depth} unsupported here; 16-bit needs .png")
-    if not path.parent.exists():
-        raise HiFIInputError(f"output {path}: the folder {path.parent} does not exist")
+    if not path.parent.is_dir():
+        raise HiFIInputError(f"output {path}: the folder {path.parent} does not exist; create it first")
+    if path.is_dir():
+        raise HiFIInputError(f"output {path} is a folder; give a file name ending in .png or .jpg")
+    check_not_an_input(path, inputs)
+    return path
+
+
+def write_image(path, image: torch.Tensor, bit_depth: int = 8, inputs: Sequence = ()) -> Path:
+    """Write [3, H, W] float in [0, 1]; 16-bit is PNG only. The image goes to a temporary name
+    in the target folder first and is renamed into place only when complete, so a crash, a kill
+    or a full disk never leaves a half-written file under `path`."""
+    import cv2
+
+    path = check_image_output(path, bit_depth, inputs)
+    if not bool(torch.isfinite(image).all()):
+        raise NonFiniteOutputError(f"output {path}: the image holds NaN or inf values; nothing was written")
     scale, dtype = (65535.0, np.uint16) if bit_depth == 16 else (255.0, np.uint8)
     array = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * scale + 0.5).astype(dtype)
-    if not cv2.imwrite(str(path), np.ascontiguousarray(array[:, :, ::-1])):
-        raise HiFIInputError(f"output {path}: could not be written (check permissions and free space)")
+    ok, encoded = cv2.imencode(path.suffix.lower(), np.ascontiguousarray(array[:, :, ::-1]))
+    if not ok:
+        raise HiFIInputError(f"output {path}: OpenCV could not encode the image")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(encoded.tobytes())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise HiFIInputError(f"output {path}: could not be written ({error.strerror or error}); "
+                             "nothing was left behind. Free disk space or pick a writable folder") from None
     return path

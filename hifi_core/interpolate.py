@@ -16,7 +16,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 
 from .cascade import PRECISIONS, CascadePlan, LevelContext, ProgressCounter, plan_cascade, run_cascade
-from .errors import HiFIInputError
+from .errors import HiFIInputError, NonFiniteOutputError
 from .memory import AdaptiveBatchSize, empty_device_cache, plan_patch_batch
 from .model import HiFIModel
 from .progress import CancelCheck, ProgressCallback
@@ -72,8 +72,8 @@ class CascadeSettings:
             raise HiFIInputError(f"steps={self.steps} must be at least 1")
         if self.samples < 1:
             raise HiFIInputError(f"samples={self.samples} must be at least 1")
-        if self.eta < 0:
-            raise HiFIInputError(f"eta={self.eta} must be >= 0")
+        if not 0.0 <= self.eta <= 1.0:  # NaN fails too; above 1 DDIM adds more noise than it removes
+            raise HiFIInputError(f"eta={self.eta} must be in [0, 1] (0 = deterministic, 1 = ancestral)")
         if self.precision not in (*PRECISIONS, "auto"):
             raise HiFIInputError(
                 f"precision={self.precision!r} is unknown; use one of {(*PRECISIONS, 'auto')}")
@@ -132,6 +132,16 @@ def units_per_pair(plan: CascadePlan, settings: CascadeSettings) -> int:
     return sum(plan.patches_per_level()) * settings.steps * settings.samples
 
 
+def check_finite_estimate(estimate: torch.Tensor, ctx: LevelContext, pair: int, tau: float) -> None:
+    """Refuse NaN or inf in a cascade result before anyone writes it (it would be black)."""
+    if bool(torch.isfinite(estimate).all()):
+        return
+    raise NonFiniteOutputError(
+        f"the in-between of pair {pair} at tau {tau:g} holds NaN or inf values, so nothing was "
+        f"written. Likely causes: half precision overflowing (precision {ctx.precision}: use fp32 "
+        "or bf16), a DDIM eta outside [0, 1], or damaged checkpoint weights (reload the file)")
+
+
 def cascade_pairs(model: HiFIModel, frames0: Sequence[torch.Tensor], frames2: Sequence[torch.Tensor],
                   taus_per_pair: Sequence[Sequence[float]], plan: CascadePlan, ctx: LevelContext,
                   device: torch.device, *, start_level: int = 0, stop_level: Optional[int] = None,
@@ -158,6 +168,7 @@ def cascade_pairs(model: HiFIModel, frames0: Sequence[torch.Tensor], frames2: Se
                 start = None if previous is None else previous[row][column].to(device)
                 mean, var = run_cascade(model, f0, f2, float(tau), plan, ctx, start_level=start_level,
                                         start_estimate=start, stop_level=stop_level)
+                check_finite_estimate(mean, ctx, row, float(tau))
                 row_results.append((mean.cpu(), var.cpu()))
             results.append(row_results)
         return results

@@ -59,6 +59,7 @@ from .errors import HiFIInputError
 from .progress import CancelCheck, check_cancel
 from .scenes import (DEFAULT_SCENE_THRESHOLD, DuplicateDetector, DuplicateSettings,
                      SceneCutDetector, SceneSettings, thumbnail)
+from .validation import check_not_an_input
 from .video_io import (OutputFormat, VideoInfo, VideoWriter, check_output_path,
                        iter_frames, join_segments, probe_video, remove_tree,
                        resolve_output_format, write_audio_file)
@@ -538,8 +539,7 @@ def check_retime_io(input: PathLike, output: PathLike, *, codec: str = "h264",
     for w in caught:  # re-issued so they point at the caller
         warnings.warn(str(w.message), stacklevel=3)
     out_path = check_output_path(output, is_sequence=fmt.is_sequence)
-    if out_path.resolve() == Path(info.path).resolve():
-        raise HiFIInputError(f"output {str(out_path)!r} is the input file; choose another path")
+    check_not_an_input(out_path, [info.path])
     return info, fmt, out_path
 
 

@@ -6,6 +6,8 @@ it. Accepted frames: float tensors, [3, H, W] or [B, 3, H, W], RGB, values in [0
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Iterable, List, Sequence, Tuple, Union
 
 import torch
@@ -91,3 +93,19 @@ def check_taus(tau: Union[float, Sequence[float]]) -> List[float]:
                 f"tau={t} is outside (0, 1): 0 is frame0 and 1 is frame2, so an in-between "
                 "time must lie strictly between")
     return taus
+
+
+def is_same_file(a: Union[str, os.PathLike], b: Union[str, os.PathLike]) -> bool:
+    """Whether two paths name one file: the same path, a symlink to it or a hard link."""
+    a, b = Path(a), Path(b)
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def check_not_an_input(output: Union[str, os.PathLike], inputs: Iterable[Union[str, os.PathLike]]) -> None:
+    """Refuse an output path that is (a link to) one of the inputs: writing it would destroy it."""
+    for source in inputs:
+        if is_same_file(output, source):
+            raise HiFIInputError(f"output {str(output)!r} is the input {str(source)!r} (or a link to it): "
+                                 "writing there would destroy the input; choose another output path")

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import HiFIInputError
-    from ..image_io import read_image, write_image
+    from ..image_io import check_image_output, read_image, write_image
     from ..interpolate import interpolate
     from ..validation import check_taus
 
@@ -35,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
             f"{args.frame0} is {frame0.shape[2]}x{frame0.shape[1]} but {args.frame2} is "
             f"{frame2.shape[2]}x{frame2.shape[1]}: both frames must have the same size")
     bit_depth = args.bit_depth or (16 if depth == 16 and args.output.lower().endswith(".png") else 8)
+    inputs = (args.frame0, args.frame2)
+    check_image_output(args.output, bit_depth, inputs)  # before minutes of work, not after
     settings = settings_from_args(args)
     model = model_from_args(args)
     update, close = tqdm_progress("interpolating")
@@ -42,6 +44,6 @@ def run(args: argparse.Namespace) -> int:
         result = interpolate(model, frame0, frame2, args.tau, settings=settings, progress=update)
     finally:
         close()
-    write_image(args.output, result, bit_depth)
+    write_image(args.output, result, bit_depth, inputs)
     print(f"wrote {args.output}")
     return 0
