@@ -20,7 +20,7 @@ from .errors import HiFIInputError, NonFiniteOutputError
 from .memory import AdaptiveBatchSize, empty_device_cache, plan_patch_batch
 from .model import HiFIModel
 from .progress import CancelCheck, ProgressCallback
-from .validation import check_pair, check_sequence, check_taus
+from .validation import check_device, check_number, check_pair, check_sequence, check_taus
 
 Number = Union[int, float, Fraction]
 # On a CPU, batching more patches gains no speed but holds more memory.
@@ -65,20 +65,27 @@ class CascadeSettings:
     channels_last: bool = False
 
     def __post_init__(self) -> None:
-        self.patch_size = tuple(int(s) for s in self.patch_size)
-        if len(self.patch_size) != 2:
-            raise HiFIInputError(f"patch_size={self.patch_size} must be (height, width)")
-        if self.steps < 1:
-            raise HiFIInputError(f"steps={self.steps} must be at least 1")
-        if self.samples < 1:
-            raise HiFIInputError(f"samples={self.samples} must be at least 1")
-        if not 0.0 <= self.eta <= 1.0:  # NaN fails too; above 1 DDIM adds more noise than it removes
-            raise HiFIInputError(f"eta={self.eta} must be in [0, 1] (0 = deterministic, 1 = ancestral)")
+        if isinstance(self.patch_size, (str, bytes)) or not hasattr(self.patch_size, "__len__") \
+                or len(self.patch_size) != 2:
+            raise HiFIInputError(f"patch_size={self.patch_size!r} must be (height, width)")
+        self.patch_size = tuple(int(check_number(s, "patch_size", 1, 65536, integer=True)) for s in self.patch_size)
+        self.steps = int(check_number(self.steps, "steps", 1, 1000, integer=True))
+        self.samples = int(check_number(self.samples, "samples", 1, 1000, integer=True))
+        self.overlap = int(check_number(self.overlap, "overlap", 0, 65536, integer=True))
+        self.seed = int(check_number(self.seed, "seed", 0, 2 ** 63 - 1, integer=True))
+        if self.levels != "auto":
+            self.levels = int(check_number(self.levels, "levels", 1, 16, integer=True))
+        # above 1 DDIM adds more noise than it removes (pure noise at eta = 1e6)
+        self.eta = check_number(self.eta, "eta (0 = deterministic, 1 = ancestral)", 0.0, 1.0)
+        if self.memory_budget is not None:
+            self.memory_budget = int(check_number(self.memory_budget, "memory_budget", 1, 2 ** 60))
+        if self.device is not None:
+            self.device = check_device(self.device)
         if self.precision not in (*PRECISIONS, "auto"):
             raise HiFIInputError(
                 f"precision={self.precision!r} is unknown; use one of {(*PRECISIONS, 'auto')}")
-        if self.patch_batch is not None and self.patch_batch < 1:
-            raise HiFIInputError(f"patch_batch={self.patch_batch} must be at least 1 (or None)")
+        if self.patch_batch is not None:
+            self.patch_batch = int(check_number(self.patch_batch, "patch_batch (or None)", 1, 4096, integer=True))
 
     def resolved_precision(self, device: torch.device) -> str:
         if self.precision != "auto":
@@ -201,7 +208,7 @@ def interpolate(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
     settings = settings or CascadeSettings()
     unbatched = frame0.dim() == 3 if isinstance(frame0, torch.Tensor) else False
     frame0, frame2 = check_pair(frame0, frame2)
-    single_tau = isinstance(tau, (int, float))
+    single_tau = not isinstance(tau, (list, tuple)) and getattr(tau, "ndim", 0) == 0
     taus = check_taus(tau)
     device = _prepare(model, settings)
     plan = plan_for(model, frame0.shape[-2], frame0.shape[-1], settings)
@@ -232,6 +239,10 @@ class OutputFrame:
         return self.tau == 0.0
 
 
+FPS_RANGE = (0.001, 10000.0)  # frame rates a user can mean; outside, Fraction limits collapse to 0
+MAX_MULTIPLIER = 1000
+
+
 def retime_schedule(num_frames: int, *, multiplier: Optional[int] = None,
                     source_fps: Optional[Number] = None, target_fps: Optional[Number] = None
                     ) -> List[OutputFrame]:
@@ -246,13 +257,14 @@ def retime_schedule(num_frames: int, *, multiplier: Optional[int] = None,
     if (multiplier is None) == (target_fps is None):
         raise HiFIInputError("give exactly one of multiplier or target_fps")
     if multiplier is not None:
-        if int(multiplier) != multiplier or multiplier < 1:
-            raise HiFIInputError(f"multiplier={multiplier} must be a whole number >= 1")
+        multiplier = int(check_number(multiplier, "multiplier", 1, MAX_MULTIPLIER, integer=True))
         schedule = [OutputFrame(i, k / multiplier) for i in range(num_frames - 1)
                     for k in range(int(multiplier))]
         return schedule + [OutputFrame(num_frames - 1, 0.0)]
-    if source_fps is None or source_fps <= 0 or target_fps <= 0:
-        raise HiFIInputError(f"source_fps={source_fps} and target_fps={target_fps} must be positive")
+    if source_fps is None:
+        raise HiFIInputError("target_fps needs source_fps (the clip's frame rate)")
+    source_fps = check_number(source_fps, "source_fps", *FPS_RANGE)
+    target_fps = check_number(target_fps, "target_fps", *FPS_RANGE)
     # Exact rational arithmetic so e.g. 24000/1001 -> 60 never drifts.
     src = Fraction(source_fps).limit_denominator(100000)
     dst = Fraction(target_fps).limit_denominator(100000)

@@ -6,6 +6,7 @@ it. Accepted frames: float tensors, [3, H, W] or [B, 3, H, W], RGB, values in [0
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Iterable, List, Sequence, Tuple, Union
@@ -24,6 +25,8 @@ def check_frames(frames, name: str) -> torch.Tensor:
         raise HiFIInputError(f"{name} must be a torch.Tensor, got {type(frames).__name__}")
     if frames.dim() == 3:
         frames = frames.unsqueeze(0)
+    if frames.dim() == 4 and frames.shape[0] == 0:
+        raise HiFIInputError(f"{name} is an empty batch (shape {tuple(frames.shape)}); give at least one frame")
     if frames.dim() != 4:
         raise HiFIInputError(
             f"{name} has shape {tuple(frames.shape)}; expected [3, H, W] or [B, 3, H, W] "
@@ -81,10 +84,57 @@ def check_sequence(frames, name: str = "frames") -> torch.Tensor:
     return frames
 
 
+def as_number(value, name: str) -> float:
+    """A finite real number from what Python users pass: int, float, numpy scalars and one-element
+    tensors or arrays (not bool, not strings)."""
+    if isinstance(value, (bool, str, bytes)) or value is None:
+        raise HiFIInputError(f"{name}={value!r} must be a number")
+    if isinstance(value, torch.Tensor) or hasattr(value, "shape"):
+        if getattr(value, "size", 1) != 1 and not (isinstance(value, torch.Tensor) and value.numel() == 1):
+            raise HiFIInputError(f"{name} must be one number, got an array of shape {tuple(value.shape)}")
+        value = value.item() if hasattr(value, "item") else value
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise HiFIInputError(f"{name}={value!r} must be a number") from None
+    if not math.isfinite(number):
+        raise HiFIInputError(f"{name}={value!r} must be a finite number")
+    return number
+
+
+def check_number(value, name: str, low: float, high: float, *, integer: bool = False) -> float:
+    """`as_number`, within [low, high] (and whole when `integer`)."""
+    number = as_number(value, name)
+    if integer and number != int(number):
+        raise HiFIInputError(f"{name}={value!r} must be a whole number")
+    if not low <= number <= high:
+        raise HiFIInputError(f"{name}={value!r} must be between {low:g} and {high:g}")
+    return number
+
+
+def check_device(device) -> torch.device:
+    """A device users may name ("cpu", "cuda", "cuda:1", a torch.device) that exists here."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise HiFIInputError(f"device {device!r} is not a device; use 'cpu', 'cuda' or 'cuda:N'") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise HiFIInputError(f"device {device!r}: CUDA is not available here; use 'cpu'")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise HiFIInputError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif resolved.type not in ("cpu", "mps"):
+        raise HiFIInputError(f"device {device!r} is not supported; use 'cpu' or 'cuda'")
+    return resolved
+
+
 def check_taus(tau: Union[float, Sequence[float]]) -> List[float]:
-    """Interpolation times, each strictly between 0 and 1."""
-    taus: Iterable = [tau] if isinstance(tau, (int, float)) else tau
-    taus = [float(t) for t in taus]
+    """Interpolation times, each strictly between 0 and 1 (numbers, numpy or torch scalars, or a
+    sequence / 1-d array of them)."""
+    if isinstance(tau, torch.Tensor) or hasattr(tau, "shape"):
+        tau = tau.reshape(-1).tolist() if getattr(tau, "ndim", 1) else tau.item()
+    taus: Iterable = tau if isinstance(tau, (list, tuple)) else [tau]
+    taus = [as_number(t, "tau") for t in taus]
     if not taus:
         raise HiFIInputError("tau is an empty list; give at least one time in (0, 1)")
     for t in taus:

@@ -5,17 +5,20 @@ or NaN results stop with a clear error instead of black frames."""
 import errno
 import os
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 from hifi_core import (CascadeSettings, CheckpointError, HiFIInputError, NonFiniteOutputError, build_model,
-                       interpolate, load_checkpoint, save_checkpoint)
+                       interpolate, load_checkpoint, load_model, retime_sequence, save_checkpoint)
+from hifi_core.checkpoint import BUNDLED_CHECKPOINT_DIR, DEFAULT_CHECKPOINT_NAME
 from hifi_core.cli import main
 from hifi_core.image_io import read_image, write_image
 
 from test_cli import make_pair
 
+DEFAULT = BUNDLED_CHECKPOINT_DIR / DEFAULT_CHECKPOINT_NAME
 TINY = ["--preset", "tiny", "--levels", "2", "--patch", "16x16", "--overlap", "4", "--device", "cpu"]
 
 
@@ -109,3 +112,57 @@ def test_a_nan_result_is_an_error_not_a_black_frame(tmp_path):
     with pytest.raises(NonFiniteOutputError):
         write_image(tmp_path / "never.png", torch.full((3, 4, 4), float("nan")))
     assert not list(tmp_path.iterdir())
+
+
+# --- the Python API takes what Python users pass and names what it refuses ---------------
+
+def _tiny_settings():
+    return CascadeSettings(levels=1, patch_size=(32, 32), overlap=8)
+
+
+@pytest.mark.parametrize("tau", [np.float32(0.5), np.float64(0.25), torch.tensor(0.5), 1 / 3])
+def test_numpy_and_torch_scalars_are_taus(tau):
+    frame = torch.rand(3, 32, 32)
+    out = interpolate(build_model("tiny"), frame, frame, tau, settings=_tiny_settings())
+    assert out.shape == (3, 32, 32)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(source_fps=24, target_fps=1e-9), "target_fps"),
+    (dict(source_fps=float("nan"), target_fps=30), "source_fps"),
+    (dict(source_fps=24, target_fps=float("inf")), "target_fps"),
+    (dict(multiplier=float("nan")), "multiplier"),
+    (dict(multiplier=float("inf")), "multiplier"),
+    (dict(multiplier=2.5), "multiplier"),
+    (dict(multiplier="2"), "multiplier"),
+])
+def test_bad_rates_and_multipliers_are_named(kwargs, message):
+    clip = torch.rand(3, 3, 32, 32)
+    with pytest.raises(HiFIInputError, match=message):
+        retime_sequence(build_model("tiny"), clip, settings=_tiny_settings(), **kwargs)
+
+
+def test_numpy_rates_and_multipliers_work():
+    clip = torch.rand(3, 3, 32, 32)
+    model = build_model("tiny")
+    assert retime_sequence(model, clip, multiplier=np.int64(2), settings=_tiny_settings()).shape[0] == 5
+    out = retime_sequence(model, clip, source_fps=np.float32(24), target_fps=torch.tensor(48.0),
+                          settings=_tiny_settings())
+    assert out.shape[0] == 5
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: interpolate(build_model("tiny"), torch.rand(0, 3, 32, 32), torch.rand(0, 3, 32, 32), 0.5),
+     "empty batch"),
+    (lambda: interpolate(build_model("tiny"), torch.rand(3, 32, 32), torch.rand(3, 32, 32), "0.5"), "tau"),
+    (lambda: load_model("tiny", device="banana"), "not a device"),
+    (lambda: load_checkpoint(DEFAULT, device="banana"), "not a device"),
+    (lambda: CascadeSettings(steps=1.5), "steps"),
+    (lambda: CascadeSettings(levels=0), "levels"),
+    (lambda: CascadeSettings(overlap=float("nan")), "overlap"),
+    (lambda: CascadeSettings(seed=-1), "seed"),
+    (lambda: CascadeSettings(patch_size="256"), "patch_size"),
+])
+def test_bad_arguments_are_hifi_input_errors(call, message):
+    with pytest.raises(HiFIInputError, match=message):
+        call()
