@@ -41,6 +41,7 @@ Output, interruption and resume:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import json
@@ -353,10 +354,11 @@ class _Output:
 
     def close_segment(self) -> None:
         """Flush and close the open segment and record it (frames in it are then safe)."""
-        writer, self._writer = self._writer, None
+        writer = self._writer
         if writer is None:
             return
-        writer.close()
+        writer.close()  # may fail (disk full): the writer stays open so its file can be removed
+        self._writer = None
         if not self.fmt.is_sequence and writer.frames_written:
             self.state["segments"].append({"file": writer.path.name, "start": self._segment_start,
                                            "frames": writer.frames_written})
@@ -510,12 +512,31 @@ def retime_video(input: PathLike, output: PathLike, *, model=None, settings=None
         if prev is not None:
             emit(interval_schedule(prev.position, stats.source_frames, ratio, last=True), prev, None)
         out.close_segment()
+    except OSError as error:
+        if error.errno not in WRITE_ERRNOS:
+            _finish_partial(out, in_path, audio_mode, audio_tempo)
+            raise
+        kept = _abandon_open_segment(out)
+        raise HiFIInputError(
+            f"writing {str(out_path)!r} failed: {error.strerror or error} (errno {errno.errorcode.get(error.errno, error.errno)}). "
+            f"The unfinished segment was removed; {kept} finished frames are kept in {str(out.parts)!r}: "
+            "free space (or raise the file-size limit) and run the same command with --resume, "
+            "or delete that folder") from None
     except BaseException:
         _finish_partial(out, in_path, audio_mode, audio_tempo)
         raise
     if out.frames_done == 0:
         raise HiFIInputError(f"{str(in_path)!r} produced no frames")
-    _finish(out, in_path, out_fps, audio_mode, audio_tempo, trim_audio)
+    try:
+        _finish(out, in_path, out_fps, audio_mode, audio_tempo, trim_audio)
+    except OSError as error:
+        if error.errno not in WRITE_ERRNOS:
+            raise
+        raise HiFIInputError(
+            f"joining the finished segments into {str(out_path)!r} failed: {error.strerror or error} "
+            f"(errno {errno.errorcode.get(error.errno, error.errno)}); no partial file was left. All "
+            f"{out.frames_done} frames are kept in {str(out.parts)!r}: free space (or raise the "
+            "file-size limit) and run the same command with --resume") from None
     return RetimeResult(out_path, out.frames_done, stats.source_frames, out_fps, ratio,
                         list(stats.cuts), stats.duplicates, resumed_from, audio_mode)
 
@@ -629,6 +650,32 @@ def _finish(out: _Output, in_path: Path, fps: Fraction, audio_mode: str, tempo: 
     join_segments(out.segment_paths(), out.output, fps, audio_from=audio_from, audio_tempo=tempo,
                   trim_audio=trim_audio or tempo != 1.0, metadata=out.metadata)
     remove_tree(out.parts)
+
+
+# the output side failed: disk full, file-size limit, quota, read-only or failing disk
+WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EIO}
+
+
+def _abandon_open_segment(out: _Output) -> int:
+    """After a write error: delete the segment being written (it is incomplete) and record
+    only the finished ones, without writing anything large (the disk may be full). Returns
+    the number of finished frames kept for --resume."""
+    writer, out._writer = out._writer, None
+    if writer is not None:
+        try:
+            writer.close()
+        except Exception:  # noqa: BLE001 - the encoder is what failed; its file goes anyway
+            pass
+        if not out.fmt.is_sequence:
+            Path(writer.path).unlink(missing_ok=True)
+    if not out.fmt.is_sequence:
+        out.frames_done = sum(int(s["frames"]) for s in out.state["segments"])
+    out.state["frames_done"] = out.frames_done
+    try:
+        out.save()
+    except OSError:
+        pass  # the state file is small, but on a full disk even that may fail; --resume redoes more
+    return out.frames_done
 
 
 def _finish_partial(out: _Output, in_path: Path, audio_mode: str, tempo: float) -> None:

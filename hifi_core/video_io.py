@@ -1008,17 +1008,23 @@ def join_segments(segments: Sequence[PathLike], output: PathLike, fps, *,
                 feed.max_seconds = frames / float(fps)
             feed.pump()
     except BaseException:
+        for closing in ((feed.close if feed is not None else None), first.close, out.close):
+            try:
+                if closing is not None:
+                    closing()
+            except Exception:  # noqa: BLE001 - the first error is the one to report
+                pass
+        tmp.unlink(missing_ok=True)
+        raise
+    try:
         if feed is not None:
             feed.close()
         first.close()
-        out.close()
+        out.close()  # flushes: a full disk or a size limit can fail here
+        os.replace(tmp, output)
+    except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    if feed is not None:
-        feed.close()
-    first.close()
-    out.close()
-    os.replace(tmp, output)
     return frames
 
 

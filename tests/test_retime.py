@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -314,3 +315,42 @@ def test_max_frames_previews_the_start_with_matching_audio(tmp_path, clip):
     assert audio_duration(out) == pytest.approx(8 / 24, abs=0.03)  # cut to the video, not 20/24
     with pytest.raises(HiFIInputError, match="max_frames"):
         retime_video(clip, tmp_path / "one.mkv", method="blend", multiplier=2, max_frames=1, **LOSSLESS)
+
+
+@pytest.mark.parametrize("limit, failing", [(150_000, "writing"), (400_000, "joining")])
+def test_a_file_size_limit_mid_retime_is_one_clean_error_and_keeps_only_finished_segments(tmp_path, limit, failing):
+    # RLIMIT_FSIZE makes the encoder's write fail with EFBIG, as a full disk fails with ENOSPC
+    import resource
+    import subprocess
+    import sys
+
+    src = write_clip(tmp_path / "in.mkv", num_frames=60, width=160, height=96)
+    out = tmp_path / "out.mkv"
+    # a segment of this lossless clip is about 173 kB: at 150 kB the first segment fails while
+    # it is written; at 400 kB every segment fits and the joined file does not
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "hifi_core", "retime", str(src), str(out), "--multiplier", "2",
+         "--method", "blend", "--codec", "ffv1", "--segment-seconds", "0.5"],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120,
+        preexec_fn=limit_file_size)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "EFBIG" in result.stderr and "--resume" in result.stderr
+    assert f"error: {failing}" in result.stderr, result.stderr
+    parts = tmp_path / ".out.mkv.hifi-parts"
+    state = json.loads((parts / "progress.json").read_text())
+    recorded = {s["file"] for s in state["segments"]}
+    assert {p.name for p in parts.glob("part_*")} == recorded  # no unfinished segment
+    assert bool(recorded) == (failing == "joining")
+    assert state["frames_done"] == sum(s["frames"] for s in state["segments"])
+    # with the limit gone, --resume finishes the job
+    done = subprocess.run(
+        [sys.executable, "-m", "hifi_core", "retime", str(src), str(out), "--multiplier", "2",
+         "--method", "blend", "--codec", "ffv1", "--segment-seconds", "0.5", "--resume"],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert decode_all(out)[0].shape[0] == 120 and not parts.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv", "out.mkv"]

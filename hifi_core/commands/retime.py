@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
         raise
-    bar.close()
+    if bar is not None:  # None when a --resume found every frame already done
+        bar.close()
     cuts = ", ".join(map(str, result.cuts[:10])) + (" ..." if len(result.cuts) > 10 else "")
     print(f"wrote {result.output}: {result.frames_written} frames at {float(result.fps):.3f} fps "
           f"from {result.source_frames} source frames; scene cuts before source frames: "
