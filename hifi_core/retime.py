@@ -503,13 +503,22 @@ def retime_video(input: PathLike, output: PathLike, *, model=None, settings=None
         check_cancel(cancel)
 
     try:
-        prev = None
-        frames = itertools.islice(iter_frames(in_path), max_frames)
+        prev = lookahead = None
+        # with max_frames one more frame is read: the partner of the last interval (a preview's
+        # tail moves toward the next real frame instead of holding the last one); not output
+        frames = itertools.islice(iter_frames(in_path), None if max_frames is None else max_frames + 1)
         for key in keyframes(frames, scene=scene, dedup=dups, stats=stats):
+            if max_frames is not None and key.position >= max_frames:
+                lookahead = key
+                break
             if prev is not None:
                 emit(interval_schedule(prev.position, key.position, ratio, cut=key.cut_before), prev, key)
             prev = key
-        if prev is not None:
+        if max_frames is not None:
+            _forget_lookahead(stats, max_frames, lookahead)
+        if prev is not None and lookahead is not None and not lookahead.cut_before:
+            emit(interval_schedule(prev.position, lookahead.position, ratio), prev, lookahead)
+        elif prev is not None:
             emit(interval_schedule(prev.position, stats.source_frames, ratio, last=True), prev, None)
         out.close_segment()
     except OSError as error:
@@ -650,6 +659,16 @@ def _finish(out: _Output, in_path: Path, fps: Fraction, audio_mode: str, tempo: 
     join_segments(out.segment_paths(), out.output, fps, audio_from=audio_from, audio_tempo=tempo,
                   trim_audio=trim_audio or tempo != 1.0, metadata=out.metadata)
     remove_tree(out.parts)
+
+
+def _forget_lookahead(stats: DetectionStats, max_frames: int, lookahead: Optional[Keyframe]) -> None:
+    """Count only the first `max_frames` source frames: the extra frame read as the tail's
+    partner is neither a source frame of the output, nor its cut nor its duplicate."""
+    if stats.source_frames > max_frames:
+        if lookahead is None:  # read, and dropped as a duplicate
+            stats.duplicates -= 1
+        stats.cuts = [c for c in stats.cuts if c < max_frames]
+        stats.source_frames = max_frames
 
 
 # the output side failed: disk full, file-size limit, quota, read-only or failing disk

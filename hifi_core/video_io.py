@@ -210,6 +210,9 @@ def resolve_output_format(path: PathLike, codec: str = "h264", *, bit_depth: Opt
                 raise HiFIInputError(f"encoder {encoder} does not support pixel format {pix!r}; "
                                      f"supported: {', '.join(formats)}")
     bits = _format_bits(pix)
+    if pix_fmt is not None and bit_depth is not None and bits != bit_depth:
+        raise HiFIInputError(f"--pix-fmt {pix_fmt} is {bits}-bit but --bit-depth {bit_depth} was asked for; "
+                             "give one of them, or a pixel format of that depth")
     if bits < max(want, src_bits):
         if compat:
             reason = ("because 10-bit H.264 plays in few players; pass --bit-depth 10 to keep "

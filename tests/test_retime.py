@@ -312,7 +312,14 @@ def test_max_frames_previews_the_start_with_matching_audio(tmp_path, clip):
     assert result.source_frames == 8 and result.frames_written == 16
     frames, times, rate = decode_all(out)
     assert len(frames) == 16 and np.array_equal(frames[14], source(7))
+    # the tail moves toward source frame 8, which exists, instead of holding frame 7
+    assert np.array_equal(frames[15], blend(source(7), source(8), 0.5))
     assert audio_duration(out) == pytest.approx(8 / 24, abs=0.03)  # cut to the video, not 20/24
+    # stopping just before the cut (frame 12 starts a new shot): the tail holds, no cut counted
+    before_cut = retime_video(clip, tmp_path / "cut.mkv", method="blend", multiplier=2, max_frames=12, **LOSSLESS)
+    frames, _, _ = decode_all(tmp_path / "cut.mkv")
+    assert before_cut.cuts == [] and before_cut.source_frames == 12
+    assert np.array_equal(frames[23], source(11))
     with pytest.raises(HiFIInputError, match="max_frames"):
         retime_video(clip, tmp_path / "one.mkv", method="blend", multiplier=2, max_frames=1, **LOSSLESS)
 

@@ -118,6 +118,12 @@ def test_colour_tags_are_carried_over(tmp_path, clips):
         assert c.metadata.get("comment") == "workflow"
 
 
+def test_a_pixel_format_that_contradicts_the_bit_depth_is_refused(tmp_path):
+    with pytest.raises(HiFIInputError, match="yuv420p10le is 10-bit but --bit-depth 8"):
+        vio.resolve_output_format(tmp_path / "a.mkv", "h265", bit_depth=8, pix_fmt="yuv420p10le")
+    assert vio.resolve_output_format(tmp_path / "a.mkv", "h265", bit_depth=10, pix_fmt="yuv420p10le").bit_depth == 10
+
+
 def test_losing_bits_is_never_silent(tmp_path):
     with pytest.warns(UserWarning, match="8-bit output from 10-bit data because vp9"):
         vio.resolve_output_format(tmp_path / "a.webm", "vp9", source_bit_depth=10)
