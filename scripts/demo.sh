@@ -19,5 +19,8 @@ if [ ! -f checkpoints/hifi-small.safetensors ]; then
   echo "!!! model (tiny preset) and its in-between frames are NOT meaningful." >&2
 fi
 mkdir -p "$(dirname "$OUTPUT")"
+THREADS=$(.venv/bin/python -c "import torch; print(torch.get_num_threads())")
+echo "demo: retiming ${FRAMES} source frames of $INPUT to twice the frame rate on $THREADS torch threads" \
+     "(OMP_NUM_THREADS=N to change; the README's timings use this default)"
+# the retime command prints the one result line
 .venv/bin/python -m hifi_core retime "$INPUT" "$OUTPUT" --multiplier 2 "${LIMIT[@]}" "$@"
-echo "wrote $OUTPUT"
