@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Callable, Optional, Tuple
 
@@ -25,6 +26,21 @@ def parse_size(text: str) -> Tuple[int, int]:
     if len(parts) != 2 or min(parts) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size like 256x384 (HxW)")
     return parts[0], parts[1]
+
+
+def finite_float(low: float = float("-inf"), high: float = float("inf"), *, low_open: bool = False):
+    """An argparse type: a finite float in [low, high] ((low, high] with `low_open`), so NaN,
+    inf and out-of-range values are refused where they are parsed, naming the option."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
+            bounds = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+            raise argparse.ArgumentTypeError(f"{text!r} must be a finite number in {bounds}")
+        return value
+    return parse
 
 
 def parse_levels(text: str):
@@ -50,11 +66,12 @@ def add_cascade_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patch", type=parse_size, default=defaults.patch_size,
                         help="patch size HxW (default %(default)s)")
     parser.add_argument("--overlap", type=int, default=defaults.overlap, help="patch overlap in px")
-    parser.add_argument("--eta", type=float, default=defaults.eta, help="DDIM eta (0 = deterministic)")
+    parser.add_argument("--eta", type=finite_float(0.0, 1.0), default=defaults.eta,
+                        help="DDIM eta in [0, 1] (0 = deterministic, 1 = ancestral)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--feather", action="store_true", help="feathered patch blending")
     parser.add_argument("--patch-batch", type=int, default=None, help="patches per network call")
-    parser.add_argument("--memory-budget-mb", type=float, default=None,
+    parser.add_argument("--memory-budget-mb", type=finite_float(0.0, 2.0 ** 40, low_open=True), default=None,
                         help="memory for the network's working set (default: 80%% of free)")
 
 

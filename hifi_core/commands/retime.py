@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_cascade_arguments, add_model_arguments
+from .common import add_cascade_arguments, add_model_arguments, finite_float
 
 HELP = ("retime a video file (2x/4x frames, any target fps, or slow motion) at full resolution, "
         "streaming: memory does not grow with the clip length")
@@ -42,18 +42,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="audio for --slowmo: drop it (default) or time-stretch it (pitch kept)")
     out.add_argument("--max-frames", type=int, default=None, metavar="N",
                      help="retime only the first N source frames (a quick preview; audio is cut to match)")
-    out.add_argument("--segment-seconds", type=float, default=10.0,
+    out.add_argument("--segment-seconds", type=finite_float(0.0, 86400.0, low_open=True), default=10.0,
                      help="output seconds per resumable segment (default 10)")
     det = parser.add_argument_group("scene cuts and duplicates")
     det.add_argument("--no-scene-detect", action="store_true",
                      help="interpolate across everything (no scene-cut detection)")
-    det.add_argument("--scene-threshold", type=float, default=DEFAULT_SCENE_THRESHOLD,
+    det.add_argument("--scene-threshold", type=finite_float(0.0, 1.0, low_open=True), default=DEFAULT_SCENE_THRESHOLD,
                      help="cut score in (0, 1] above which a change is a cut (default "
                      "%(default)s; lower finds more cuts; see docs/retime.md)")
     det.add_argument("--dedup", action="store_true",
                      help="drop duplicate frames (animation on twos, screen recordings) and "
                      "re-time the motion across them")
-    det.add_argument("--dedup-threshold", type=float, default=None,
+    det.add_argument("--dedup-threshold", type=finite_float(0.0, 1.0, low_open=True), default=None,
                      help="mean difference below which frames are duplicates (default 0.004)")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted retime of the same command")
