@@ -26,7 +26,7 @@ FORMAT_VERSION = "1"
 PathLike = Union[str, os.PathLike]
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_CHECKPOINT_DIR = PACKAGE_ROOT / "checkpoints"
-DEFAULT_CHECKPOINT_NAME = "hifi-small.safetensors"
+DEFAULT_CHECKPOINT_NAME = "hifi-lean.safetensors"
 
 
 def save_checkpoint(model: HiFIModel, path: PathLike,

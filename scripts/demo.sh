@@ -14,8 +14,8 @@ shift $(( $# > 2 ? 2 : $# ))
 FRAMES=${DEMO_FRAMES:-24}
 LIMIT=()
 [ "$FRAMES" != "all" ] && LIMIT=(--max-frames "$FRAMES")
-if [ ! -f checkpoints/hifi-small.safetensors ]; then
-  echo "!!! WARNING: checkpoints/hifi-small.safetensors is missing: this demo runs an UNTRAINED" >&2
+if [ ! -f checkpoints/hifi-lean.safetensors ]; then
+  echo "!!! WARNING: checkpoints/hifi-lean.safetensors is missing: this demo runs an UNTRAINED" >&2
   echo "!!! model (tiny preset) and its in-between frames are NOT meaningful." >&2
 fi
 mkdir -p "$(dirname "$OUTPUT")"

@@ -7,7 +7,7 @@ import math
 import sys
 from typing import Callable, Optional, Tuple
 
-from ..checkpoint import default_checkpoint_path, load_checkpoint, load_model
+from ..checkpoint import DEFAULT_CHECKPOINT_NAME, default_checkpoint_path, load_checkpoint, load_model
 from ..config import PRESETS
 from ..errors import HiFIInputError
 from ..interpolate import CascadeSettings
@@ -39,6 +39,19 @@ def finite_float(low: float = float("-inf"), high: float = float("inf"), *, low_
         if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
             bounds = f"{'(' if low_open else '['}{low:g}, {high:g}]"
             raise argparse.ArgumentTypeError(f"{text!r} must be a finite number in {bounds}")
+        return value
+    return parse
+
+
+def int_in(low: int, high: int):
+    """An argparse type: a whole number in [low, high]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} must be between {low} and {high}")
         return value
     return parse
 
@@ -96,7 +109,7 @@ def model_from_args(args: argparse.Namespace) -> HiFIModel:
         return load_model(args.checkpoint, device)
     path = default_checkpoint_path()
     if path is None:
-        print("WARNING: no bundled checkpoint found (checkpoints/hifi-small.safetensors); falling "
+        print(f"WARNING: no bundled checkpoint found (checkpoints/{DEFAULT_CHECKPOINT_NAME}); falling "
               "back to the UNTRAINED 'tiny' preset: output is only a pipeline test",
               file=sys.stderr)
         return load_model("tiny", device)

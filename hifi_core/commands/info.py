@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .common import int_in
+
 HELP = "list model presets with their size and cost, and the checkpoints that can be found"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-dir", action="append", default=[],
                         help="extra folder to search for .safetensors checkpoints")
-    parser.add_argument("--flops-patch", type=int, default=256,
+    parser.add_argument("--flops-patch", type=int_in(16, 4096), default=256,
                         help="square patch side at which FLOPs are counted (attention grows with it)")
 
 
@@ -48,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
         flops = unet_flops_per_megapixel(config.unet, side)
         print(f"{name:8} {params / 1e6:9.2f}M {flops / 1e9:14.1f}")
     print("\ncheckpoints:")
+    for folder in args.checkpoint_dir:
+        if not Path(folder).is_dir():
+            print(f"  warning: --checkpoint-dir {folder} is not a folder; nothing was read from it")
     found = find_checkpoints(args.checkpoint_dir)
     for path in found:
         try:

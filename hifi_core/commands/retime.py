@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_cascade_arguments, add_model_arguments, finite_float
+from .common import add_cascade_arguments, add_model_arguments, finite_float, int_in
 
 HELP = ("retime a video file (2x/4x frames, any target fps, or slow motion) at full resolution, "
         "streaming: memory does not grow with the clip length")
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--codec", default="h264", choices=available_codecs(),
                      help="output codec (default h264; prores -> .mov, ffv1 -> .mkv, png -> directory)")
-    out.add_argument("--crf", type=int, default=None, help="quality for h264/h265/vp9/av1 "
+    out.add_argument("--crf", type=int_in(0, 63), default=None, help="quality for h264/h265/vp9/av1 "
                      "(lower is better; default 18 for h264, 20 for h265)")
     out.add_argument("--encoder-preset", default=None, help="x264/x265 speed preset, ultrafast..veryslow "
                      "(default medium)")

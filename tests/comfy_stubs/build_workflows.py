@@ -19,7 +19,7 @@ sys.path[0] = str(HERE.parent)  # not this folder: its folder_paths.py is a test
 
 from comfy_stubs.graph import _is_widget, load_pack  # noqa: E402
 
-DEFAULT_CHECKPOINT = "hifi-small.safetensors"
+DEFAULT_CHECKPOINT = "hifi-lean.safetensors"
 DEFAULT_VIDEO = "clip.mp4"
 
 
@@ -102,10 +102,10 @@ def interpolate_x2(b: Builder):
 def cascade_4k(b: Builder):
     model = b.node("HiFILoadModel", (0, 0), (320, 130), checkpoint=DEFAULT_CHECKPOINT)
     video = b.node("HiFILoadVideo", (0, 200), (320, 420), video=DEFAULT_VIDEO, frame_cap=48)
-    base = b.node("HiFIBaseSample", (380, 0), (340, 520), levels=3, steps=8,
+    base = b.node("HiFIBaseSample", (380, 0), (340, 520), levels=3, steps=1,
                   patch_width=512, patch_height=512)
     up = b.node("HiFIPatchCascadeUpsample", (760, 0), (360, 560), patch_width=768,
-                patch_height=512, overlap=64, steps=2)
+                patch_height=512, overlap=64, steps=1)
     merge = b.node("HiFIMerge", (1160, 0), (320, 260))
     combine = b.node("HiFIVideoCombine", (1520, 0), (420, 560), filename_prefix="HiFI/4k",
                      format="prores-mov", bit_depth="10")
