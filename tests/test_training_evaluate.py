@@ -37,6 +37,7 @@ def _validation(root):
 
 def test_cli_writes_table_with_baselines_on_the_same_triplets(root, tmp_path, capsys):
     from hifi_core.cli import main
+    from hifi_core.motion_base import find_rife_weights
 
     torch.manual_seed(0)
     checkpoint = save_checkpoint(build_model("tiny"), tmp_path / "tiny.safetensors")
@@ -47,7 +48,13 @@ def test_cli_writes_table_with_baselines_on_the_same_triplets(root, tmp_path, ca
     bars = capsys.readouterr().err
     report = json.loads((tmp_path / "run" / "evaluation.json").read_text())
     methods = {r["method"] for r in report["records"]}
-    assert methods == {"blend", "dis", "hifi L2 1step"}
+    # RIFE's own output when its weights are set up; the model's residual base alone (tiny: DIS)
+    rife = {"rife"} if find_rife_weights() is not None else set()
+    assert methods == {"blend", "dis", "base flow", "hifi L2 1step"} | rife
+    # an untrained flow-base model returns its base
+    by_case = {(r["method"], r["case"]): r["psnr"] for r in report["records"]}
+    assert all(abs(by_case[("hifi L2 1step", case)] - psnr_) < 0.05
+               for (method, case), psnr_ in by_case.items() if method == "base flow")
     val = _validation(root)
     blend = [r for r in report["records"] if r["method"] == "blend"]
     assert len(blend) == len(val) >= 2
