@@ -57,6 +57,21 @@ def make_frames(spec, seed):
     return frames.to(dtype)
 
 
+def damaged_copy(data: bytes, damage, path):
+    """`data` with each (where in [0, 1), length, byte value) run overwritten, written to `path`."""
+    data = bytearray(data)
+    for where, length, value in damage:
+        start = int(where * len(data))
+        data[start:start + length] = bytes([value]) * len(data[start:start + length])
+    path.write_bytes(bytes(data))
+    return path
+
+
+def byte_damage(longest: int):
+    return st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(1, longest), st.integers(0, 255)),
+                    min_size=1, max_size=3)
+
+
 def check_result(out, shape):
     assert out.shape == shape
     assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
@@ -95,15 +110,9 @@ def small_checkpoint(tmp_path_factory):
     return save_checkpoint(build_model("tiny"), tmp_path_factory.mktemp("ckpt") / "tiny.safetensors").read_bytes()
 
 
-@given(st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(1, 4096), st.integers(0, 255)),
-                min_size=1, max_size=3))
+@given(byte_damage(4096))
 def test_a_damaged_checkpoint_is_refused_or_gives_finite_frames(small_checkpoint, tmp_path_factory, damage):
-    data = bytearray(small_checkpoint)
-    for where, length, value in damage:
-        start = int(where * len(data))
-        data[start:start + length] = bytes([value]) * len(data[start:start + length])
-    path = tmp_path_factory.mktemp("damaged") / "d.safetensors"
-    path.write_bytes(bytes(data))
+    path = damaged_copy(small_checkpoint, damage, tmp_path_factory.mktemp("damaged") / "d.safetensors")
     try:
         model = load_checkpoint(path)
         frame = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
@@ -120,17 +129,11 @@ def small_video(tmp_path_factory):
     return write_clip(tmp_path_factory.mktemp("video") / "v.mkv", num_frames=8, width=32, height=24).read_bytes()
 
 
-@given(st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(1, 512), st.integers(0, 255)),
-                min_size=1, max_size=3))
+@given(byte_damage(512))
 def test_a_damaged_video_is_refused_or_decodes_to_frames(small_video, tmp_path_factory, damage):
     from hifi_core.video_io import iter_frames, probe_video
 
-    data = bytearray(small_video)
-    for where, length, value in damage:
-        start = int(where * len(data))
-        data[start:start + length] = bytes([value]) * len(data[start:start + length])
-    path = tmp_path_factory.mktemp("damaged") / "v.mkv"
-    path.write_bytes(bytes(data))
+    path = damaged_copy(small_video, damage, tmp_path_factory.mktemp("damaged") / "v.mkv")
     try:
         info = probe_video(path)
         frames = [f.image for f in iter_frames(path)]
