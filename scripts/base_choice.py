@@ -1,0 +1,64 @@
+"""Research: choosing the motion base per frame pair (DIS or RIFE) by how well each base's two
+warped frames agree (mean |warped0 - warped2|), on real held-out frames of every training clip
+(tau = 1/2, last 20 % of each clip, every `--stride` frames, spans 2 and 4) and on the synthetic
+stress set of `bench quality` (540p). Prints mean PSNR of DIS, RIFE, the per-pair choice and the
+oracle (the better of the two per pair).
+
+    .venv/bin/python scripts/base_choice.py [--stride 16] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from hifi_core.bench.data import find_photos, stress_triplets  # noqa: E402
+from hifi_core.flow_base import estimate_flows, warp_average, warp_frames  # noqa: E402
+from hifi_core.metrics import psnr  # noqa: E402
+from hifi_core.training.real import VIDEO_SUFFIXES, load_clip_frames  # noqa: E402
+
+
+def to_tensor(array) -> torch.Tensor:
+    return torch.from_numpy(np.array(array)).permute(2, 0, 1)[None].float() / 255
+
+
+def score(f0, f2, truth) -> dict:
+    out = {}
+    for base in ("flow", "rife"):
+        flows = estimate_flows(f0, f2, 0.5, base=base)
+        w0, w2 = warp_frames(f0, f2, flows)
+        out[base] = (float(psnr(warp_average(f0, f2, flows, 0.5).clamp(0, 1), truth)),
+                     float((w0 - w2).abs().mean()))
+    choice = min(out, key=lambda b: out[b][1])
+    return {"dis": out["flow"][0], "rife": out["rife"][0], "choice": out[choice][0],
+            "oracle": max(out["flow"][0], out["rife"][0])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--stride", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    groups = {"real": [], "synthetic": []}
+    for clip in sorted(p for p in (args.data / "clips").iterdir() if p.suffix.lower() in VIDEO_SUFFIXES):
+        frames = load_clip_frames(clip)
+        for start in range(int(len(frames) * 0.8), len(frames) - 4, args.stride):
+            for span in (2, 4):
+                f0, truth, f2 = (to_tensor(frames[start + k]) for k in (0, span // 2, span))
+                groups["real"].append(score(f0, f2, truth))
+    for t in stress_triplets(find_photos(args.data / "photos"), 540, 960):
+        groups["synthetic"].append(score(to_tensor(t.frame0), to_tensor(t.frame2), to_tensor(t.truth)))
+    for name, rows in groups.items():
+        means = {k: np.mean([r[k] for r in rows]) for k in rows[0]}
+        print(f"{name} ({len(rows)} triplets): " + ", ".join(f"{k} {v:.2f}" for k, v in means.items()))
+
+
+if __name__ == "__main__":
+    main()
