@@ -215,12 +215,35 @@ def test_rife_recovers_a_translation_better_than_dis_and_blend():
 
 
 @needs_rife
-def test_rife_base_flows_warp_to_its_own_interpolation():
+def test_where_rife_agrees_better_the_rife_base_is_rifes_own_interpolation(monkeypatch):
+    import hifi_core.flow_base as flow_base
+
     net = load_ifnet(REAL_WEIGHTS)
     frame0, truth, frame2 = textured_pair(10, 96, 128, seed=5)
-    base = warp_average(frame0, frame2, estimate_flows(frame0, frame2, 0.5, base="rife"), 0.5, still_px=None)
+    # DIS made useless (zero flows: its warps disagree by the whole motion) -> RIFE is chosen
+    monkeypatch.setattr(flow_base, "tau_flows", lambda f0, f2, tau: torch.zeros(f0.shape[0], 4, *f0.shape[-2:]))
+    base = warp_average(frame0, frame2, estimate_flows(frame0, frame2, 0.5, base="rife"), 0.5)
     assert torch.allclose(base, net.interpolate(frame0, frame2), atol=1e-4)
-    assert psnr(base[0], truth[0]) > psnr(dis_flow_interpolate(frame0, frame2)[0], truth[0]) - 1.0
+    assert psnr(base[0], truth[0]) > psnr(blend_interpolate(frame0, frame2)[0], truth[0]) + 10
+
+
+def test_the_base_whose_warps_agree_is_chosen_per_pair():
+    from hifi_core.flow_base import choose_per_pair, tau_flows
+
+    pairs = [textured_pair(6, 64, 96, seed=s) for s in (1, 2)]
+    frame0, frame2 = torch.cat([p[0] for p in pairs]), torch.cat([p[2] for p in pairs])
+    taus = torch.tensor([0.5, 0.5])
+    dis = tau_flows(frame0, frame2, taus)
+    good = torch.cat([dis, torch.full((2, 1, 64, 96), 0.5)], dim=1)
+    bad = torch.cat([dis + 7.0, torch.full((2, 1, 64, 96), 0.9)], dim=1)
+    # learned flows right for pair 0, wrong for pair 1; DIS wrong for pair 0, right for pair 1
+    learned = torch.stack([good[0], bad[1]])
+    classical = torch.stack([dis[0] - 7.0, dis[1]])
+    chosen = choose_per_pair(frame0, frame2, learned, classical, taus)
+    assert torch.equal(chosen[0], learned[0])
+    assert torch.allclose(chosen[1, :4], dis[1])  # 6 px of motion: the small-motion fade keeps it
+    assert torch.allclose(chosen[1, 4], torch.full((64, 96), 0.5))  # 1 - tau for a DIS choice
+    assert torch.equal(choose_per_pair(frame0, frame2, good, classical, taus), good)
 
 
 def test_unknown_residual_base_names_the_choices():
