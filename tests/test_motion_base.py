@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 from hifi_core import CheckpointError, HiFIInputError
 from hifi_core import motion_base, motion_setup
-from hifi_core.baselines import blend_interpolate, dis_flow_interpolate
+from hifi_core.baselines import blend_interpolate
 from hifi_core.cli import main as cli_main
 from hifi_core.flow_base import estimate_flows, resize_flows, warp_average
 from hifi_core.ifnet import IFNet, swap_flows
