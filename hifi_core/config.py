@@ -75,22 +75,19 @@ class UNetConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise HiFIInputError(f"{name}={value!r} must be an integer in [{low}, {high}]")
-        if isinstance(self.channel_mults, (str, bytes)) or not all(
-                isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= 64 for m in self.channel_mults):
-            raise HiFIInputError(f"channel_mults={self.channel_mults!r} must be integers in [1, 64]")
-        if isinstance(self.blocks_per_level, (str, bytes)) or not all(
-                isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= 64 for b in self.blocks_per_level):
-            raise HiFIInputError(f"blocks_per_level={self.blocks_per_level!r} must be integers in [1, 64]")
+        for name in ("channel_mults", "blocks_per_level"):
+            values = getattr(self, name)
+            if isinstance(values, (str, bytes)) or not all(
+                    isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 64 for v in values):
+                raise HiFIInputError(f"{name}={values!r} must be integers in [1, 64]")
         if not 1 <= len(self.channel_mults) <= 8:
             raise HiFIInputError(f"channel_mults has {len(self.channel_mults)} levels; use 1 to 8")
-        object.__setattr__(self, "channel_mults", tuple(int(m) for m in self.channel_mults))
-        object.__setattr__(self, "blocks_per_level", tuple(int(b) for b in self.blocks_per_level))
+        object.__setattr__(self, "channel_mults", tuple(self.channel_mults))  # JSON gives lists
+        object.__setattr__(self, "blocks_per_level", tuple(self.blocks_per_level))
         if len(self.channel_mults) != len(self.blocks_per_level):
             raise HiFIInputError(
                 f"channel_mults {self.channel_mults} and blocks_per_level {self.blocks_per_level} "
                 "must have one entry per level")
-        if not self.channel_mults or min(self.channel_mults) < 1 or min(self.blocks_per_level) < 1:
-            raise HiFIInputError("every level needs a multiplier >= 1 and at least one block")
         if not 0 <= self.attention_levels <= len(self.channel_mults):
             raise HiFIInputError(
                 f"attention_levels={self.attention_levels} must be between 0 and the number of "

@@ -141,6 +141,11 @@ class IFNet(nn.Module):
     def interpolate(self, frame0: torch.Tensor, frame1: torch.Tensor,
                     scales: Sequence[float] = DEFAULT_SCALES) -> torch.Tensor:
         """RIFE's own midpoint: the two warped frames merged by the fusion mask."""
-        flows, logit = self(frame0, frame1, scales)
-        weight0 = torch.sigmoid(logit)
-        return weight0 * backward_warp(frame0, flows[:, :2]) + (1 - weight0) * backward_warp(frame1, flows[:, 2:])
+        return fuse_midpoint(frame0, frame1, *self(frame0, frame1, scales))
+
+
+def fuse_midpoint(frame0: torch.Tensor, frame1: torch.Tensor, flows: torch.Tensor,
+                  logit: torch.Tensor) -> torch.Tensor:
+    """sigmoid(logit) * frame0 warped + (1 - sigmoid(logit)) * frame1 warped (IFNet's outputs)."""
+    weight0 = torch.sigmoid(logit)
+    return weight0 * backward_warp(frame0, flows[:, :2]) + (1 - weight0) * backward_warp(frame1, flows[:, 2:])

@@ -5,8 +5,8 @@ with, plus one channel: [B, 5, h, w] = (flow tau->0 x, y, flow tau->2 x, y, weig
 warp). The published weights predict the midpoint only; other tau follow from its flows under
 linear motion (flow tau->0 = 2 tau * flow 1/2->0, flow tau->2 = 2 (1 - tau) * flow 1/2->2) and
 its fusion logit is shifted by log((1 - tau) / tau), which is the tau-blend's weight where the
-mask is undecided (logit 0) and RIFE's own mask at tau = 1/2. docs/benchmarks.md says what the
-linear-motion assumption costs against DIS at tau = 1/4, 1/3, 2/3.
+mask is undecided (logit 0) and RIFE's own mask at tau = 1/2. docs/motion-base.md says what the
+linear-motion assumption costs against DIS at tau = 1/4, 1/3, 2/3, 3/4.
 
 Where the file is looked up (first found wins): folders added with `add_motion_dir` (the nodes
 add ComfyUI's models/hifi/motion), then the pack's checkpoints/motion. It is made by
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import CheckpointError
-from .ifnet import ALIGNMENT, IFNet, backward_warp
+from .ifnet import ALIGNMENT, IFNet, fuse_midpoint
 
 MOTION_FORMAT = "hifi-motion"
 RIFE_ARCH = "rife-hdv3-ifnet"
@@ -127,9 +127,7 @@ def ifnet_midpoint(net: IFNet, frame0: torch.Tensor, frame2: torch.Tensor):
 def ifnet_interpolate(net: IFNet, frame0: torch.Tensor, frame2: torch.Tensor) -> torch.Tensor:
     """RIFE's own midpoint of frames [B, 3, h, w] in [0, 1] of any size (float32, frames' device)."""
     flows, logit = ifnet_midpoint(net, frame0, frame2)
-    frames = [f.to(flows) for f in (frame0, frame2)]
-    weight0 = torch.sigmoid(logit)
-    out = weight0 * backward_warp(frames[0], flows[:, :2]) + (1 - weight0) * backward_warp(frames[1], flows[:, 2:])
+    out = fuse_midpoint(frame0.to(flows), frame2.to(flows), flows, logit)
     return out.to(device=frame0.device, dtype=torch.float32)
 
 

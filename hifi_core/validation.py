@@ -89,10 +89,11 @@ def as_number(value, name: str) -> float:
     tensors or arrays (not bool, not strings)."""
     if isinstance(value, (bool, str, bytes)) or value is None:
         raise HiFIInputError(f"{name}={value!r} must be a number")
-    if isinstance(value, torch.Tensor) or hasattr(value, "shape"):
-        if getattr(value, "size", 1) != 1 and not (isinstance(value, torch.Tensor) and value.numel() == 1):
+    if hasattr(value, "shape"):  # a torch tensor, a numpy array or scalar
+        count = value.numel() if isinstance(value, torch.Tensor) else value.size
+        if count != 1:
             raise HiFIInputError(f"{name} must be one number, got an array of shape {tuple(value.shape)}")
-        value = value.item() if hasattr(value, "item") else value
+        value = value.item()
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):

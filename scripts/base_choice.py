@@ -18,8 +18,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hifi_core.bench.data import find_photos, stress_triplets  # noqa: E402
-from hifi_core.flow_base import estimate_flows, warp_average, warp_frames  # noqa: E402
+from hifi_core.flow_base import choose_per_pair, tau_flows, warp_average  # noqa: E402
 from hifi_core.metrics import psnr  # noqa: E402
+from hifi_core.motion_base import ifnet_tau_flows, motion_net  # noqa: E402
 from hifi_core.training.real import VIDEO_SUFFIXES, load_clip_frames  # noqa: E402
 
 
@@ -28,15 +29,12 @@ def to_tensor(array) -> torch.Tensor:
 
 
 def score(f0, f2, truth) -> dict:
-    out = {}
-    for base in ("flow", "rife"):
-        flows = estimate_flows(f0, f2, 0.5, base=base)
-        w0, w2 = warp_frames(f0, f2, flows)
-        out[base] = (float(psnr(warp_average(f0, f2, flows, 0.5).clamp(0, 1), truth)),
-                     float((w0 - w2).abs().mean()))
-    choice = min(out, key=lambda b: out[b][1])
-    return {"dis": out["flow"][0], "rife": out["rife"][0], "choice": out[choice][0],
-            "oracle": max(out["flow"][0], out["rife"][0])}
+    # each base on its own (estimate_flows(base="rife") is already the choice)
+    taus = torch.tensor([0.5])
+    flows = {"dis": tau_flows(f0, f2, 0.5), "rife": ifnet_tau_flows(f0, f2, taus, motion_net())}
+    flows["choice"] = choose_per_pair(f0, f2, flows["rife"], flows["dis"], taus)
+    out = {name: float(psnr(warp_average(f0, f2, f, 0.5).clamp(0, 1), truth)) for name, f in flows.items()}
+    return dict(out, oracle=max(out["dis"], out["rife"]))
 
 
 def main() -> None:

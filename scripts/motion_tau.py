@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from hifi_core.flow_base import flow_average  # noqa: E402
+from hifi_core.flow_base import tau_flows, warp_average  # noqa: E402
 from hifi_core.metrics import psnr  # noqa: E402
+from hifi_core.motion_base import ifnet_tau_flows, motion_net  # noqa: E402
 from hifi_core.training.real import VIDEO_SUFFIXES, load_clip_frames  # noqa: E402
 
 
@@ -33,6 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     scores = defaultdict(list)
+    net = motion_net()
     clips = sorted(p for p in (args.data / "clips").iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     for clip in clips:
         frames = load_clip_frames(clip)
@@ -44,8 +46,11 @@ def main() -> None:
                 for k in range(1, span):
                     tau = Fraction(k, span)
                     truth = torch.from_numpy(np.array(frames[start + k])).permute(2, 0, 1)[None].float() / 255
-                    for base in ("flow", "rife"):
-                        out = flow_average(f0, f2, float(tau), base=base).clamp(0, 1)
+                    # each base on its own (estimate_flows(base="rife") is already the per-pair choice)
+                    flows = {"flow": tau_flows(f0, f2, float(tau)),
+                             "rife": ifnet_tau_flows(f0, f2, torch.tensor([float(tau)]), net)}
+                    for base, base_flows in flows.items():
+                        out = warp_average(f0, f2, base_flows, float(tau)).clamp(0, 1)
                         scores[(tau, base)].append(float(psnr(out, truth)))
         print(f"{clip.name}: done", flush=True)
     print("\n| tau | triplets | DIS flow average | RIFE flows, linear motion | RIFE - DIS |\n|---|---|---|---|---|")

@@ -9,10 +9,10 @@ from typing import Callable, Optional, Tuple
 
 from ..checkpoint import DEFAULT_CHECKPOINT_NAME, default_checkpoint_path, load_checkpoint, load_model
 from ..config import PRESETS
-from ..errors import HiFIInputError
 from ..interpolate import CascadeSettings
 from ..model import HiFIModel
 from ..progress import ProgressEvent
+from ..validation import check_device
 
 
 def parse_size(text: str) -> Tuple[int, int]:
@@ -93,8 +93,7 @@ def resolve_device(name: Optional[str]) -> str:
 
     if name is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise HiFIInputError(f"--device {name}: CUDA is not available here; use --device cpu")
+    check_device(name)  # one device check for the CLI and the library
     return name
 
 
