@@ -952,6 +952,18 @@ class VideoWriter:
 # ---------------------------------------------------------------- joining segments
 
 
+def _reorder_delay(segments: Sequence[PathLike], fps: Fraction) -> int:
+    """The most frames any segment's packets arrive ahead of their display time (B-frame
+    reordering): decode times lag display times by this much so that no dts exceeds its pts."""
+    delay = 0
+    for seg in segments:
+        with av.open(str(seg)) as inp:
+            src = inp.streams.video[0]
+            shown = [round(p.pts * src.time_base * fps) for p in inp.demux(src) if p.size and p.pts is not None]
+        delay = max([delay] + [order - index for order, index in enumerate(shown)])
+    return delay
+
+
 def join_segments(segments: Sequence[PathLike], output: PathLike, fps, *,
                   audio_from: Optional[PathLike] = None, audio_tempo: float = 1.0,
                   trim_audio: bool = False, metadata: Optional[dict] = None) -> int:
@@ -986,6 +998,7 @@ def join_segments(segments: Sequence[PathLike], output: PathLike, fps, *,
         if _has_audio(audio_from):
             feed = _AudioFeed(out, source=Path(audio_from), tempo=audio_tempo)
         frame_tb = 1 / fps
+        delay = _reorder_delay(segments, fps)
         for seg in segments:
             with av.open(str(seg)) as inp:
                 src = inp.streams.video[0]
@@ -994,15 +1007,16 @@ def join_segments(segments: Sequence[PathLike], output: PathLike, fps, *,
                 for pkt in inp.demux(src):
                     if not pkt.size or pkt.pts is None:
                         continue
-                    idx = round(pkt.pts * tb * fps)
-                    didx = round(pkt.dts * tb * fps) if pkt.dts is not None else idx
-                    pkt.pts = frames + idx
-                    pkt.dts = frames + didx
+                    pkt.pts = frames + round(pkt.pts * tb * fps)
+                    # one evenly spaced decode clock for the whole file: a short segment lags
+                    # less (fewer B-frames), and a dts jump at its join would become one long
+                    # frame in the container (a wrong average frame rate)
+                    pkt.dts = frames + count - delay
                     pkt.duration = 1
                     pkt.time_base = frame_tb
                     pkt.stream = vs
                     if feed is not None:
-                        feed.pump(float((frames + didx) * frame_tb))
+                        feed.pump(float(pkt.dts * frame_tb))
                     out.mux(pkt)
                     count += 1
                 frames += count

@@ -233,6 +233,25 @@ def test_ctrl_c_inside_interpolation_then_resume_h264(tmp_path, clip):
     assert audio_duration(out) == pytest.approx(audio_duration(clip), abs=0.03)
 
 
+def test_segmented_h264_keeps_its_frame_rate_when_the_last_segment_is_short(tmp_path):
+    # 60 NTSC frames to 50 fps = 126 frames in segments of 25: the last holds one frame and,
+    # with no B-frames to reorder, its decode times lag less than the others'
+    import av
+
+    clip = write_clip(tmp_path / "ntsc.mp4", num_frames=60, codec="libx264", pix_fmt="yuv420p",
+                      fps=Fraction(24000, 1001))
+    out = tmp_path / "out.mp4"
+    r = retime_video(clip, out, method="blend", fps=50, segment_seconds=0.5)
+    assert r.frames_written == 126
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        durations = {p.duration for p in container.demux(stream) if p.size}
+        assert Fraction(stream.average_rate) == 50
+    assert len(durations) == 1
+    _, times, _ = decode_all(out)
+    assert times == pytest.approx([k / 50 for k in range(126)], abs=1e-3)
+
+
 def test_resume_refuses_other_settings_and_restarts_without_resume(tmp_path, clip):
     out = tmp_path / "o.mkv"
     stop = CancelAfter(5)
