@@ -21,8 +21,10 @@ Per pair, with N levels (level 0 = coarsest, scale 1/2**(N-1); level N-1 = full 
    last one flush with the edge); at *every* denoising step each patch's v-prediction is
    accumulated with its weight (uniform, or feathered linear ramps over the overlap) and
    divided by the summed weights (MultiDiffusion), and the DDIM update runs on the whole
-   level. Noise is drawn once per level at full level size (on the CPU, from the caller's
-   generator) so the result does not depend on the patch layout.
+   level. Noise is drawn once per level at full level size (on the CPU) from a generator
+   seeded by (seed, pair index, tau, level) (`noise_generator`), so the result depends
+   neither on the patch layout nor on how a job is split into calls (a whole clip, one pair
+   per call, one level per node, a resumed file).
 5. With K samples, the level's estimate is their mean (and their variance is kept as an
    uncertainty map); the padding is cropped at the end.
 """
@@ -30,10 +32,10 @@ Per pair, with N levels (level 0 = coarsest, scale 1/2**(N-1); level N-1 = full 
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -42,10 +44,10 @@ from .errors import HiFIInputError
 from .flow_base import estimate_flows, warp_average, warp_frames
 from .memory import AdaptiveBatchSize
 from .model import HiFIModel
-from .progress import CancelCheck, check_cancel
+from .progress import CancelCheck, ProgressCounter, check_cancel
+from .runtime import autocast_context
 
 Box = Tuple[int, int]
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def patch_starts(length: int, patch: int, overlap: int) -> List[int]:
@@ -227,21 +229,6 @@ def level_condition(estimate: torch.Tensor, coarser_warped: Optional[torch.Tenso
     return upsample_estimate(estimate - coarser_warped + F.avg_pool2d(warped, 2))
 
 
-class ProgressCounter:
-    """Counts patch evaluations over a whole job and forwards them as ProgressEvents."""
-
-    def __init__(self, total_units: int, callback: Optional[Callable] = None):
-        self.total_units = total_units
-        self.done_units = 0
-        self.callback = callback
-
-    def advance(self, units: int, **fields) -> None:
-        from .progress import ProgressEvent
-        self.done_units += units
-        if self.callback is not None:
-            self.callback(ProgressEvent(units_done=self.done_units, units_total=self.total_units, **fields))
-
-
 @dataclass
 class LevelContext:
     """What a level's denoising needs besides the frames: sampling knobs and hooks."""
@@ -251,7 +238,7 @@ class LevelContext:
     eta: float
     overlap: int
     feather: bool
-    generator: torch.Generator
+    seed: int
     batcher: AdaptiveBatchSize
     precision: str = "fp32"
     channels_last: bool = False
@@ -259,11 +246,11 @@ class LevelContext:
     cancel: Optional[CancelCheck] = None
 
 
-def autocast_context(device: torch.device, precision: str):
-    """Autocast to `precision` ("fp32": none) on the device's type; shared by sampling and training."""
-    if precision == "fp32":
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=PRECISIONS[precision])
+def noise_generator(seed: int, pair: int, tau: float, level: int) -> torch.Generator:
+    """The CPU generator of one pair's noise at one tau and level: a pure function of its
+    arguments (tau to a millionth, so the same time from any schedule's arithmetic agrees)."""
+    words = np.random.SeedSequence([int(seed), int(pair), round(float(tau) * 1_000_000), int(level)])
+    return torch.Generator().manual_seed(int(words.generate_state(1, np.uint64)[0]) >> 1)
 
 
 def denoise_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
@@ -312,12 +299,13 @@ def level_base(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, con
 
 def sample_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, base: torch.Tensor, tau: float,
                  grid: PatchGrid, level: int, num_levels: int, ctx: LevelContext, *,
-                 condition: Optional[torch.Tensor] = None, has_condition: bool = False
+                 condition: Optional[torch.Tensor] = None, has_condition: bool = False, pair: int = 0
                  ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Sample one level around its residual base (`level_base`); (mean, variance) in [0, 1].
 
     `condition` ([0, 1]) is needed only by models whose network sees the condition rather
-    than the base (`HiFIModel.network_sees_base`); `has_condition`: an upsampling level.
+    than the base (`HiFIModel.network_sees_base`); `has_condition`: an upsampling level;
+    `pair`: the pair's index in its clip (with ctx.seed, tau and level it seeds the noise).
     Only the base is kept in model space: frame-sized buffers set the memory at 4K-8K, so
     the frames and the condition are converted patch by patch (`crops`).
     """
@@ -349,6 +337,7 @@ def sample_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, b
         return model.to_diffusion_space(x, base, inplace=True)
 
     total = total_sq = None  # allocated from the second sample on: one sample needs no sums
+    generator = noise_generator(ctx.seed, pair, tau, level)
     for sample in range(ctx.samples):
         def predict_v(z: torch.Tensor, logsnr: torch.Tensor, step: int) -> torch.Tensor:
             v_sum = torch.zeros_like(z)
@@ -372,10 +361,10 @@ def sample_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, b
             ctx.batcher.run(grid.boxes, work)
             return v_sum.div_(weight_sum)
 
-        noise = torch.randn(frame0.shape, generator=ctx.generator, dtype=torch.float32).to(device)
+        noise = torch.randn(frame0.shape, generator=generator, dtype=torch.float32).to(device)
         y_hat = ddim_sample(predict_v, noise, steps=ctx.steps, eta=ctx.eta,
                             logsnr_min=diffusion.logsnr_min, logsnr_max=diffusion.logsnr_max,
-                            generator=ctx.generator, clamp_x=clamp_x, cancel=ctx.cancel)
+                            generator=generator, clamp_x=clamp_x, cancel=ctx.cancel)
         del noise
         # to [0, 1] in place: y_hat is ours, a frame-sized buffer
         x_hat = from_model_space(model.from_diffusion_space(y_hat, base, inplace=True).clamp_(-1.0, 1.0),
@@ -395,7 +384,7 @@ def sample_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, b
 def run_cascade(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, tau: float,
                 plan: CascadePlan, ctx: LevelContext,
                 start_level: int = 0, start_estimate: Optional[torch.Tensor] = None,
-                stop_level: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                stop_level: Optional[int] = None, pair: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
     """Run levels [start_level, stop_level] of the cascade for one pair and one tau.
 
     Args:
@@ -403,6 +392,7 @@ def run_cascade(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, ta
         start_estimate: the estimate at level start_level - 1 (its level's size), required
             when start_level > 0; this is how the ComfyUI graph chains one node per level.
         stop_level: last level to run (default: the finest).
+        pair: the pair's index in its clip (seeds its noise with ctx.seed, `noise_generator`).
 
     Returns:
         (estimate, variance) at stop_level's size; cropped to the frame size when stop_level
@@ -447,7 +437,8 @@ def run_cascade(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, ta
         if finest:
             warped = None
         estimate, variance = sample_level(model, net0, net2, base, tau, plan.grids[level], level,
-                                          plan.num_levels, ctx, condition=condition, has_condition=has_condition)
+                                          plan.num_levels, ctx, condition=condition, has_condition=has_condition,
+                                          pair=pair)
         del net0, net2, base, condition
     if stop_level == plan.num_levels - 1:
         return crop_to_plan(estimate, plan), crop_to_plan(variance, plan)

@@ -100,7 +100,7 @@ def load_checkpoint(path: PathLike, device: Union[str, torch.device] = "cpu",
     """
     from safetensors.torch import load_file
 
-    from .validation import check_device
+    from .runtime import check_device
 
     device = check_device(device)  # a bad device is named as such, not as a corrupt file
     path = Path(path)
@@ -148,7 +148,7 @@ def default_checkpoint_path() -> Optional[Path]:
 
 def load_model(name_or_path: PathLike, device: Union[str, torch.device] = "cpu") -> HiFIModel:
     """A checkpoint path, a bundled checkpoint's file name, or a preset name (untrained)."""
-    from .validation import check_device
+    from .runtime import check_device
 
     device = check_device(device)
     text = str(name_or_path)

@@ -15,16 +15,15 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .cascade import PRECISIONS, CascadePlan, LevelContext, ProgressCounter, plan_cascade, run_cascade
+from .cascade import CascadePlan, LevelContext, plan_cascade, run_cascade
 from .errors import HiFIInputError, NonFiniteOutputError
-from .memory import AdaptiveBatchSize, empty_device_cache, plan_patch_batch
+from .memory import AdaptiveBatchSize, plan_patch_batch
 from .model import HiFIModel
-from .progress import CancelCheck, ProgressCallback
-from .validation import check_device, check_number, check_pair, check_sequence, check_taus
+from .progress import CancelCheck, ProgressCallback, ProgressCounter
+from .runtime import PRECISION_CHOICES, PRECISIONS, check_device, empty_device_cache, resolve_precision
+from .validation import check_number, check_pair, check_sequence, check_taus
 
 Number = Union[int, float, Fraction]
-# On a CPU, batching more patches gains no speed but holds more memory.
-CPU_MAX_PATCH_BATCH = 4
 
 
 @dataclass
@@ -81,18 +80,13 @@ class CascadeSettings:
             self.memory_budget = int(check_number(self.memory_budget, "memory_budget", 1, 2 ** 60))
         if self.device is not None:
             self.device = check_device(self.device)
-        if self.precision not in (*PRECISIONS, "auto"):
-            raise HiFIInputError(
-                f"precision={self.precision!r} is unknown; use one of {(*PRECISIONS, 'auto')}")
+        if self.precision not in PRECISION_CHOICES:
+            raise HiFIInputError(f"precision={self.precision!r} is unknown; use one of {PRECISION_CHOICES}")
         if self.patch_batch is not None:
             self.patch_batch = int(check_number(self.patch_batch, "patch_batch (or None)", 1, 4096, integer=True))
 
     def resolved_precision(self, device: torch.device) -> str:
-        if self.precision != "auto":
-            return self.precision
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "fp32"
+        return resolve_precision(self.precision, device)
 
 
 def _prepare(model: HiFIModel, settings: CascadeSettings) -> torch.device:
@@ -109,9 +103,8 @@ def level_context(model: HiFIModel, plan: CascadePlan, settings: CascadeSettings
                    cancel: Optional[CancelCheck]) -> LevelContext:
     """Everything `run_cascade` needs besides frames: planned patch batch, noise, hooks.
 
-    One context serves a whole job (its generator is consumed in order, its batch size keeps
-    any out-of-memory reduction); hosts that run the cascade level by level (the ComfyUI
-    nodes) build it once with this function.
+    One context serves a whole job (its batch size keeps any out-of-memory reduction); hosts
+    that run the cascade level by level (the ComfyUI nodes) build it once with this function.
     """
     precision = settings.resolved_precision(device)
     batch = settings.patch_batch
@@ -119,11 +112,10 @@ def level_context(model: HiFIModel, plan: CascadePlan, settings: CascadeSettings
         largest = max(plan.grids, key=lambda g: g.patch_height * g.patch_width)
         batch = plan_patch_batch(model.config.unet, largest.patch_height, largest.patch_width,
                                  budget_bytes=settings.memory_budget, device=device,
-                                 dtype=PRECISIONS[precision],
-                                 max_batch=64 if device.type == "cuda" else CPU_MAX_PATCH_BATCH)
+                                 dtype=PRECISIONS[precision])
     return LevelContext(
         steps=settings.steps, samples=settings.samples, eta=settings.eta, overlap=settings.overlap,
-        feather=settings.feather, generator=torch.Generator().manual_seed(settings.seed),
+        feather=settings.feather, seed=settings.seed,
         batcher=AdaptiveBatchSize(batch, on_out_of_memory=lambda: empty_device_cache(device)),
         precision=precision, channels_last=settings.channels_last, counter=counter, cancel=cancel)
 
@@ -152,7 +144,8 @@ def check_finite_estimate(estimate: torch.Tensor, ctx: LevelContext, pair: int, 
 def cascade_pairs(model: HiFIModel, frames0: Sequence[torch.Tensor], frames2: Sequence[torch.Tensor],
                   taus_per_pair: Sequence[Sequence[float]], plan: CascadePlan, ctx: LevelContext,
                   device: torch.device, *, start_level: int = 0, stop_level: Optional[int] = None,
-                  previous: Optional[Sequence[Sequence[torch.Tensor]]] = None
+                  previous: Optional[Sequence[Sequence[torch.Tensor]]] = None,
+                  pair_indices: Optional[Sequence[int]] = None
                   ) -> List[List[Tuple[torch.Tensor, torch.Tensor]]]:
     """Cascade levels [start_level, stop_level] for every pair and each of its taus.
 
@@ -160,6 +153,8 @@ def cascade_pairs(model: HiFIModel, frames0: Sequence[torch.Tensor], frames2: Se
         frames0, frames2: per pair, [1, 3, H, W] frames (views into a clip are fine: each
             pair moves to `device` only while it is worked on).
         previous: per pair and tau, the estimate at level start_level - 1 (start_level > 0).
+        pair_indices: each pair's index in its clip (default 0, 1, ...): with the seed, tau
+            and level it fixes the pair's noise, so any split of a clip into calls agrees.
 
     Returns:
         Per pair, per tau: (estimate, variance) on the CPU at stop_level's size.
@@ -168,13 +163,14 @@ def cascade_pairs(model: HiFIModel, frames0: Sequence[torch.Tensor], frames2: Se
     model.eval()
     try:
         results = []
-        for row, (f0, f2, taus) in enumerate(zip(frames0, frames2, taus_per_pair)):
+        pair_indices = range(len(frames0)) if pair_indices is None else pair_indices
+        for row, (f0, f2, taus, pair) in enumerate(zip(frames0, frames2, taus_per_pair, pair_indices)):
             f0, f2 = f0.to(device), f2.to(device)
             row_results = []
             for column, tau in enumerate(taus):
                 start = None if previous is None else previous[row][column].to(device)
                 mean, var = run_cascade(model, f0, f2, float(tau), plan, ctx, start_level=start_level,
-                                        start_estimate=start, stop_level=stop_level)
+                                        start_estimate=start, stop_level=stop_level, pair=pair)
                 check_finite_estimate(mean, ctx, row, float(tau))
                 row_results.append((mean.cpu(), var.cpu()))
             results.append(row_results)
@@ -186,7 +182,7 @@ def cascade_pairs(model: HiFIModel, frames0: Sequence[torch.Tensor], frames2: Se
 def interpolate(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
                 tau: Union[float, Sequence[float]] = 0.5, *, settings: Optional[CascadeSettings] = None,
                 progress: Optional[ProgressCallback] = None, cancel: Optional[CancelCheck] = None,
-                return_variance: bool = False):
+                return_variance: bool = False, pair_index: int = 0):
     """In-between frames for one pair or a batch of pairs.
 
     Args:
@@ -197,6 +193,9 @@ def interpolate(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
         progress: called with a `ProgressEvent` after every patch batch.
         cancel: checked between patch batches and steps; True (or raising) stops the job.
         return_variance: also return the per-pixel variance across samples.
+        pair_index: the (first) pair's index in its clip; batch rows are pair_index,
+            pair_index + 1, ... With the seed, tau and level it fixes each pair's noise
+            (`cascade.noise_generator`): the same pair gives the same frame in any call.
 
     Returns:
         A float tensor on the CPU: [B, 3, H, W] for a single tau (no batch dim if the inputs had
@@ -214,7 +213,9 @@ def interpolate(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
     plan = plan_for(model, frame0.shape[-2], frame0.shape[-1], settings)
     counter = ProgressCounter(units_per_pair(plan, settings) * len(taus) * frame0.shape[0], progress)
     ctx = level_context(model, plan, settings, device, counter, cancel)
-    results = cascade_pairs(model, frame0.split(1), frame2.split(1), [taus] * frame0.shape[0], plan, ctx, device)
+    pair_index = int(check_number(pair_index, "pair_index", 0, 2 ** 62, integer=True))
+    results = cascade_pairs(model, frame0.split(1), frame2.split(1), [taus] * frame0.shape[0], plan, ctx, device,
+                            pair_indices=range(pair_index, pair_index + frame0.shape[0]))
     def shaped(rows: torch.Tensor) -> torch.Tensor:  # [B, T, 3, H, W] -> what the caller passed
         if single_tau:
             rows = rows[:, 0]
@@ -298,7 +299,7 @@ def retime_sequence(model: HiFIModel, frames: torch.Tensor, *, multiplier: Optio
     counter = ProgressCounter(units_per_pair(plan, settings) * sum(map(len, taus)), progress)
     ctx = level_context(model, plan, settings, device, counter, cancel)
     results = cascade_pairs(model, [frames[i:i + 1] for i in pairs], [frames[i + 1:i + 2] for i in pairs],
-                            taus, plan, ctx, device)
+                            taus, plan, ctx, device, pair_indices=pairs)
     made = {(i, t): m[0] for i, row_taus, row in zip(pairs, taus, results)
             for t, (m, _v) in zip(row_taus, row)}
     return torch.stack([frames[o.index] if o.is_original else made[(o.index, o.tau)]

@@ -20,6 +20,7 @@ import torch
 
 from .config import MOTION_BASES, DiffusionConfig, UNetConfig
 from .errors import HiFIInputError
+from .runtime import max_patch_batch, memory_budget
 
 T = TypeVar("T")
 
@@ -73,34 +74,19 @@ def pair_io_bytes(height: int, width: int) -> int:
     return 3 * height * width * 3 * 4
 
 
-def available_memory(device: torch.device) -> int:
-    """Free bytes on the device (CUDA: driver's free memory; CPU: MemAvailable)."""
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 * 1024 ** 3  # unknown platform: assume a modest 4 GiB
-
-
 def plan_patch_batch(config: UNetConfig, patch_height: int, patch_width: int, *,
                      budget_bytes: Optional[int] = None, device: torch.device = torch.device("cpu"),
-                     dtype: torch.dtype = torch.float32, max_batch: int = 64) -> int:
-    """Largest patch batch whose estimated working memory fits the budget (at least 1).
+                     dtype: torch.dtype = torch.float32, max_batch: Optional[int] = None) -> int:
+    """Largest patch batch whose estimated working memory fits the budget (at least 1): what
+    every run uses, and what the ComfyUI readout shows.
 
     Args:
-        budget_bytes: memory allowed for the U-Net's working set; None = 80% of the device's
-            free memory.
+        budget_bytes: memory allowed for the U-Net's working set; None = `runtime.memory_budget`
+            (80% of the device's free memory).
+        max_batch: the cap; None = `runtime.max_patch_batch` (4 on a CPU, 64 on CUDA).
     """
-    if budget_bytes is None:
-        budget_bytes = int(available_memory(device) * 0.8)
-    if budget_bytes <= 0:
-        raise HiFIInputError(f"memory budget {budget_bytes} bytes must be positive")
+    budget_bytes = memory_budget(device, budget_bytes)
+    max_batch = max_patch_batch(device) if max_batch is None else max_batch
     per_patch = estimate_patch_bytes(config, patch_height, patch_width, dtype)
     return max(1, min(max_batch, budget_bytes // per_patch))
 
@@ -142,11 +128,6 @@ class AdaptiveBatchSize:
                     self._on_oom()
                 continue
             start += len(chunk)
-
-
-def empty_device_cache(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
 
 
 def current_rss_bytes() -> int:

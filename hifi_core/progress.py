@@ -37,6 +37,20 @@ ProgressCallback = Callable[[ProgressEvent], None]
 CancelCheck = Callable[[], Optional[bool]]
 
 
+class ProgressCounter:
+    """Counts patch evaluations over a whole job and forwards them as ProgressEvents."""
+
+    def __init__(self, total_units: int, callback: Optional[ProgressCallback] = None):
+        self.total_units = total_units
+        self.done_units = 0
+        self.callback = callback
+
+    def advance(self, units: int, **fields) -> None:
+        self.done_units += units
+        if self.callback is not None:
+            self.callback(ProgressEvent(units_done=self.done_units, units_total=self.total_units, **fields))
+
+
 def check_cancel(cancel: Optional[CancelCheck]) -> None:
     """Raise `Cancelled` if the cancel check returns True (it may also raise on its own)."""
     if cancel is not None and cancel():

@@ -198,17 +198,27 @@ def blend_interpolator(frame0: torch.Tensor, frame2: torch.Tensor, taus: Sequenc
     return (1 - t) * frame0[0] + t * frame2[0]
 
 
-def model_interpolator(model, settings=None, *, progress=None, cancel: Optional[CancelCheck] = None
-                       ) -> Interpolator:
-    """Wrap a `HiFIModel` and `CascadeSettings` as an interpolator (one pair, several taus)."""
-    from .interpolate import interpolate
+class ModelInterpolator:
+    """A `HiFIModel` and `CascadeSettings` as an interpolator (one pair, several taus) that
+    also takes the pair's index in the clip, so its noise is the pair's own (`retime_video`
+    passes it; the IMAGE path and a resumed file then give the same frames)."""
 
-    def run(frame0: torch.Tensor, frame2: torch.Tensor, taus: Sequence[float]) -> torch.Tensor:
-        out = interpolate(model, frame0, frame2, tau=[float(t) for t in taus], settings=settings,
-                          progress=progress, cancel=cancel)
+    def __init__(self, model, settings=None, *, progress=None, cancel: Optional[CancelCheck] = None):
+        self.model, self.settings, self.progress, self.cancel = model, settings, progress, cancel
+
+    def __call__(self, frame0: torch.Tensor, frame2: torch.Tensor, taus: Sequence[float],
+                 pair: int = 0) -> torch.Tensor:
+        from .interpolate import interpolate
+
+        out = interpolate(self.model, frame0, frame2, tau=[float(t) for t in taus], settings=self.settings,
+                          progress=self.progress, cancel=self.cancel, pair_index=pair)
         return out[0]
 
-    return run
+
+def model_interpolator(model, settings=None, *, progress=None, cancel: Optional[CancelCheck] = None
+                       ) -> ModelInterpolator:
+    """Wrap a `HiFIModel` and `CascadeSettings` as an interpolator (one pair, several taus)."""
+    return ModelInterpolator(model, settings, progress=progress, cancel=cancel)
 
 
 def make_interpolator(method: str, model=None, settings=None, *, progress=None,
@@ -493,7 +503,10 @@ def retime_video(input: PathLike, output: PathLike, *, model=None, settings=None
                     c = chunk_of[s.index]
                     chunk = between[c * tau_batch:(c + 1) * tau_batch]
                     check_cancel(cancel)
-                    result = interpolator(a.image[None], b.image[None], [f.tau for f in chunk])
+                    taus = [f.tau for f in chunk]
+                    result = (interpolator(a.image[None], b.image[None], taus, pair=a.position)
+                              if isinstance(interpolator, ModelInterpolator)
+                              else interpolator(a.image[None], b.image[None], taus))
                     made = {f.index: img for f, img in zip(chunk, result)}
                 img = made.pop(s.index)
             else:

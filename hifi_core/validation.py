@@ -113,22 +113,6 @@ def check_number(value, name: str, low: float, high: float, *, integer: bool = F
     return number
 
 
-def check_device(device) -> torch.device:
-    """A device users may name ("cpu", "cuda", "cuda:1", a torch.device) that exists here."""
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise HiFIInputError(f"device {device!r} is not a device; use 'cpu', 'cuda' or 'cuda:N'") from None
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise HiFIInputError(f"device {device!r}: CUDA is not available here; use 'cpu'")
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise HiFIInputError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    elif resolved.type not in ("cpu", "mps"):
-        raise HiFIInputError(f"device {device!r} is not supported; use 'cpu' or 'cuda'")
-    return resolved
-
-
 def check_taus(tau: Union[float, Sequence[float]]) -> List[float]:
     """Interpolation times, each strictly between 0 and 1 (numbers, numpy or torch scalars, or a
     sequence / 1-d array of them)."""

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from .errors import HiFIInputError
+from .runtime import available_memory_bytes
 
 PathLike = Union[str, os.PathLike]
 
@@ -62,7 +63,9 @@ _TRC_NAMES = {1: "bt709", 2: "unspecified", 4: "gamma22", 5: "gamma28", 6: "smpt
               7: "smpte240m", 8: "linear", 13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12",
               16: "smpte2084", 18: "arib-std-b67"}
 _LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".m4v", ".avi")
+# File names we take for videos (inputs: anything FFmpeg demuxes; what we write is CODECS').
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".m4v", ".avi", ".mpg", ".mpeg", ".ts",
+                              ".wmv", ".flv", ".mxf", ".y4m", ".gif"})
 
 
 @dataclass(frozen=True)
@@ -1052,21 +1055,6 @@ def frames_nbytes(num_frames: int, height: int, width: int, channels: int = 3,
                   bytes_per_value: int = 4) -> int:
     """Bytes needed to hold `num_frames` frames of `height x width` (float32 by default)."""
     return int(num_frames) * int(height) * int(width) * int(channels) * int(bytes_per_value)
-
-
-def available_memory_bytes() -> Optional[int]:
-    """Memory the OS says is available now (Linux MemAvailable), or None if unknown."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def check_frames_fit(num_frames: int, height: int, width: int, *,

@@ -24,14 +24,13 @@ from typing import Callable, List, Optional
 import torch
 
 from ..hifi_core.motion_base import add_motion_dir
+from ..hifi_core.video_io import VIDEO_EXTENSIONS
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_CHECKPOINT_DIR = PACK_ROOT / "checkpoints"
 MODEL_FOLDER = "hifi"
 MOTION_SUBFOLDER = "motion"
 MODEL_EXTENSIONS = {".safetensors"}
-VIDEO_EXTENSIONS = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".gif",
-                    ".mxf", ".ts", ".flv", ".wmv"}
 
 
 def comfy_module(name: str) -> Optional[ModuleType]:
@@ -52,7 +51,7 @@ def resolve_device(choice: str) -> torch.device:
     if choice == "cpu":
         return torch.device("cpu")
     if choice == "cuda":
-        if not torch.cuda.is_available():
+        if not torch.cuda.is_available():  # hifi_core's check_device would say "use 'cpu'"
             raise ValueError("device: 'cuda' was chosen but this PyTorch sees no CUDA GPU; "
                              "choose 'auto' or 'cpu'")
         return torch.device("cuda", torch.cuda.current_device())

@@ -12,22 +12,21 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
-from ..hifi_core import CascadeSettings
-from ..hifi_core.interpolate import cascade_pairs, level_context, plan_for
-from ..hifi_core.cascade import ProgressCounter
+from ..hifi_core import CascadeSettings, runtime
 from ..hifi_core.errors import HiFIInputError
+from ..hifi_core.interpolate import cascade_pairs, level_context, plan_for
+from ..hifi_core.progress import ProgressCounter
 from . import comfy_bridge
 from .handles import HiFIModelHandle
 
 MIB = 1024 * 1024
 
 
-def memory_budget(device: torch.device, budget_mb: int) -> Optional[int]:
-    """Bytes for the U-Net's working set: the widget if set, else 80% of ComfyUI's free figure."""
-    if budget_mb > 0:
-        return int(budget_mb) * MIB
-    free = comfy_bridge.free_memory_bytes(device)
-    return None if free is None else max(MIB, int(free * 0.8))
+def memory_budget(device: torch.device, budget_mb: int) -> int:
+    """Bytes for the U-Net's working set: the widget if set, else `runtime.memory_budget` of
+    ComfyUI's free figure (the readout asks the same function)."""
+    return runtime.memory_budget(device, int(budget_mb) * MIB if budget_mb > 0 else None,
+                                 free_bytes=comfy_bridge.free_memory_bytes(device))
 
 
 def make_settings(handle: HiFIModelHandle, *, levels: int, patch_width: int, patch_height: int,
@@ -76,7 +75,7 @@ def run_levels(handle: HiFIModelHandle, rgb: torch.Tensor, pairs: Sequence[int],
     ctx = level_context(model, cascade_plan, settings, device, counter, comfy_bridge.cancel_check())
     results = cascade_pairs(model, [rgb[i:i + 1] for i in pairs], [rgb[i + 1:i + 2] for i in pairs], taus,
                             cascade_plan, ctx, device, start_level=start_level, stop_level=last,
-                            previous=previous)
+                            previous=previous, pair_indices=pairs)
     estimates = [[mean for mean, _ in row] for row in results]
     variances = [[var for _, var in row] for row in results]
     return estimates, variances, last

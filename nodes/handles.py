@@ -18,11 +18,11 @@ from typing import Any, List, Optional, Tuple
 
 import torch
 
+from ..hifi_core.runtime import PRECISION_CHOICES
 from . import comfy_bridge
 
 MODEL_TYPE = "HIFI_MODEL"
 INTERMEDIATE_TYPE = "HIFI_INTERMEDIATE"
-PRECISION_CHOICES = ("auto", "fp32", "fp16", "bf16")
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 The web extension (web/hifi.js) asks the `/hifi/estimate` route (routes.py) for this while the
 user edits widgets; the numbers come from hifi_core itself (`plan_cascade`,
-`estimate_patch_bytes`, `plan_patch_batch`, `frame_buffer_bytes` + `pair_io_bytes`), so the readout and the run
-always agree. Sizes are pixels, memory is bytes.
+`estimate_patch_bytes`, `plan_patch_batch` with `runtime`'s budget and cap, `frame_buffer_bytes` +
+`pair_io_bytes`), so the readout and the run always agree. Sizes are pixels, memory is bytes.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from typing import Optional
 
 import torch
 
-from ..hifi_core import get_preset, plan_cascade, read_checkpoint_config
+from ..hifi_core import get_preset, plan_cascade, read_checkpoint_config, runtime
 from ..hifi_core.memory import estimate_patch_bytes, frame_buffer_bytes, pair_io_bytes, plan_patch_batch
 from .model_nodes import PRESET_PREFIX, resolve_checkpoint
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "auto": torch.float32}
 FALLBACK_PRESET = "small"
 
 
@@ -32,22 +31,23 @@ def model_config(checkpoint: Optional[str]):
 def cascade_readout(*, checkpoint: Optional[str], width: int, height: int, levels: int,
                     patch_width: int, patch_height: int, overlap: int, patch_batch: int = 0,
                     memory_budget_mb: int = 0, precision: str = "fp32", samples: int = 1,
-                    free_bytes: Optional[int] = None) -> dict:
-    """Per-level patch grids and the memory the run will plan with (JSON-ready)."""
+                    free_bytes: Optional[int] = None, device: torch.device = torch.device("cpu")) -> dict:
+    """Per-level patch grids and the memory the run will plan with on `device` (JSON-ready);
+    `free_bytes`: the host's free-memory figure (ComfyUI's), as the run's budget uses."""
     config, model_label = model_config(checkpoint)
     plan = plan_cascade(int(height), int(width), levels="auto" if int(levels) == 0 else int(levels),
                         patch_size=(int(patch_height), int(patch_width)), overlap=int(overlap),
                         alignment=config.unet.alignment)
-    dtype = DTYPES.get(precision, torch.float32)
+    dtype = runtime.PRECISIONS[runtime.resolve_precision(precision, device)]
     largest = max(plan.grids, key=lambda g: g.patch_height * g.patch_width)
     per_patch = estimate_patch_bytes(config.unet, largest.patch_height, largest.patch_width, dtype)
     if patch_batch > 0:
         batch, budget = int(patch_batch), None
     else:
-        budget = int(memory_budget_mb) * 2 ** 20 if memory_budget_mb > 0 else (
-            int(free_bytes * 0.8) if free_bytes else None)
+        budget = runtime.memory_budget(device, int(memory_budget_mb) * 2 ** 20 if memory_budget_mb > 0 else None,
+                                       free_bytes=free_bytes)
         batch = plan_patch_batch(config.unet, largest.patch_height, largest.patch_width,
-                                 budget_bytes=budget, dtype=dtype)
+                                 budget_bytes=budget, device=device, dtype=dtype)
     rows = []
     for number, ((h, w), grid) in enumerate(zip(plan.level_sizes, plan.grids)):
         ys = sorted({y for y, _ in grid.boxes})

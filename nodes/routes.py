@@ -41,7 +41,7 @@ async def estimate(request):
     try:
         result = cascade_readout(checkpoint=query.get("checkpoint") or None,
                                  precision=query.get("precision", "fp32"),
-                                 free_bytes=comfy_bridge.free_memory_bytes(device), **values)
+                                 free_bytes=comfy_bridge.free_memory_bytes(device), device=device, **values)
     except (ValueError, FileNotFoundError) as error:
         return _error(str(error))
     result["device"] = str(device)

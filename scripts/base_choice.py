@@ -1,8 +1,8 @@
-"""Research: choosing the motion base per frame pair (DIS or RIFE) by how well each base's two
-warped frames agree (mean |warped0 - warped2|), on real held-out frames of every training clip
-(tau = 1/2, last 20 % of each clip, every `--stride` frames, spans 2 and 4) and on the synthetic
-stress set of `bench quality` (540p). Prints mean PSNR of DIS, RIFE, the per-pair choice and the
-oracle (the better of the two per pair).
+"""Research: mixing the two motion bases (DIS and RIFE) per region by how well each base's two
+warped frames agree there (`flow_base.mix_bases`), on real held-out frames of every training
+clip (tau = 1/2, last 20 % of each clip, every `--stride` frames, spans 2 and 4) and on the
+synthetic stress set of `bench quality` (540p). Prints mean PSNR of DIS, RIFE, the mixture and
+the per-pair oracle (the better of the two bases per pair).
 
     .venv/bin/python scripts/base_choice.py [--stride 16] [--threads 2]
 """
@@ -18,10 +18,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hifi_core.bench.data import find_photos, stress_triplets  # noqa: E402
-from hifi_core.flow_base import choose_per_pair, tau_flows, warp_average  # noqa: E402
+from hifi_core.flow_base import mix_bases, tau_flows, warp_average  # noqa: E402
 from hifi_core.metrics import psnr  # noqa: E402
 from hifi_core.motion_base import ifnet_tau_flows, motion_net  # noqa: E402
-from hifi_core.training.real import VIDEO_SUFFIXES, load_clip_frames  # noqa: E402
+from hifi_core.training.real import load_clip_frames  # noqa: E402
+from hifi_core.video_io import VIDEO_EXTENSIONS  # noqa: E402
 
 
 def to_tensor(array) -> torch.Tensor:
@@ -29,10 +30,10 @@ def to_tensor(array) -> torch.Tensor:
 
 
 def score(f0, f2, truth) -> dict:
-    # each base on its own (estimate_flows(base="rife") is already the choice)
+    # each base on its own (estimate_flows(base="rife") is already the mixture)
     taus = torch.tensor([0.5])
     flows = {"dis": tau_flows(f0, f2, 0.5), "rife": ifnet_tau_flows(f0, f2, taus, motion_net())}
-    flows["choice"] = choose_per_pair(f0, f2, flows["rife"], flows["dis"], taus)
+    flows["mixture"] = mix_bases(f0, f2, flows["rife"], flows["dis"], taus)
     out = {name: float(psnr(warp_average(f0, f2, f, 0.5).clamp(0, 1), truth)) for name, f in flows.items()}
     return dict(out, oracle=max(out["dis"], out["rife"]))
 
@@ -45,7 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     groups = {"real": [], "synthetic": []}
-    for clip in sorted(p for p in (args.data / "clips").iterdir() if p.suffix.lower() in VIDEO_SUFFIXES):
+    for clip in sorted(p for p in (args.data / "clips").iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS):
         frames = load_clip_frames(clip)
         for start in range(int(len(frames) * 0.8), len(frames) - 4, args.stride):
             for span in (2, 4):

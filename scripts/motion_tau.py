@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from hifi_core.flow_base import tau_flows, warp_average  # noqa: E402
+from hifi_core.flow_base import mix_bases, tau_flows, warp_average  # noqa: E402
 from hifi_core.metrics import psnr  # noqa: E402
 from hifi_core.motion_base import ifnet_tau_flows, motion_net  # noqa: E402
-from hifi_core.training.real import VIDEO_SUFFIXES, load_clip_frames  # noqa: E402
+from hifi_core.training.real import load_clip_frames  # noqa: E402
+from hifi_core.video_io import VIDEO_EXTENSIONS  # noqa: E402
 
 
 def main() -> None:
@@ -35,7 +36,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     scores = defaultdict(list)
     net = motion_net()
-    clips = sorted(p for p in (args.data / "clips").iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    clips = sorted(p for p in (args.data / "clips").iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
     for clip in clips:
         frames = load_clip_frames(clip)
         first = int(len(frames) * 0.8)
@@ -46,17 +47,20 @@ def main() -> None:
                 for k in range(1, span):
                     tau = Fraction(k, span)
                     truth = torch.from_numpy(np.array(frames[start + k])).permute(2, 0, 1)[None].float() / 255
-                    # each base on its own (estimate_flows(base="rife") is already the per-pair choice)
+                    # each base on its own, and their mixture (the product's "rife" base)
                     flows = {"flow": tau_flows(f0, f2, float(tau)),
                              "rife": ifnet_tau_flows(f0, f2, torch.tensor([float(tau)]), net)}
+                    flows["mixture"] = mix_bases(f0, f2, flows["rife"], flows["flow"], torch.tensor([float(tau)]))
                     for base, base_flows in flows.items():
                         out = warp_average(f0, f2, base_flows, float(tau)).clamp(0, 1)
                         scores[(tau, base)].append(float(psnr(out, truth)))
         print(f"{clip.name}: done", flush=True)
-    print("\n| tau | triplets | DIS flow average | RIFE flows, linear motion | RIFE - DIS |\n|---|---|---|---|---|")
+    print("\n| tau | triplets | DIS flow average | RIFE flows, linear motion | RIFE - DIS | mixture - DIS |"
+          "\n|---|---|---|---|---|---|")
     for tau in sorted({t for t, _ in scores}):
-        dis, rife = np.mean(scores[(tau, "flow")]), np.mean(scores[(tau, "rife")])
-        print(f"| {tau} | {len(scores[(tau, 'flow')])} | {dis:.2f} | {rife:.2f} | {rife - dis:+.2f} |")
+        dis, rife, mixture = (np.mean(scores[(tau, base)]) for base in ("flow", "rife", "mixture"))
+        print(f"| {tau} | {len(scores[(tau, 'flow')])} | {dis:.2f} | {rife:.2f} | {rife - dis:+.2f} "
+              f"| {mixture - dis:+.2f} |")
 
 
 if __name__ == "__main__":

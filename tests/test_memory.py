@@ -56,7 +56,9 @@ def test_small_budget_bounds_peak_rss_and_large_budget_uses_more():
 def test_estimate_grows_with_patch_area_not_frame_size():
     unet = PRESETS["small"].unet
     assert estimate_patch_bytes(unet, 256, 256) > 3 * estimate_patch_bytes(unet, 128, 128)
-    assert plan_patch_batch(unet, 128, 128, budget_bytes=10 * estimate_patch_bytes(unet, 128, 128)) == 10
+    ten = 10 * estimate_patch_bytes(unet, 128, 128)
+    assert plan_patch_batch(unet, 128, 128, budget_bytes=ten, max_batch=64) == 10
+    assert plan_patch_batch(unet, 128, 128, budget_bytes=ten) == 4  # the CPU cap: more gains no speed
     assert plan_patch_batch(unet, 128, 128, budget_bytes=1) == 1
     assert estimate_patch_bytes(unet, 128, 128, torch.float16) < estimate_patch_bytes(unet, 128, 128)
     with pytest.raises(HiFIInputError, match="budget"):

@@ -326,6 +326,26 @@ def test_free_memory_drives_the_patch_batch(pack, nodes, comfy, tiny_model):
     assert explicit.patch_batch == 7
 
 
+@pytest.mark.parametrize("free_patches", [3, 40])  # 40: above the CPU cap of 4 patches per call
+def test_the_readout_shows_the_patch_batch_the_run_uses(pack, nodes, comfy, tiny_model, free_patches):
+    from hifi_core.interpolate import level_context
+    from hifi_core.memory import estimate_patch_bytes
+
+    import importlib
+
+    engine = pack.nodes.engine
+    readout = importlib.import_module(f"{pack.__name__}.nodes.readout")
+    per_patch = estimate_patch_bytes(tiny_model.model.config.unet, 32, 32)
+    comfy.model_management.FREE_MEMORY[0] = int(per_patch * free_patches / 0.8) + 100
+    settings = engine.make_settings(tiny_model, **TINY)
+    plan = engine.plan(tiny_model, (96, 96), settings)
+    run_batch = level_context(tiny_model.model, plan, settings, torch.device("cpu"), None, None).batcher.batch_size
+    shown = readout.cascade_readout(checkpoint="preset:tiny", width=96, height=96, levels=2, patch_width=32,
+                                    patch_height=32, overlap=8, device=torch.device("cpu"),
+                                    free_bytes=pack.nodes.comfy_bridge.free_memory_bytes(torch.device("cpu")))
+    assert shown["patch_batch"] == run_batch == min(free_patches, 4)
+
+
 # --- video in and out --------------------------------------------------------------------------
 
 def test_load_video_options_and_audio(nodes, comfy):
@@ -465,3 +485,65 @@ def test_out_of_memory_halves_the_patch_batch_and_the_result_is_unchanged(nodes,
     result = run(*args, 8, 0, 1, 1, 0, 0.0)["result"][0].estimates[0][0]
     assert batches == [6, 4, 2, 2, 2]  # all 6 patches of batch 8 tried, halved to 4, then to 2
     assert torch.allclose(result, reference, atol=1e-6)
+
+
+# --- one noise per pair, whatever the path ---------------------------------------------------
+
+def test_same_seed_same_frames_through_the_image_path_the_file_path_and_a_resumed_file(
+        pack, nodes, comfy, tiny_model, tmp_path):
+    """Each pair's noise comes from (seed, pair index, tau, level), so HiFI Interpolate on an
+    IMAGE batch, `retime_video` on the file and a retime cancelled and resumed agree."""
+    import numpy as np
+
+    core = pack.hifi_core
+    retime = pack.hifi_core.retime
+    frames = make_frames(5, 48, 64)
+    clip = tmp_path / "clip.mkv"
+    with av.open(str(clip), "w") as out:  # lossless, so both paths read the same pixels
+        stream = out.add_stream("ffv1", rate=12)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "bgr0"
+        for image in frames:
+            rgb = (image * 255).round().to(torch.uint8).numpy()
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        out.mux(stream.encode(None))
+    decoded = torch.stack([torch.from_numpy(f.to_ndarray(format="rgb24")) for f in av.open(str(clip)).decode(video=0)])
+    images = decoded.float() / 255
+    widgets = dict(levels=2, patch_width=32, patch_height=32, overlap=8, steps=2, samples=1)
+
+    def image_path(seed):
+        out, _, _ = nodes["HiFIInterpolate"]().interpolate(
+            tiny_model, images, 2, 0.0, scene_cuts="off", scene_threshold=0.15, fps=12.0, seed=seed, **widgets)
+        return (out * 255).round().to(torch.uint8).numpy()
+
+    settings = core.CascadeSettings(levels=2, patch_size=(32, 32), overlap=8, steps=2, seed=5)
+    lossless = dict(codec="ffv1", pix_fmt="bgr0", scene_detect=False)
+    whole = tmp_path / "whole.mkv"
+    retime.retime_video(clip, whole, model=tiny_model.model, settings=settings, multiplier=2, **lossless)
+    file_frames = np.stack([f.to_ndarray(format="rgb24") for f in av.open(str(whole)).decode(video=0)])
+
+    nodes_frames = image_path(5)
+    assert nodes_frames.shape == (9, 48, 64, 3) and file_frames.shape[0] == 10  # the file keeps the duration
+    assert np.abs(nodes_frames.astype(int) - file_frames[:9].astype(int)).max() <= 1
+    other_seed = image_path(6)
+    assert np.abs(other_seed.astype(int) - nodes_frames.astype(int)).max() > 8  # the noise matters
+
+    calls = []
+
+    def stop_after_two_pairs():
+        return len(calls) >= 2
+
+    resumed = tmp_path / "resumed.mkv"
+
+    class Counting(retime.ModelInterpolator):
+        def __call__(self, frame0, frame2, taus, pair=0):
+            calls.append(pair)
+            return super().__call__(frame0, frame2, taus, pair=pair)
+
+    with pytest.raises(core.Cancelled):
+        retime.retime_video(clip, resumed, interpolator=Counting(tiny_model.model, settings), multiplier=2,
+                            segment_seconds=0.1, cancel=stop_after_two_pairs, **lossless)
+    retime.retime_video(clip, resumed, interpolator=Counting(tiny_model.model, settings), multiplier=2,
+                        segment_seconds=0.1, resume=True, **lossless)
+    assert calls[:2] == [0, 1] and 0 not in calls[2:]  # the resumed run started later in the clip
+    resumed_frames = np.stack([f.to_ndarray(format="rgb24") for f in av.open(str(resumed)).decode(video=0)])
+    assert np.array_equal(resumed_frames, file_frames)

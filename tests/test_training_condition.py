@@ -46,13 +46,13 @@ def test_own_prediction_condition_is_what_the_cascade_gives_its_second_level(mon
     monkeypatch.setattr(cascade, "level_base", recording)
     plan = cascade.plan_cascade(32, 32, levels=2, patch_size=(16, 16), overlap=0, alignment=model.alignment)
     ctx = cascade.LevelContext(steps=1, samples=1, eta=0.0, overlap=0, feather=False,
-                               generator=torch.Generator().manual_seed(5), batcher=AdaptiveBatchSize(4))
+                               seed=5, batcher=AdaptiveBatchSize(4))
     cascade.run_cascade(model, f0, f2, 0.5, plan, ctx)
-    ours = own_prediction_condition(model, f0, f2, 0.5, torch.Generator().manual_seed(5))
+    ours = own_prediction_condition(model, f0, f2, 0.5, 5)
     assert torch.allclose(ours, seen["condition"], atol=1e-6)
     # the trainer hands over its batch's flows and warped average instead of a second DIS
     flows = estimate_flows(f0, f2, 0.5)
-    given = own_prediction_condition(model, f0, f2, 0.5, torch.Generator().manual_seed(5), 1,
+    given = own_prediction_condition(model, f0, f2, 0.5, 5, 1,
                                      flows, warp_average(f0, f2, flows, 0.5))
     assert torch.equal(given, ours)
     # a non-trivial prediction: the condition is not just the warp seen through down/up
@@ -68,7 +68,7 @@ def half(frame):
 def test_untrained_own_prediction_gives_the_finest_warp_as_base():
     model = build_model("tiny")  # untrained: reproduces its base at every level
     f0, _, f2 = textured_pair(6, height=32, width=32)
-    cond = own_prediction_condition(model, f0, f2, 0.5, torch.Generator().manual_seed(0))
+    cond = own_prediction_condition(model, f0, f2, 0.5, 0)
     warped = flow_average(f0, f2, 0.5)
     base = model.base_estimate(to_model_space(f0), to_model_space(f2), torch.tensor([0.5]),
                                to_model_space(cond), torch.tensor([True]), to_model_space(warped))
@@ -110,8 +110,8 @@ def test_own_prediction_base_level_uses_the_context_warps_where_motion_leaves_th
 
     monkeypatch.setattr(condition, "denoise_level", recording)
     model = perturbed_model(2, network_frames="warped")
-    plain = own_prediction_condition(model, f0, f2, 0.5, torch.Generator().manual_seed(0), 1, crop_flows)
-    wide = own_prediction_condition(model, f0, f2, 0.5, torch.Generator().manual_seed(0), 1, crop_flows,
+    plain = own_prediction_condition(model, f0, f2, 0.5, 0, 1, crop_flows)
+    wide = own_prediction_condition(model, f0, f2, 0.5, 0, 1, crop_flows,
                                     None, context_warps)
     context_average = half(context_warps[0] + context_warps[1]) / 2
     assert torch.allclose(seen[1], context_average, atol=1e-6)

@@ -32,9 +32,8 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import HiFIInputError
+from ..video_io import VIDEO_EXTENSIONS
 
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv",
-                  ".flv", ".y4m", ".gif"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".exr"}
 CUT_CORRELATION = 0.5
 STRESS_DISPLACEMENTS = (8, 32, 96, 256)
@@ -86,7 +85,7 @@ def find_clips(paths: Sequence[Path]) -> List[Path]:
                 clips.append(path)  # a frame folder
                 continue
             for entry in entries:
-                if entry.is_file() and entry.suffix.lower() in VIDEO_SUFFIXES:
+                if entry.is_file() and entry.suffix.lower() in VIDEO_EXTENSIONS:
                     clips.append(entry)
                 elif entry.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in entry.iterdir()):
                     clips.append(entry)

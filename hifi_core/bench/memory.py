@@ -83,10 +83,9 @@ class MemoryOptions:
 
 def default_cap_bytes() -> int:
     """60% of the memory available now, at most 12 GiB (the machine is shared)."""
-    from ..memory import available_memory
-    import torch
+    from ..runtime import UNKNOWN_FREE_BYTES, available_memory_bytes
 
-    return int(min(12 << 30, 0.6 * available_memory(torch.device("cpu"))))
+    return int(min(12 << 30, 0.6 * (available_memory_bytes() or UNKNOWN_FREE_BYTES)))
 
 
 class ProbeServer:

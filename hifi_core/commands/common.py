@@ -12,7 +12,7 @@ from ..config import PRESETS
 from ..interpolate import CascadeSettings
 from ..model import HiFIModel
 from ..progress import ProgressEvent
-from ..validation import check_device
+from ..runtime import check_device
 
 
 def parse_size(text: str) -> Tuple[int, int]:

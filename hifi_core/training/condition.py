@@ -100,11 +100,12 @@ def make_condition(target: torch.Tensor, frame0: torch.Tensor, frame2: torch.Ten
 
 
 def own_prediction_condition(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, tau: float,
-                             generator: torch.Generator, steps: int = 1, flows: Optional[torch.Tensor] = None,
+                             seed: int, steps: int = 1, flows: Optional[torch.Tensor] = None,
                              warped: Optional[torch.Tensor] = None,
                              warped_frames: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
     """The condition [1, 3, h, w] of one upsampling sample from the model's own base-level
-    prediction, exactly as `run_cascade` builds its second level's.
+    prediction, exactly as `run_cascade` builds its second level's (`seed`: the noise's, as
+    `LevelContext.seed`; the pair index is 0).
 
     frame0, frame2: [1, 3, h, w] in [0, 1], h and w even with h/2, w/2 multiples of the
     model's alignment. The base level sees the 2x area-downsampled frames as one patch; with
@@ -125,7 +126,7 @@ def own_prediction_condition(model: HiFIModel, frame0: torch.Tensor, frame2: tor
         warped = warp_average(frame0, frame2, flows, tau)
     half_warps = None if warped_frames is None else tuple(F.avg_pool2d(w, 2) for w in warped_frames)
     net0, net2, coarser_warped = level_inputs(model, half0, half2, flows, tau, half_warps)
-    ctx = LevelContext(steps=steps, samples=1, eta=0.0, overlap=0, feather=False, generator=generator,
+    ctx = LevelContext(steps=steps, samples=1, eta=0.0, overlap=0, feather=False, seed=seed,
                        batcher=AdaptiveBatchSize(1))
     was_training = model.training
     model.eval()
@@ -158,7 +159,8 @@ def apply_own_predictions(model: HiFIModel, frame0: torch.Tensor, frame2: torch.
     for i in torch.nonzero(chosen).flatten().tolist():
         one = slice(i, i + 1)
         cond[one] = own_prediction_condition(
-            model, on_model(frame0, one), on_model(frame2, one), float(tau[i]), generator,
+            model, on_model(frame0, one), on_model(frame2, one), float(tau[i]),
+            int(torch.randint(0, 2 ** 62, (1,), generator=generator)),
             config.own_prediction_steps, on_model(flows, one), on_model(warped, one),
             None if warped_frames is None else tuple(on_model(w, one) for w in warped_frames)
         ).to(cond.device, cond.dtype)

@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..cascade import PRECISIONS
+from ..runtime import PRECISIONS
 from ..config import MOTION_BASES, DiffusionConfig, ModelConfig, get_preset
 from ..errors import HiFIInputError
 from ..model import LOSS_NORMS
 from .condition import ConditionConfig
 from .data import AugmentConfig
 from .dataset import MixConfig
-from .real import VIDEO_SUFFIXES, SplitConfig
+from ..video_io import VIDEO_EXTENSIONS
+from .real import SplitConfig
 from .synthetic import SyntheticConfig
 
 
@@ -81,7 +82,7 @@ class DataConfig:
         if not folder.is_dir():
             raise HiFIInputError(f"{folder}: no clips folder; pass --data pointing at the shared data "
                                  "folder (with clips/ and photos/)")
-        return sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES or p.is_dir())
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS or p.is_dir())
 
     def photo_path(self) -> Path:
         return Path(self.photos) if Path(self.photos).is_absolute() else Path(self.root) / self.photos

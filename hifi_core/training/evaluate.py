@@ -25,11 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from ..baselines import blend_interpolate, dis_flow_interpolate
-from ..cascade import ProgressCounter, pad_to_plan, resize_to_level, run_cascade
+from ..cascade import pad_to_plan, resize_to_level, run_cascade
 from ..flow_base import flow_average
 from ..interpolate import CascadeSettings, interpolate, level_context, plan_for
 from ..metrics import psnr, ssim
 from ..model import HiFIModel
+from ..progress import ProgressCounter
 from ..motion_base import ifnet_interpolate, motion_net
 from .trainer import ValTriplet, summarise
 

@@ -34,7 +34,6 @@ import numpy as np
 from ..errors import HiFIInputError
 from .data import cache_key, default_cache_dir, save_array_atomic
 
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".y4m"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 CUT_MIN = 8.0
 CUT_RATIO = 3.0

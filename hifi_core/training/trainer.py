@@ -39,7 +39,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..cascade import autocast_context, level_inputs
+from ..cascade import level_inputs
+from ..runtime import autocast_context
 from ..checkpoint import save_checkpoint
 from ..errors import CheckpointError, HiFIInputError
 from ..flow_base import estimate_flows, warp_frames
