@@ -56,7 +56,7 @@ def _warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
 def dis_both_ways(frame0: np.ndarray, frame2: np.ndarray, dis=None):
     """Float32 [H, W, 3] (0..1) frames -> (flow 0->2, flow 2->0), each [H, W, 2] in pixels:
     DIS (MEDIUM) on grey 8-bit frames. `dis`: another configured cv2.DISOpticalFlow to use
-    instead (scripts/dis_settings.py compares settings)."""
+    instead (experiments/dis_settings.py compares settings)."""
     import cv2
 
     h, w = frame0.shape[:2]

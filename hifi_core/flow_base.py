@@ -40,7 +40,7 @@ STILL_MOTION_PX = (1.0, 2.0)
 
 
 # Flows from a coarse cascade level lose small motion: on the held-out validation triplets
-# (12, 136x320 to 288x384; scripts/flow_resolution.py) the flow average scored 34.94 dB with
+# (12, 136x320 to 288x384; experiments/flow_resolution.py) the flow average scored 34.94 dB with
 # flows at the frames' own size, 34.67 at 1/2 size, 34.03 at 1/4.
 # Above about 1080p DIS gains little and its time and memory grow with the pixels, so the
 # estimate is capped there (at 8K: 1/4 size, 0.5 s of DIS).

@@ -177,6 +177,26 @@ def test_minterpolate_and_rife_interpolate_a_pan():
         methods[0](f0, f2, 0.25)
 
 
+def test_the_base_method_is_hifi_with_its_network_silenced(monkeypatch):
+    """`--methods base` scores the bundled checkpoint's motion base: the cascade's output when
+    the network predicts exactly its base (x-prediction of zero correction)."""
+    from hifi_core import default_checkpoint_path, interpolate, load_model
+
+    if default_checkpoint_path() is None:
+        pytest.skip("no bundled checkpoint")
+    (method,), skipped = peers.build_peers(["base"])
+    assert not skipped and "network silenced" in method.detail
+    model = load_model(default_checkpoint_path())
+    monkeypatch.setattr(model, "network_output", lambda *args, **kwargs: torch.zeros(args[0].shape))
+    rng = np.random.default_rng(1)
+    import cv2
+    texture = cv2.resize(rng.random((12, 20, 3)).astype(np.float32), (112, 64), interpolation=cv2.INTER_CUBIC)
+    f0, truth, f2 = (peers.from_uint8_hwc(data._to_uint8(texture[:, s:s + 96])) for s in (0, 5, 10))
+    silenced = interpolate(model, f0, f2, 0.5)
+    assert torch.allclose(method(f0, f2, 0.5), silenced, atol=2e-3)
+    assert float(((method(f0, f2, 0.5) - truth) ** 2).mean()) < float(((0.5 * (f0 + f2) - truth) ** 2).mean())
+
+
 def test_each_clip_group_keeps_its_own_name_when_consumed_later(tmp_path):
     # Regression: the groups' lazy sources once shared the loop variable, so the tuning clips
     # were reported under the last group's name ("evaluation").

@@ -8,7 +8,9 @@ import pytest
 from hifi_core.config import get_preset
 from hifi_core.training.config import load_config
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "train").glob("*.json"))
+ROOT = Path(__file__).resolve().parents[1]
+# the shipped checkpoints' lineage, tiny and the GPU recipe; the experiments' own beside them
+CONFIGS = sorted((ROOT / "configs" / "train").glob("*.json")) + sorted((ROOT / "experiments" / "configs").glob("*.json"))
 
 
 def test_there_are_configs():

@@ -39,7 +39,7 @@ import torch
 from ..errors import HiFIInputError
 
 MidFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
-PEER_NAMES = ("blend", "dis", "minterpolate", "rife")
+PEER_NAMES = ("blend", "dis", "minterpolate", "rife", "base")
 MINTERPOLATE_FILTER = "format=yuv444p,minterpolate=fps=2:mi_mode=mci:scd=none"
 
 
@@ -272,9 +272,28 @@ def rife_method() -> Method:
                   midpoint_only=True, device=device)
 
 
+def motion_base_method() -> Method:
+    """The bundled checkpoint's residual base alone, i.e. HiFI with its network silenced: what
+    the trained network adds is the difference to `hifi`."""
+    from ..checkpoint import default_checkpoint_path, read_checkpoint_config
+    from ..flow_base import flow_average
+
+    path = default_checkpoint_path()
+    if path is None:
+        raise FileNotFoundError("no bundled checkpoint in this copy of the project")
+    base = read_checkpoint_config(path).diffusion.residual_base
+    if base not in ("flow", "rife"):
+        raise FileNotFoundError(f"{path.name} has no flow base (residual_base={base!r})")
+
+    def run(frame0: torch.Tensor, frame2: torch.Tensor, tau: float) -> torch.Tensor:
+        return flow_average(frame0, frame2, tau, base=base).clamp(0, 1)
+
+    return Method("base", run, detail=f"{path.name}'s motion base alone (residual_base={base!r}, network silenced)")
+
+
 _PEER_FACTORIES: Dict[str, Callable[[], Method]] = {
     "blend": blend_method, "dis": dis_method, "minterpolate": minterpolate_method,
-    "rife": rife_method,
+    "rife": rife_method, "base": motion_base_method,
 }
 
 

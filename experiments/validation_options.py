@@ -2,13 +2,10 @@
 they give (the scripts score the held-out validation triplets of a training config)."""
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hifi_core.training.config import load_config  # noqa: E402
+from hifi_core.training.config import load_config
 
 
 def validation_arguments(description: str, threads: int = 1) -> argparse.ArgumentParser:

@@ -16,28 +16,26 @@ learned something shows it there first. Its last row, "oracle warped-frame pick"
 each pixel whichever of the two warped frames is closer to the truth: an upper bound for
 what occlusion reasoning alone (choosing the visible frame) could gain over the average.
 
-    .venv/bin/python scripts/ablate_levels.py --config configs/train/small-own.json \
+    .venv/bin/python -m experiments.ablate_levels --config configs/train/small-own.json \
         --checkpoint checkpoints/hifi-small.safetensors --threads 2
 """
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hifi_core import load_model  # noqa: E402
-from hifi_core.baselines import blend_interpolate, dis_flow_interpolate  # noqa: E402
-from hifi_core.flow_base import estimate_flows, warp_frames  # noqa: E402
-from hifi_core.interpolate import CascadeSettings, interpolate  # noqa: E402
-from hifi_core.training.config import load_config  # noqa: E402
-from hifi_core.training.data import Triplet, to_tensor  # noqa: E402
-from hifi_core.training.real import split_ranges, windows_in  # noqa: E402
-from hifi_core.training.trainer import (ValTriplet, baseline_scores, hifi_scores, real_clips,  # noqa: E402
+from hifi_core import load_model
+from hifi_core.baselines import blend_interpolate, dis_flow_interpolate
+from hifi_core.flow_base import estimate_flows, warp_frames
+from hifi_core.interpolate import CascadeSettings, interpolate
+from hifi_core.training.config import load_config
+from hifi_core.training.data import Triplet, to_tensor
+from hifi_core.training.real import split_ranges, windows_in
+from hifi_core.training.trainer import (ValTriplet, baseline_scores, hifi_scores, real_clips,
                                         summarise, validation_set)
 
 

@@ -4,25 +4,23 @@ clip (tau = 1/2, last 20 % of each clip, every `--stride` frames, spans 2 and 4)
 synthetic stress set of `bench quality` (540p). Prints mean PSNR of DIS, RIFE, the mixture and
 the per-pair oracle (the better of the two bases per pair).
 
-    .venv/bin/python scripts/base_choice.py [--stride 16] [--threads 2]
+    .venv/bin/python -m experiments.base_choice [--stride 16] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from hifi_core.bench.data import find_photos, stress_triplets  # noqa: E402
-from hifi_core.flow_base import mix_bases, tau_flows, warp_average  # noqa: E402
-from hifi_core.metrics import psnr  # noqa: E402
-from hifi_core.motion_base import ifnet_tau_flows, motion_net  # noqa: E402
-from hifi_core.training.real import load_clip_frames  # noqa: E402
-from hifi_core.video_io import VIDEO_EXTENSIONS  # noqa: E402
+from hifi_core.bench.data import find_photos, stress_triplets
+from hifi_core.flow_base import mix_bases, tau_flows, warp_average
+from hifi_core.metrics import psnr
+from hifi_core.motion_base import ifnet_tau_flows, motion_net
+from hifi_core.training.real import load_clip_frames
+from hifi_core.video_io import VIDEO_EXTENSIONS
 
 
 def to_tensor(array) -> torch.Tensor:

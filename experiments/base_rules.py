@@ -7,26 +7,29 @@ correction to learn. This scores two such rules on the config's held-out validat
 unsharp mask of the average (amount a, Gaussian sigma s), and other thresholds for the
 still-motion fade (flow_base.STILL_MOTION_PX; "no fade" is the DIS baseline's warp).
 
-    .venv/bin/python scripts/base_rules.py --config configs/train/small-own.json
-    .venv/bin/python scripts/base_rules.py --config configs/train/small-own.json --scale 1  # full size
+    .venv/bin/python -m experiments.base_rules --config configs/train/small-own.json
+    .venv/bin/python -m experiments.base_rules --config configs/train/small-own.json --scale 1  # full size
 """
 
-import sys
 from functools import partial
-from pathlib import Path
 from unittest import mock
 
+import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import hifi_core.flow_base as flow_base  # noqa: E402
-from hifi_core.metrics import psnr  # noqa: E402
-from hifi_core.training.condition import _gaussian_blur  # noqa: E402
-from hifi_core.training.trainer import real_clips, validation_set  # noqa: E402
+import hifi_core.flow_base as flow_base
+from hifi_core.metrics import psnr
+from hifi_core.training.trainer import real_clips, validation_set
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from validation_options import load_validation_config, validation_arguments  # noqa: E402
+from .validation_options import load_validation_config, validation_arguments
+
+
+def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """[1, 3, H, W] blurred with a 7x7 Gaussian (radius 3 px), edges replicated."""
+    planes = image[0].permute(1, 2, 0).numpy()
+    blurred = cv2.GaussianBlur(planes, (7, 7), sigma, borderType=cv2.BORDER_REPLICATE)
+    return torch.from_numpy(blurred).permute(2, 0, 1)[None]
 
 
 def main() -> None:
@@ -45,7 +48,7 @@ def main() -> None:
             outputs[name] = flow_base.warp_average(f0, f2, flows, t.tau, still_px=still_px)
         for sigma in (0.7, 1.0):
             for amount in (0.1, 0.2):
-                detail = average - _gaussian_blur(average, torch.tensor([sigma]))  # radius 3 px
+                detail = average - gaussian_blur(average, sigma)
                 outputs[f"unsharp mask a {amount}, s {sigma}"] = average + amount * detail
         for name, out in outputs.items():
             rows.setdefault(name, []).append(float(psnr(out.clamp(0, 1)[0], t.target)))

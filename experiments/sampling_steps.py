@@ -2,23 +2,20 @@
 the 2-level cascade on the config's in-training validation triplets (½ size, 128-px patches)
 for several (steps, samples) settings.
 
-    .venv/bin/python scripts/sampling_steps.py --config configs/train/small-own.json \\
+    .venv/bin/python -m experiments.sampling_steps --config configs/train/small-own.json \\
         --checkpoint checkpoints/hifi-small.safetensors
 """
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hifi_core.checkpoint import load_checkpoint  # noqa: E402
-from hifi_core.interpolate import CascadeSettings, interpolate  # noqa: E402
-from hifi_core.metrics import psnr  # noqa: E402
-from hifi_core.training.config import load_config  # noqa: E402
-from hifi_core.training.trainer import real_clips, validation_set  # noqa: E402
+from hifi_core.checkpoint import load_checkpoint
+from hifi_core.interpolate import CascadeSettings, interpolate
+from hifi_core.metrics import psnr
+from hifi_core.training.config import load_config
+from hifi_core.training.trainer import real_clips, validation_set
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Does classical occlusion reasoning improve the flow average? (a negative result, kept)
 
-The oracle row of scripts/ablate_levels.py shows that picking, per pixel, the warped frame
+The oracle row of experiments/ablate_levels.py shows that picking, per pixel, the warped frame
 that is really visible would gain ~3 dB in the flow-failure region. This script tries the
 classical way to know which one is visible without the truth: a forward-backward
 consistency check of the two DIS flows (Sundaram et al. 2010: |f02 + f20(x + f02)|^2 >
@@ -14,23 +14,19 @@ count how many land at each pixel (the splat density). Where frame 0's density i
 no frame-0 pixel moves there: it is disoccluded, seen only in frame 2. Each frame's weight
 is cut by (density / k)^2 clipped to 1.
 
-    .venv/bin/python scripts/occlusion_blend.py --config configs/train/small-own.json
-    .venv/bin/python scripts/occlusion_blend.py --config configs/train/small-own.json --scale 1  # full size
+    .venv/bin/python -m experiments.occlusion_blend --config configs/train/small-own.json
+    .venv/bin/python -m experiments.occlusion_blend --config configs/train/small-own.json --scale 1  # full size
 """
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ablate_levels import flow_failure_mask, region_psnr  # noqa: E402
-from validation_options import load_validation_config, validation_arguments  # noqa: E402
-from hifi_core.baselines import dis_both_ways, dis_flow_interpolate, linear_tau_flows  # noqa: E402
-from hifi_core.metrics import psnr  # noqa: E402
-from hifi_core.training.trainer import real_clips, validation_set  # noqa: E402
+from .ablate_levels import flow_failure_mask, region_psnr
+from .validation_options import load_validation_config, validation_arguments
+from hifi_core.baselines import dis_both_ways, dis_flow_interpolate, linear_tau_flows
+from hifi_core.metrics import psnr
+from hifi_core.training.trainer import real_clips, validation_set
 
 
 def remap(image: np.ndarray, flow: np.ndarray) -> np.ndarray:

@@ -7,21 +7,19 @@ one-step objective (t = 1, base level: condition dropped) and Adam, printing the
 stream means the model finds nothing that generalises (docs/training/README.md, capacity
 probe); if it does not fall, look for a bug before training longer.
 
-    .venv/bin/python scripts/fit_fixed_batch.py --config configs/train/small-probe.json --samples 8
+    .venv/bin/python -m experiments.fit_fixed_batch --config experiments/configs/small-probe.json --samples 8
 """
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hifi_core.cascade import level_inputs  # noqa: E402
-from hifi_core.flow_base import estimate_flows  # noqa: E402
-from hifi_core.training.config import load_config  # noqa: E402
-from hifi_core.training.trainer import Trainer  # noqa: E402
+from hifi_core.cascade import level_inputs
+from hifi_core.flow_base import estimate_flows
+from hifi_core.training.config import load_config
+from hifi_core.training.trainer import Trainer
 
 
 def main() -> None:

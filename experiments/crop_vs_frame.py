@@ -6,25 +6,23 @@ each crop interpolated as a small frame of its own, and (b) the config's whole-f
 validation triplets. A checkpoint that gains on (a) and loses on (b) learned corrections that
 are right on crops and wrong on frames (docs/training/README.md, session 6).
 
-    .venv/bin/python scripts/crop_vs_frame.py --config configs/train/small-real-l2.json \
+    .venv/bin/python -m experiments.crop_vs_frame --config experiments/configs/small-real-l2.json \
         runs/small-real-l2/stage3.safetensors runs/small-real-l2/ema-550.safetensors
 """
 
 import argparse
 import math
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hifi_core import load_model  # noqa: E402
-from hifi_core.flow_base import flow_average  # noqa: E402
-from hifi_core.interpolate import CascadeSettings, interpolate  # noqa: E402
-from hifi_core.metrics import psnr  # noqa: E402
-from hifi_core.training.config import load_config  # noqa: E402
-from hifi_core.training.trainer import Trainer, validation_set  # noqa: E402
+from hifi_core import load_model
+from hifi_core.flow_base import flow_average
+from hifi_core.interpolate import CascadeSettings, interpolate
+from hifi_core.metrics import psnr
+from hifi_core.training.config import load_config
+from hifi_core.training.trainer import Trainer, validation_set
 
 UNSEEN_FROM_STEP = 20_000  # past every run's last step: crops no run trained on
 

@@ -12,13 +12,13 @@ included); scored on the config's validation triplets, whole frames and the flow
 region, next to the flow average.
 
 `--occlusion-cues` adds two inputs a convolution cannot compute from the flows: each frame's
-splat density at tau (scripts/occlusion_blend.py: how many of its pixels land at each pixel
+splat density at tau (experiments/occlusion_blend.py: how many of its pixels land at each pixel
 when moved along DIS's frame-to-frame flow; ~0 where that frame's content is disoccluded).
 As a hand rule it gains in some flow-failure regions and loses in others (session 7); can a
 network learn when to trust it?
 
-    .venv/bin/python scripts/fusion_probe.py --config configs/train/small-hard.json --minutes 30
-    .venv/bin/python scripts/fusion_probe.py --config configs/train/small-hard.json --minutes 20 --occlusion-cues
+    .venv/bin/python -m experiments.fusion_probe --config experiments/configs/small-hard.json --minutes 30
+    .venv/bin/python -m experiments.fusion_probe --config experiments/configs/small-hard.json --minutes 20 --occlusion-cues
 
 `--synthetic-val N` also scores N batches of held-out synthetic crops (another seed; mean
 per-sample PSNR), plain and picked like the training's hard examples: does what the probe
@@ -31,7 +31,6 @@ easy crops for hard ones) instead of L1.
 import argparse
 import copy
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,17 +40,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hifi_core.baselines import dis_both_ways  # noqa: E402
-from hifi_core.flow_base import estimate_flows, warp_frames  # noqa: E402
-from hifi_core.model import LOG_L2_FLOOR  # noqa: E402
-from hifi_core.metrics import psnr  # noqa: E402
-from hifi_core.training.config import load_config  # noqa: E402
-from hifi_core.training.trainer import Trainer, prefetched_batches, real_clips, validation_set  # noqa: E402
+from hifi_core.baselines import dis_both_ways
+from hifi_core.flow_base import estimate_flows, warp_frames
+from hifi_core.model import LOG_L2_FLOOR
+from hifi_core.metrics import psnr
+from hifi_core.training.config import load_config
+from hifi_core.training.trainer import Trainer, prefetched_batches, real_clips, validation_set
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ablate_levels import disagreement_mask, region_psnr  # noqa: E402
-from occlusion_blend import splat_density  # noqa: E402
+from .ablate_levels import disagreement_mask, region_psnr
+from .occlusion_blend import splat_density
 
 FLOW_SCALE = 1.0 / 16.0  # flows in pixels -> about unit range for typical motions
 

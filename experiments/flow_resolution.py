@@ -3,22 +3,19 @@ the config's held-out validation triplets with flows estimated at 1/1, 1/2 and 1
 (the motion fade on), next to OpenCV DIS at full size (no fade). This is the measurement
 behind `hifi_core.flow_base.FLOW_MAX_PIXELS`.
 
-    .venv/bin/python scripts/flow_resolution.py --config configs/train/small-warped.json
+    .venv/bin/python -m experiments.flow_resolution --config experiments/configs/small-warped.json
 """
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hifi_core.baselines import dis_flow_interpolate  # noqa: E402
-from hifi_core.flow_base import flow_average  # noqa: E402
-from hifi_core.metrics import psnr  # noqa: E402
-from hifi_core.training.config import load_config  # noqa: E402
-from hifi_core.training.trainer import real_clips, validation_set  # noqa: E402
+from hifi_core.baselines import dis_flow_interpolate
+from hifi_core.flow_base import flow_average
+from hifi_core.metrics import psnr
+from hifi_core.training.config import load_config
+from hifi_core.training.trainer import real_clips, validation_set
 
 
 def main() -> None:

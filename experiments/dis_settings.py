@@ -3,16 +3,13 @@ average (motion fade on, flows at the frames' own size) on the config's held-out
 triplets, whole frames and the flow-failure region (the region of the default flows, so every
 row is scored on the same pixels), and the DIS time per triplet (both directions).
 
-    .venv/bin/python scripts/dis_settings.py --config configs/train/small-own.json
-    .venv/bin/python scripts/dis_settings.py --config configs/train/small-own.json --scale 1  # full size
+    .venv/bin/python -m experiments.dis_settings --config configs/train/small-own.json
+    .venv/bin/python -m experiments.dis_settings --config configs/train/small-own.json --scale 1  # full size
 """
 
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flow_methods import grey_method, print_table, score_flows, set_opencv_threads  # noqa: E402
-from validation_options import load_validation_config, validation_arguments  # noqa: E402
+from .flow_methods import grey_method, print_table, score_flows, set_opencv_threads
+from .validation_options import load_validation_config, validation_arguments
 
 # name -> setters applied to OpenCV's MEDIUM preset (finest scale 1, patch 8, stride 3,
 # 25 gradient-descent iterations, 5 variational iterations, alpha 20, delta 5, gamma 10)

@@ -10,27 +10,24 @@ version into a separate venv to score them, e.g.
 
     python -m venv /tmp/cvx && /tmp/cvx/bin/pip install torch==2.13.0 numpy safetensors tqdm av \\
         opencv-contrib-python-headless==5.0.0.93
-    /tmp/cvx/bin/python scripts/flow_methods.py --config configs/train/small-own.json --scale 1
+    /tmp/cvx/bin/python -m experiments.flow_methods --config configs/train/small-own.json --scale 1
 
 Without contrib only DIS and Farneback are scored.
 """
 
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hifi_core.baselines import dis_both_ways, linear_tau_flows  # noqa: E402
-from hifi_core.flow_base import warp_average  # noqa: E402
-from hifi_core.metrics import psnr  # noqa: E402
-from hifi_core.training.trainer import real_clips, validation_set  # noqa: E402
+from hifi_core.baselines import dis_both_ways, linear_tau_flows
+from hifi_core.flow_base import warp_average
+from hifi_core.metrics import psnr
+from hifi_core.training.trainer import real_clips, validation_set
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ablate_levels import flow_failure_mask, region_psnr  # noqa: E402
-from validation_options import load_validation_config, validation_arguments  # noqa: E402
+from .ablate_levels import flow_failure_mask, region_psnr
+from .validation_options import load_validation_config, validation_arguments
 
 
 def grey_method(factory):
