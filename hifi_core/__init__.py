@@ -8,11 +8,11 @@ from .checkpoint import (default_checkpoint_path, find_checkpoints, load_checkpo
                          read_checkpoint_config, save_checkpoint)
 from .config import PRESETS, DiffusionConfig, ModelConfig, UNetConfig, get_preset
 from .errors import Cancelled, CheckpointError, HiFIInputError, NonFiniteOutputError
-from .interpolate import (CascadeSettings, OutputFrame, interpolate, plan_for, retime_schedule,
-                          retime_sequence)
+from .interpolate import CascadeSettings, interpolate, plan_for, retime_sequence
 from .memory import estimate_patch_bytes, plan_patch_batch
 from .model import HiFIModel, build_model
 from .progress import ProgressEvent
+from .timeline import OutputFrame, retime_schedule
 
 __version__ = "0.1.0"
 

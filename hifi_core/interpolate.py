@@ -8,7 +8,6 @@ fps) with the originals kept and in-betweens at the exact times.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import List, Optional, Sequence, Tuple, Union
@@ -21,6 +20,7 @@ from .memory import AdaptiveBatchSize, plan_patch_batch
 from .model import HiFIModel
 from .progress import CancelCheck, ProgressCallback, ProgressCounter
 from .runtime import PRECISION_CHOICES, PRECISIONS, check_device, empty_device_cache, resolve_precision
+from .timeline import retime_schedule
 from .validation import check_number, check_pair, check_sequence, check_taus
 
 Number = Union[int, float, Fraction]
@@ -228,70 +228,21 @@ def interpolate(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
     return frames, shaped(torch.stack([torch.cat([v for _, v in row]) for row in results]))
 
 
-@dataclass(frozen=True)
-class OutputFrame:
-    """One frame of a retimed sequence: source frame `index`, blended towards index+1 by tau."""
-
-    index: int
-    tau: float
-
-    @property
-    def is_original(self) -> bool:
-        return self.tau == 0.0
-
-
-FPS_RANGE = (0.001, 10000.0)  # frame rates a user can mean; outside, Fraction limits collapse to 0
-MAX_MULTIPLIER = 1000
-
-
-def retime_schedule(num_frames: int, *, multiplier: Optional[int] = None,
-                    source_fps: Optional[Number] = None, target_fps: Optional[Number] = None
-                    ) -> List[OutputFrame]:
-    """Which source pair and tau every output frame comes from.
-
-    Either `multiplier` (N outputs per source interval, originals kept: (F-1)*N + 1 frames) or
-    `source_fps` and `target_fps` (output frame k is at time k / target_fps; the clip keeps its
-    duration, and a frame that lands on a source frame is that original).
-    """
-    if num_frames < 2:
-        raise HiFIInputError(f"the clip has {num_frames} frame; retiming needs at least two frames")
-    if (multiplier is None) == (target_fps is None):
-        raise HiFIInputError("give exactly one of multiplier or target_fps")
-    if multiplier is not None:
-        multiplier = int(check_number(multiplier, "multiplier", 1, MAX_MULTIPLIER, integer=True))
-        schedule = [OutputFrame(i, k / multiplier) for i in range(num_frames - 1)
-                    for k in range(int(multiplier))]
-        return schedule + [OutputFrame(num_frames - 1, 0.0)]
-    if source_fps is None:
-        raise HiFIInputError("target_fps needs source_fps (the clip's frame rate)")
-    source_fps = check_number(source_fps, "source_fps", *FPS_RANGE)
-    target_fps = check_number(target_fps, "target_fps", *FPS_RANGE)
-    # Exact rational arithmetic so e.g. 24000/1001 -> 60 never drifts.
-    src = Fraction(source_fps).limit_denominator(100000)
-    dst = Fraction(target_fps).limit_denominator(100000)
-    last = num_frames - 1
-    count = math.floor(last * dst / src) + 1
-    schedule = []
-    for k in range(count):
-        position = k * src / dst  # in source frames
-        index = min(math.floor(position), last)
-        schedule.append(OutputFrame(index, float(position - index) if index < last else 0.0))
-    return schedule
-
-
 def retime_sequence(model: HiFIModel, frames: torch.Tensor, *, multiplier: Optional[int] = None,
                     source_fps: Optional[Number] = None, target_fps: Optional[Number] = None,
                     settings: Optional[CascadeSettings] = None,
                     progress: Optional[ProgressCallback] = None,
-                    cancel: Optional[CancelCheck] = None) -> torch.Tensor:
-    """The retimed sequence [M, 3, H, W]: originals kept, in-betweens inserted at their tau.
+                    cancel: Optional[CancelCheck] = None, end: Optional[str] = None) -> torch.Tensor:
+    """The retimed sequence [M, 3, H, W]: originals kept, in-betweens inserted at their tau,
+    on `hifi_core.timeline`'s schedule (`end`: "duration" or "last_frame"; default as
+    `retime_schedule`: a multiplier ends on the last frame, a frame rate keeps the duration).
 
     Holds the whole clip in memory; for long videos use `hifi_core.retime` (streaming).
     """
     settings = settings or CascadeSettings()
     frames = check_sequence(frames)
     schedule = retime_schedule(frames.shape[0], multiplier=multiplier, source_fps=source_fps,
-                               target_fps=target_fps)
+                               target_fps=target_fps, end=end)
     pairs = sorted({o.index for o in schedule if not o.is_original})
     taus = [[o.tau for o in schedule if o.index == i and not o.is_original] for i in pairs]
     device = _prepare(model, settings)

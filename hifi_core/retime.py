@@ -14,9 +14,8 @@ Timing (exact rational arithmetic, no drift):
     at positions s_0 = 0 < s_1 < ... For p in [s_j, s_j+1): p == s_j is the original frame
     (tau = 0), else the in-between of that pair at tau = (p - s_j) / (s_j+1 - s_j), unless a
     scene cut lies between them: then the nearer frame is repeated (tau < 0.5 -> s_j). After
-    the last keyframe the last frame is held. `retime_schedule` in `interpolate.py` (whole
-    clips in memory) instead ends on the last source frame; this engine keeps the duration
-    so the audio stays in sync.
+    the last keyframe the last frame is held (the schedule is `hifi_core.timeline`'s, the one
+    every path uses; this engine keeps the duration so the audio stays in sync).
 
 Memory (bounded, independent of the clip length): the two keyframes of the current pair,
 their thumbnails, the in-betweens of at most `tau_batch` times, the encoder's look-ahead and
@@ -45,7 +44,6 @@ import errno
 import hashlib
 import itertools
 import json
-import math
 import os
 import time
 import warnings
@@ -58,6 +56,7 @@ import torch
 
 from .errors import HiFIInputError
 from .progress import CancelCheck, check_cancel
+from .timeline import ScheduledFrame, interval_schedule, total_output_frames
 from .scenes import (DEFAULT_SCENE_THRESHOLD, DuplicateDetector, DuplicateSettings,
                      SceneCutDetector, SceneSettings, thumbnail)
 from .validation import check_not_an_input
@@ -122,71 +121,6 @@ class RetimeTarget:
     @property
     def keeps_duration(self) -> bool:
         return self.slowmo is None or self.slowmo == 1
-
-
-class ScheduledFrame(NamedTuple):
-    """Output frame `index` comes from keyframes `source` -> `target` at `tau` (0 = source)."""
-
-    index: int
-    source: int
-    target: int
-    tau: float
-    mode: str  # "original", "interpolate", "cut" (nearer frame repeated), "hold"
-
-
-def first_output_at(position: Union[int, Fraction], ratio: Fraction) -> int:
-    """Index of the first output frame at or after source `position`."""
-    return math.ceil(Fraction(position) * ratio)
-
-
-def total_output_frames(num_source_frames: int, ratio: Fraction) -> int:
-    """K = ceil(N * r): the output lasts as long as the source."""
-    return max(1, first_output_at(num_source_frames, ratio))
-
-
-def interval_schedule(start: int, end: int, ratio: Fraction, *, cut: bool = False,
-                      last: bool = False) -> List[ScheduledFrame]:
-    """Output frames between keyframes at source positions `start` < `end`.
-
-    With `last=True`, `start` is the final keyframe and `end` the source frame count: the
-    frames there hold `start`.
-    """
-    frames = []
-    span = end - start
-    for k in range(first_output_at(start, ratio), first_output_at(end, ratio)):
-        position = Fraction(k) / ratio
-        tau = (position - start) / span
-        if tau == 0:
-            frames.append(ScheduledFrame(k, start, start, 0.0, "original"))
-        elif last:
-            frames.append(ScheduledFrame(k, start, start, 0.0, "hold"))
-        elif cut:
-            near = start if tau < Fraction(1, 2) else end
-            frames.append(ScheduledFrame(k, near, near, 0.0, "cut"))
-        else:
-            frames.append(ScheduledFrame(k, start, end, float(tau), "interpolate"))
-    return frames
-
-
-def output_schedule(num_source_frames: int, ratio: Fraction, *,
-                    keyframes: Optional[Sequence[int]] = None,
-                    cuts: Sequence[int] = ()) -> List[ScheduledFrame]:
-    """The whole schedule of a clip (what the streaming engine produces, for tests and tools).
-
-    Args:
-        num_source_frames: N.
-        ratio: output frames per source frame.
-        keyframes: kept source positions (default all; must start at 0).
-        cuts: keyframe positions that have a scene cut just before them.
-    """
-    keys = list(range(num_source_frames)) if keyframes is None else list(keyframes)
-    if not keys or keys[0] != 0:
-        raise HiFIInputError("keyframes must start at source frame 0")
-    cut_set = set(cuts)
-    out = []
-    for a, b in zip(keys, keys[1:]):
-        out += interval_schedule(a, b, ratio, cut=b in cut_set)
-    return out + interval_schedule(keys[-1], num_source_frames, ratio, last=True)
 
 
 # ---------------------------------------------------------------- interpolators

@@ -259,7 +259,8 @@ def test_base_sample_timelines(nodes, comfy, tiny_model):
     inter, _ = sample(tiny_model, frames, multiplier=2, target_fps=0.0, taus="0.25, 0.75", **common)
     assert inter.taus == ((0.25, 0.75),) * 3 and inter.multiplier is None
     inter, _ = sample(tiny_model, frames, multiplier=2, target_fps=20.0, fps=10.0, **common)
-    assert [t for _, t in inter.schedule] == [0.0, 0.5] * 3 + [0.0]
+    # a frame rate keeps the duration: 4 frames at 10 fps last 0.4 s = 8 frames at 20, the last held
+    assert inter.schedule == ((0, 0.0), (0, 0.5), (1, 0.0), (1, 0.5), (2, 0.0), (2, 0.5), (3, 0.0), (3, 0.0))
     with pytest.raises(ValueError, match="input 'fps'"):
         sample(tiny_model, frames, multiplier=2, target_fps=60.0, **common)
     with pytest.raises(ValueError, match="input 'taus'"):
@@ -450,6 +451,25 @@ def test_retime_video_streams_file_to_file(nodes, comfy, tiny_model):
         node().retime(**dict(args, target_fps=30.0))
     with pytest.raises(ValueError, match="slow_motion"):
         node().retime(**dict(args, target_fps=30.0, slow_motion=True))
+
+
+def test_the_image_path_and_the_file_path_give_the_same_number_of_frames_at_a_target_fps(nodes, comfy, tiny_model):
+    """10 frames at 29.97 fps to 60 fps: 21 frames (the duration kept) through HiFI Interpolate
+    and through HiFI Retime Video, as one timeline (hifi_core.timeline) says."""
+    from fractions import Fraction
+
+    frames = make_frames(10, 48, 64)
+    write_clip(Path(comfy.folder_paths.get_input_directory()) / "ntsc.mp4", frames, fps=Fraction(30000, 1001))
+    image_out, image_fps, _ = nodes["HiFIInterpolate"]().interpolate(
+        tiny_model, frames, 2, 60.0, scene_cuts="off", scene_threshold=0.15, fps=30000 / 1001, **TINY)
+    result = nodes["HiFIRetimeVideo"]().retime(
+        hifi_model=tiny_model, video="ntsc.mp4", path="", multiplier=2, target_fps=60.0, slow_motion=False,
+        scene_detect=False, scene_threshold=0.15, dedup=False, format="h264-mp4", crf=18,
+        filename_prefix="HiFI/ntsc", levels=2, patch_width=32, patch_height=32, overlap=8, steps=1,
+        samples=1, seed=0, resume=False)
+    _, file_fps, file_count = result["result"]
+    assert image_out.shape[0] == file_count == 21 and image_fps == file_fps == 60.0
+    assert torch.equal(image_out[-1], frames[-1])  # the last frame is held to the end
 
 
 def test_pyproject_is_registry_ready_and_mirrors_requirements():

@@ -12,7 +12,8 @@ import pytest
 
 from hifi_core import retime
 from hifi_core.errors import Cancelled, HiFIInputError
-from hifi_core.retime import RetimeTarget, interval_schedule, output_schedule, retime_video
+from hifi_core.retime import RetimeTarget, retime_video
+from hifi_core.timeline import interval_schedule, output_schedule
 from media import audio_duration, clip_frame, decode_all, write_clip
 
 LOSSLESS = dict(codec="ffv1", pix_fmt="bgr0")  # decoded output == the frames written

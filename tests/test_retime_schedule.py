@@ -1,5 +1,6 @@
 """retime_schedule / retime_sequence: frame counts, exact times, originals kept."""
 
+import math
 from fractions import Fraction
 
 import pytest
@@ -19,17 +20,36 @@ def test_multiplier_counts_and_taus(frames, multiplier):
 def test_target_fps_keeps_duration_and_exact_times():
     src, dst = Fraction(24000, 1001), Fraction(60)
     schedule = retime_schedule(25, source_fps=src, target_fps=dst)
-    # output k sits at k/60 s; the last output is at or before the last source frame (24/src s)
-    assert len(schedule) == int(24 / src * dst) + 1
+    # output k sits at k/60 s; the output lasts as long as the 25 source frames (25/src s)
+    assert len(schedule) == math.ceil(25 / src * dst)
     for k, out in enumerate(schedule):
         position = Fraction(k) / dst * src
-        assert out.index == int(position)
-        assert out.tau == pytest.approx(float(position - int(position)))
-        assert 0 <= out.tau < 1
+        if position <= 24:
+            assert out.index == int(position)
+            assert out.tau == pytest.approx(float(position - int(position)))
+            assert 0 <= out.tau < 1
+        else:  # after the last source frame: it is held
+            assert (out.index, out.tau) == (24, 0.0)
+    ending = retime_schedule(25, source_fps=src, target_fps=dst, end="last_frame")
+    assert len(ending) == int(24 / src * dst) + 1 and ending == schedule[:len(ending)]
 
 
 def test_fps_double_equals_multiplier_two():
-    assert retime_schedule(6, source_fps=25, target_fps=50) == retime_schedule(6, multiplier=2)
+    assert retime_schedule(6, source_fps=25, target_fps=50) == retime_schedule(6, multiplier=2, end="duration")
+    assert retime_schedule(6, source_fps=25, target_fps=50, end="last_frame") == retime_schedule(6, multiplier=2)
+
+
+def test_every_path_shares_the_timeline_a_file_keeps_the_duration_of():
+    """30 frames at 29.97 fps to 60 fps: 61 frames (1.017 s) on the IMAGE path and in a file."""
+    from hifi_core.retime import RetimeTarget
+    from hifi_core.timeline import output_schedule, total_output_frames
+
+    src = Fraction(30000, 1001)
+    ratio, _ = RetimeTarget(fps=60).resolve(src)
+    image_path = retime_schedule(30, source_fps=src, target_fps=60)
+    file_path = output_schedule(30, ratio)
+    assert len(image_path) == len(file_path) == total_output_frames(30, ratio) == 61
+    assert [(o.index, o.tau) for o in image_path] == [(f.source, f.tau) for f in file_path]
 
 
 def test_bad_schedule_arguments():

@@ -45,8 +45,8 @@ def expected_output(prompt: dict):
     if node["class_type"] == "HiFIRetimeVideo":  # streaming: keeps the duration, last frame held
         fps = target_fps or CLIP_FPS * inputs["multiplier"]
         return math.ceil(CLIP_FRAMES * fps / CLIP_FPS), fps
-    if target_fps:
-        return int((CLIP_FRAMES - 1) * target_fps / CLIP_FPS) + 1, target_fps
+    if target_fps:  # a frame rate keeps the duration on every path (hifi_core.timeline)
+        return math.ceil(CLIP_FRAMES * target_fps / CLIP_FPS), target_fps
     return (CLIP_FRAMES - 1) * inputs["multiplier"] + 1, CLIP_FPS * inputs["multiplier"]
 
 
