@@ -7,8 +7,9 @@
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -58,10 +59,52 @@ def check_image_output(path, bit_depth: int = 8, inputs: Sequence = ()) -> Path:
     return path
 
 
-def write_image(path, image: torch.Tensor, bit_depth: int = 8, inputs: Sequence = ()) -> Path:
+def png_with_text(encoded: bytes, text: Optional[dict] = None) -> bytes:
+    """A PNG with text chunks added after its header (what ComfyUI's SaveImage writes, e.g.
+    "prompt" and "workflow" as JSON, so dropping the file on the canvas restores the graph):
+    tEXt for Latin-1 text, iTXt (UTF-8) otherwise."""
+    if not text:
+        return encoded
+    if encoded[:8] != b"\x89PNG\r\n\x1a\n" or encoded[12:16] != b"IHDR":
+        raise HiFIInputError("png_with_text: not a PNG stream")
+    header_end = 8 + 8 + int.from_bytes(encoded[8:12], "big") + 4
+    chunks = []
+    for key, value in text.items():
+        keyword = str(key).encode("latin-1")[:79]
+        try:
+            kind, data = b"tEXt", keyword + b"\0" + str(value).encode("latin-1")
+        except UnicodeEncodeError:
+            kind, data = b"iTXt", keyword + b"\0\0\0\0\0" + str(value).encode("utf-8")
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        chunks.append(len(data).to_bytes(4, "big") + kind + data + crc.to_bytes(4, "big"))
+    return encoded[:header_end] + b"".join(chunks) + encoded[header_end:]
+
+
+def read_png_text(path) -> dict:
+    """The text chunks (tEXt and uncompressed iTXt) of a PNG file, as {keyword: text}."""
+    data, found, offset = Path(path).read_bytes(), {}, 8
+    while offset + 8 <= len(data):
+        length, kind = int.from_bytes(data[offset:offset + 4], "big"), data[offset + 4:offset + 8]
+        body = data[offset + 8:offset + 8 + length]
+        if kind == b"tEXt":
+            key, _, value = body.partition(b"\0")
+            found[key.decode("latin-1")] = value.decode("latin-1")
+        elif kind == b"iTXt":
+            key, _, rest = body.partition(b"\0")
+            if rest[:1] == b"\0":  # uncompressed
+                _lang, _, rest = rest[2:].partition(b"\0")
+                _translated, _, value = rest.partition(b"\0")
+                found[key.decode("latin-1")] = value.decode("utf-8")
+        offset += 12 + length
+    return found
+
+
+def write_image(path, image: torch.Tensor, bit_depth: int = 8, inputs: Sequence = (),
+                text: Optional[dict] = None) -> Path:
     """Write [3, H, W] float in [0, 1]; 16-bit is PNG only. The image goes to a temporary name
     in the target folder first and is renamed into place only when complete, so a crash, a kill
-    or a full disk never leaves a half-written file under `path`."""
+    or a full disk never leaves a half-written file under `path`. `text`: PNG text chunks
+    (`png_with_text`; PNG only)."""
     import cv2
 
     path = check_image_output(path, bit_depth, inputs)
@@ -75,7 +118,7 @@ def write_image(path, image: torch.Tensor, bit_depth: int = 8, inputs: Sequence 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as handle:
-            handle.write(encoded.tobytes())
+            handle.write(png_with_text(encoded.tobytes(), text) if path.suffix.lower() == ".png" else encoded.tobytes())
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

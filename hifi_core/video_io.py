@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from .errors import HiFIInputError
+from .image_io import png_with_text
 from .runtime import available_memory_bytes
 
 PathLike = Union[str, os.PathLike]
@@ -779,8 +780,10 @@ class VideoWriter:
             follow the module rule).
         start_number: first PNG file number (sequences only).
         options: extra encoder options (strings).
-        metadata: container tags, e.g. {"comment": ...} (Matroska keeps any key; MP4/MOV only
-            standard ones such as title and comment). Ignored for PNG sequences.
+        metadata: container tags, e.g. {"workflow": ..., "prompt": ...}: Matroska keeps any key,
+            MP4/MOV are written with movflags=use_metadata_tags so they keep them too (as
+            ComfyUI's SaveVideo does), and each PNG of a sequence carries them as text chunks
+            (as SaveImage does).
 
     Raises:
         HiFIInputError: bad codec/extension/pixel format, unwritable path, wrong frame size.
@@ -828,6 +831,7 @@ class VideoWriter:
         if _is_rgb_format(self.format.pix_fmt):
             self.color = ColorInfo(2, 0, color.primaries, color.transfer)
         self._trim = trim_audio
+        self._png_text = {str(k): str(v) for k, v in (metadata or {}).items()}
         if self.format.is_sequence:
             self.path.mkdir(parents=True, exist_ok=True)
             if want_audio:
@@ -835,7 +839,7 @@ class VideoWriter:
                 self._audio = audio_feed(self._audio_container)
             return
         try:
-            self._out = av.open(str(self.path), "w")
+            self._out = av.open(str(self.path), "w", options=container_options(self.path, metadata))
         except (av.error.FFmpegError, OSError) as exc:
             raise HiFIInputError(f"cannot open {str(self.path)!r} for writing ({exc})") from exc
         try:
@@ -921,8 +925,14 @@ class VideoWriter:
 
         target = self.path / f"frame_{number:06d}.png"
         tmp = target.with_name(f".{target.name}.tmp.png")
-        if not cv2.imwrite(str(tmp), np.ascontiguousarray(arr[:, :, ::-1])):
-            raise HiFIInputError(f"could not write {str(target)!r} (disk full or not writable?)")
+        ok, encoded = cv2.imencode(".png", np.ascontiguousarray(arr[:, :, ::-1]))
+        try:
+            if not ok:
+                raise OSError("OpenCV could not encode the frame")
+            tmp.write_bytes(png_with_text(encoded.tobytes(), self._png_text))
+        except OSError as error:
+            tmp.unlink(missing_ok=True)
+            raise HiFIInputError(f"could not write {str(target)!r} ({error}; disk full or not writable?)") from None
         os.replace(tmp, target)  # atomic: an interrupted run never leaves a half-written PNG
 
     @property
@@ -953,6 +963,14 @@ class VideoWriter:
 
 
 # ---------------------------------------------------------------- joining segments
+
+
+def container_options(path: PathLike, metadata: Optional[dict]) -> dict:
+    """Muxer options for writing `metadata` tags: MP4/MOV keep non-standard keys (ComfyUI's
+    "workflow" and "prompt") only with movflags=use_metadata_tags, as core SaveVideo sets."""
+    if metadata and Path(path).suffix.lower() in (".mp4", ".mov", ".m4v"):
+        return {"movflags": "use_metadata_tags"}
+    return {}
 
 
 def _reorder_delay(segments: Sequence[PathLike], fps: Fraction) -> int:
@@ -988,7 +1006,7 @@ def join_segments(segments: Sequence[PathLike], output: PathLike, fps, *,
     output = Path(output)
     tmp = output.with_name(f".{output.stem}.joining{output.suffix}")
     first = av.open(str(segments[0]))
-    out = av.open(str(tmp), "w")
+    out = av.open(str(tmp), "w", options=container_options(output, metadata))
     frames = 0
     feed = None
     try:

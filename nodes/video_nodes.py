@@ -11,8 +11,10 @@ as ComfyUI AUDIO {"waveform": [1, C, S] float32, "sample_rate": int}, cut to the
 
 Video Combine encodes with `video_io.VideoWriter` into ComfyUI's output folder and returns a
 "ui" entry (`hifi_video`) that the pack's web extension turns into an inline player. The
-ComfyUI workflow and prompt are embedded: as the container's `comment` tag (mp4/mov/mkv; the
-same place other packs use) and as workflow.json next to a PNG sequence.
+ComfyUI workflow and prompt are embedded where ComfyUI reads them back when the file is
+dropped on the canvas: `workflow`/`prompt` container tags (as core SaveVideo) or PNG text
+chunks (as core SaveImage), plus all of it in `comment` (where other packs look) and a
+workflow.json next to a PNG sequence.
 """
 
 from __future__ import annotations
@@ -173,8 +175,8 @@ def _workflow_metadata(prompt, extra_pnginfo) -> dict:
 
 
 def _container_tags(meta: dict) -> dict:
-    """The workflow as container tags: all of it in `comment` (kept by mp4/mov/mkv), and one
-    tag per key as well (Matroska keeps those; mp4/mov drop non-standard keys)."""
+    """The workflow as container tags: one per key, as core SaveVideo writes them (the writer
+    keeps them in MP4/MOV with use_metadata_tags), and all of it in `comment` as well."""
     if not meta:
         return {}
     return {"comment": json.dumps(meta), **{key: json.dumps(value) for key, value in meta.items()}}

@@ -389,7 +389,7 @@ def test_load_video_path_input_and_errors(nodes, comfy, tmp_path):
 
 
 @pytest.mark.parametrize("fmt, suffix", [("h264-mp4", ".mp4"), ("prores-mov", ".mov"),
-                                         ("png-sequence", "")])
+                                         ("png-sequence", ""), ("h265-mp4", ".mp4"), ("ffv1-mkv", ".mkv")])
 def test_video_combine_writes_previews_and_embeds_the_workflow(nodes, comfy, fmt, suffix):
     frames = make_frames(4, 48, 64)
     audio = {"waveform": torch.sin(torch.linspace(0, 600, 16000))[None, None] * 0.2, "sample_rate": 16000}
@@ -406,14 +406,25 @@ def test_video_combine_writes_previews_and_embeds_the_workflow(nodes, comfy, fmt
     preview = Path(preview_root) / entry["subfolder"] / entry["filename"]
     with av.open(str(preview)) as container:
         assert container.streams.video[0].codec_context.name == "h264"
+    prompt = {"1": {"class_type": "HiFIVideoCombine"}}
     if fmt == "png-sequence":
-        assert len(list(Path(path).glob("frame_*.png"))) == 4
+        from hifi_core.image_io import read_png_text
+
+        pngs = sorted(Path(path).glob("frame_*.png"))
+        assert len(pngs) == 4
         assert json.loads((Path(path) / "workflow.json").read_text())["workflow"] == workflow
+        for png in pngs:  # where the frontend reads a PNG's graph, as core SaveImage writes it
+            text = read_png_text(png)
+            assert json.loads(text["workflow"]) == workflow and json.loads(text["prompt"]) == prompt
         return
     with av.open(path) as container:
         stream = container.streams.video[0]
         assert sum(1 for _ in container.decode(stream)) == 4
-        assert json.loads(container.metadata["comment"])["workflow"] == workflow
+        # the keys the frontend reads from a video, as core SaveVideo writes them (Matroska
+        # stores tag names upper-cased, for core's files too)
+        tags = {key.lower(): value for key, value in container.metadata.items()}
+        assert json.loads(tags["workflow"]) == workflow and json.loads(tags["prompt"]) == prompt
+        assert json.loads(tags["comment"])["workflow"] == workflow
     with av.open(path) as container:
         assert container.streams.audio, "audio was not muxed"
 
@@ -444,6 +455,7 @@ def test_retime_video_streams_file_to_file(nodes, comfy, tiny_model):
         assert sum(1 for _ in container.decode(container.streams.video[0])) == 12
         assert container.streams.audio
         assert json.loads(container.metadata["comment"])["workflow"] == workflow
+        assert json.loads(container.metadata["workflow"]) == workflow  # joined segments keep it
     assert result["ui"]["hifi_video"][0]["filename"] == Path(path).name
     assert comfy.utils.PROGRESS_UPDATES[-1][1:] == (12, 12)
     comfy.model_management.INTERRUPT_AFTER_CHECKS[0] = 4

@@ -236,3 +236,39 @@ def test_memory_estimate_refuses_before_loading():
     assert need == 1_200_000
     with pytest.raises(HiFIInputError, match="about 34 frames fit"):
         vio.check_frames_fit(5000, 1080, 1920, available=2 ** 30)
+
+
+@pytest.mark.parametrize("suffix, codec", [(".mp4", "h264"), (".mov", "prores"), (".mkv", "ffv1"), (".webm", "vp9")])
+def test_every_container_keeps_comfyui_workflow_tags(tmp_path, suffix, codec):
+    """ComfyUI's frontend reads "workflow" and "prompt" tags from a dropped video; MP4/MOV keep
+    such keys only with movflags=use_metadata_tags (core SaveVideo sets it too)."""
+    import json
+
+    import av
+    import torch
+
+    from hifi_core.video_io import VideoWriter
+
+    tags = {"workflow": json.dumps({"nodes": [{"id": 1}]}), "prompt": json.dumps({"1": {}})}
+    path = tmp_path / f"tagged{suffix}"
+    with VideoWriter(path, 8, 32, 32, codec=codec, metadata=tags) as writer:
+        for _ in range(3):
+            writer.write(torch.rand(3, 32, 32))
+    with av.open(str(path)) as container:
+        found = {key.lower(): value for key, value in container.metadata.items()}
+    assert found["workflow"] == tags["workflow"] and found["prompt"] == tags["prompt"]
+
+
+def test_png_text_chunks_round_trip_and_the_image_is_unchanged(tmp_path):
+    import cv2
+    import numpy as np
+
+    from hifi_core.image_io import png_with_text, read_png_text
+
+    image = (np.arange(12 * 16 * 3) % 256).astype(np.uint8).reshape(12, 16, 3)
+    ok, encoded = cv2.imencode(".png", image)
+    text = {"workflow": '{"nodes": []}', "prompt": "{}", "note": "caf\u00e9 \u2192 60 fps"}
+    path = tmp_path / "tagged.png"
+    path.write_bytes(png_with_text(encoded.tobytes(), text))
+    assert read_png_text(path) == text
+    assert np.array_equal(cv2.imread(str(path)), image)
