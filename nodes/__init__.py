@@ -34,8 +34,10 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "HiFIRetimeVideo": "HiFI Retime Video",
 }
 
-# Inside ComfyUI: the models/hifi folder and the web extension's small server route.
+# Inside ComfyUI: the models/hifi folder, the templates' example clip in the input folder,
+# and the web extension's small server route.
 comfy_bridge.register_model_folder()
+comfy_bridge.install_example_input()
 try:
     from . import routes  # noqa: F401  (registers /hifi/* routes with PromptServer)
 except ImportError:  # outside ComfyUI there is no server to register with

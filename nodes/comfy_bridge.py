@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 from pathlib import Path
 from types import ModuleType
 from typing import Callable, List, Optional
@@ -150,6 +151,25 @@ def register_model_folder() -> None:
     # the learned motion base's weights may sit in <models/hifi>/motion (setup-motion --out-dir)
     for folder in folder_paths.folder_names_and_paths[MODEL_FOLDER][0]:
         add_motion_dir(os.path.join(folder, MOTION_SUBFOLDER))
+
+
+EXAMPLE_CLIP = Path(__file__).resolve().parent.parent / "examples" / "hifi-example.mp4"
+
+
+def install_example_input() -> Optional[Path]:
+    """Copy the pack's example clip into ComfyUI's input folder (once; never over a file the
+    user put there), so the templates, which load it by name, run on first click."""
+    folder_paths = comfy_module("folder_paths")
+    if folder_paths is None or not EXAMPLE_CLIP.is_file():
+        return None
+    target = Path(folder_paths.get_input_directory()) / EXAMPLE_CLIP.name
+    if not target.exists():
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(EXAMPLE_CLIP, target)
+        except OSError:  # a read-only input folder: the templates then name a missing file
+            return None
+    return target
 
 
 def model_folder_files() -> List[str]:

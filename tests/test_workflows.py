@@ -126,3 +126,30 @@ def test_conversion_reads_what_the_real_frontend_saves(pack):
     assert inputs["video"] == "clip.mp4" and inputs["path"] == "" and inputs["multiplier"] == 2
     assert inputs["seed"] == 0 and inputs["resume"] is False and inputs["format"] == "h264-mp4"
     assert len(inputs) == 19  # every widget input, nothing from the button or the preview
+
+
+def test_templates_run_on_first_click_with_the_shipped_example_clip(pack, monkeypatch, tmp_path):
+    """Every template loads the pack's own example clip, which the pack puts into ComfyUI's
+    input folder when it loads (and never over a user's file); each has a thumbnail and a
+    readable title for the template browser."""
+    import cv2
+
+    clip = ROOT / "examples" / "hifi-example.mp4"
+    assert clip.is_file() and clip.stat().st_size < 1 << 20  # small enough to ship
+    with av.open(str(clip)) as container:
+        assert container.streams.video[0].frames >= 24 and container.streams.audio
+    comfy = install(monkeypatch, tmp_path / "ComfyUI")
+    installed = pack.nodes.comfy_bridge.install_example_input()
+    assert installed == Path(comfy.folder_paths.get_input_directory()) / clip.name
+    assert installed.read_bytes() == clip.read_bytes()
+    installed.write_bytes(b"the user's own file")
+    pack.nodes.comfy_bridge.install_example_input()
+    assert installed.read_bytes() == b"the user's own file"
+    for path in WORKFLOWS:
+        workflow = json.loads(path.read_text())
+        videos = [n["widgets_values"][0] for n in workflow["nodes"]
+                  if n["type"] in ("HiFILoadVideo", "HiFIRetimeVideo")]
+        assert videos == [clip.name], path.name
+        assert workflow["extra"]["hifi_title"] and workflow["extra"]["hifi_note"]
+        thumbnail = cv2.imread(str(path.with_suffix(".jpg")))
+        assert thumbnail is not None and thumbnail.shape[:2] == (180, 320), path.name
