@@ -6,7 +6,7 @@
 // - HiFI Patch-Cascade Upsample: a readout of the patch grid per level and the memory the run
 //   will plan with, for the current widget values. The numbers come from the pack's
 //   /hifi/estimate route, i.e. from hifi_core itself, so they match the run exactly. The frame
-//   size is the one of the last run, else the Load Video upstream (/hifi/probe), else 4K UHD.
+//   size is the Load Video upstream's (/hifi/probe), else the last run's, else 4K UHD.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
@@ -23,6 +23,10 @@ function upstream(node, inputName) {
   const slot = node.findInputSlot ? node.findInputSlot(inputName) : -1;
   if (slot < 0 || !node.inputs?.[slot] || node.inputs[slot].link == null) return null;
   return node.getInputNode(slot);
+}
+
+function plural(count, one, many) {
+  return `${count} ${count === 1 ? one : many}`;
 }
 
 function formatBytes(bytes) {
@@ -102,8 +106,9 @@ function scheduleReadout(node) {
 }
 
 async function frameSize(node) {
+  // The clip connected now comes first: a size from the last run would go stale as soon as the
+  // artist picks another clip.
   const executed = node.properties?.hifi_frame;
-  if (executed?.width) return { ...executed, source: "last run" };
   const loader = upstream(node, "frames");
   if (loader && (loader.comfyClass ?? loader.type) === "HiFILoadVideo") {
     const params = new URLSearchParams({
@@ -122,6 +127,7 @@ async function frameSize(node) {
     }
     if (cache[key]?.width) return { ...cache[key], source: "Load Video" };
   }
+  if (executed?.width) return { ...executed, source: "last run" };
   return DEFAULT_SIZE;
 }
 
@@ -168,7 +174,7 @@ async function updateReadout(node) {
       continue;
     }
     lines.push(`L${level.level} ${level.width}×${level.height}: ${level.rows}×${level.columns} = ` +
-      `${level.patches} patches of ${level.patch[1]}×${level.patch[0]}`);
+      `${plural(level.patches, "patch", "patches")} of ${level.patch[1]}×${level.patch[0]}`);
   }
   lines.push(`patch batch ${data.patch_batch} × ${formatBytes(data.patch_bytes)} = ` +
     `${formatBytes(data.working_bytes)} working`);
