@@ -18,6 +18,8 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+import tempfile
+from fractions import Fraction
 from pathlib import Path
 from types import ModuleType
 from typing import Callable, List, Optional
@@ -151,6 +153,41 @@ def register_model_folder() -> None:
     # the learned motion base's weights may sit in <models/hifi>/motion (setup-motion --out-dir)
     for folder in folder_paths.folder_names_and_paths[MODEL_FOLDER][0]:
         add_motion_dir(os.path.join(folder, MOTION_SUBFOLDER))
+
+
+# the core VIDEO type (comfy_api.latest, ComfyUI 0.3.4x on)
+
+
+def video_file(video, node: str) -> Path:
+    """The file behind a core VIDEO input (Load Video's is a path; an in-memory one is written
+    to ComfyUI's temp folder first), for nodes that stream a file."""
+    source = video.get_stream_source() if hasattr(video, "get_stream_source") else None
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source)
+    if source is not None and hasattr(source, "read"):
+        folder_paths = comfy_module("folder_paths")
+        folder = Path(folder_paths.get_temp_directory() if folder_paths else tempfile.gettempdir())
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"hifi_video_input_{os.getpid()}_{id(video)}.mp4"
+        target.write_bytes(source.read())
+        return target
+    raise ValueError(f"{node}: the VIDEO input has no file or stream behind it (got "
+                     f"{type(video).__name__}); connect core Load Video, or use the 'video' widget")
+
+
+def video_from_file(path: Path):
+    """A core VIDEO for a file we wrote (None outside ComfyUI)."""
+    api = comfy_module("comfy_api.latest")
+    return None if api is None else api.InputImpl.VideoFromFile(str(path))
+
+
+def video_from_frames(images, fps: float, audio=None):
+    """A core VIDEO from an IMAGE batch [N, H, W, 3] (None outside ComfyUI or without a rate)."""
+    api = comfy_module("comfy_api.latest")
+    if api is None or not fps:
+        return None
+    rate = Fraction(fps).limit_denominator(1001000)
+    return api.InputImpl.VideoFromComponents(api.Types.VideoComponents(images=images, frame_rate=rate, audio=audio))
 
 
 EXAMPLE_CLIP = Path(__file__).resolve().parent.parent / "examples" / "hifi-example.mp4"

@@ -143,12 +143,14 @@ class HiFIInterpolate:
     """All in one: frames in, retimed frames out (multiplier or target fps)."""
 
     CATEGORY = CATEGORY
-    RETURN_TYPES = ("IMAGE", "FLOAT", "IMAGE")
-    RETURN_NAMES = ("frames", "fps", "uncertainty")
+    RETURN_TYPES = ("IMAGE", "FLOAT", "IMAGE", "VIDEO")
+    RETURN_NAMES = ("frames", "fps", "uncertainty", "video")
     OUTPUT_TOOLTIPS = ("The retimed clip: originals with in-betweens in time order.",
                        "Its frame rate (0 when the source fps is not connected and a multiplier is used).",
                        "Per-pixel spread across samples of every in-between (white = unsure; "
-                       "needs samples > 1).")
+                       "needs samples > 1).",
+                       "The retimed clip as a core VIDEO at its frame rate (for Save Video); "
+                       "needs the source fps.")
     FUNCTION = "interpolate"
     DESCRIPTION = ("Frame interpolation with HiFI's patch-based cascaded diffusion in one node: "
                    "multiplier or target fps, scene cuts never interpolated across.")
@@ -206,4 +208,4 @@ class HiFIInterpolate:
             variance = torch.cat([made[key][1] for key in sorted(made)])
         else:  # every pair is a cut: nothing uncertain
             variance = torch.zeros(1, 3, *image.rgb.shape[-2:])
-        return (out, fps_out, variance_to_image(variance))
+        return (out, fps_out, variance_to_image(variance), comfy_bridge.video_from_frames(out, fps_out))

@@ -296,9 +296,10 @@ class HiFIRetimeVideo:
     """File in, file out: streaming retime for clips too long to hold as an IMAGE batch."""
 
     CATEGORY = CATEGORY
-    RETURN_TYPES = ("STRING", "FLOAT", "INT")
-    RETURN_NAMES = ("path", "fps", "frame_count")
-    OUTPUT_TOOLTIPS = ("Full path of the written video.", "Its frame rate.", "Frames written.")
+    RETURN_TYPES = ("STRING", "FLOAT", "INT", "VIDEO")
+    RETURN_NAMES = ("path", "fps", "frame_count", "video")
+    OUTPUT_TOOLTIPS = ("Full path of the written video.", "Its frame rate.", "Frames written.",
+                       "The written video as a core VIDEO (for Save Video, Get Video Components…).")
     FUNCTION = "retime"
     OUTPUT_NODE = True
     DESCRIPTION = ("Retimes a whole video file with HiFI, streaming (memory does not grow with "
@@ -342,10 +343,15 @@ class HiFIRetimeVideo:
             "resume": ("BOOLEAN", {"default": False, "tooltip": (
                 "Continue the last interrupted run with this prefix and settings instead of "
                 "starting a new file.")}),
+        }, "optional": {
+            "source_video": ("VIDEO", {"tooltip": (
+                "A core VIDEO (e.g. from Load Video) to retime instead of 'video'/'path'.")}),
         }, "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
 
     @classmethod
-    def VALIDATE_INPUTS(cls, video, path):
+    def VALIDATE_INPUTS(cls, video, path, input_types=None):
+        if input_types and "source_video" in input_types:
+            return True  # the connected VIDEO is the source; the file widgets are not used
         try:
             resolve_video_path(video, path, "HiFI Retime Video")
         except ValueError as error:
@@ -354,9 +360,11 @@ class HiFIRetimeVideo:
 
     def retime(self, hifi_model, video, path, multiplier, target_fps, slow_motion, scene_detect,
                scene_threshold, dedup, format, crf, filename_prefix, levels, patch_width,
-               patch_height, overlap, steps, samples, seed, resume, prompt=None, extra_pnginfo=None):
+               patch_height, overlap, steps, samples, seed, resume, source_video=None, prompt=None,
+               extra_pnginfo=None):
         node = "HiFI Retime Video"
-        source = resolve_video_path(video, path, node)
+        source = (comfy_bridge.video_file(source_video, node) if source_video is not None
+                  else resolve_video_path(video, path, node))
         if format not in FORMATS:
             raise ValueError(f"{node}: input 'format' {format!r} is unknown; choose one of {list(FORMATS)}")
         if slow_motion and target_fps > 0:
@@ -395,7 +403,8 @@ class HiFIRetimeVideo:
                                   "frame_count": result.frames_written, "width": info.width,
                                   "height": info.height, "file": name, "file_subfolder": subfolder,
                                   "codec": format}]}
-        return {"ui": ui, "result": (str(result.output), float(result.fps), result.frames_written)}
+        return {"ui": ui, "result": (str(result.output), float(result.fps), result.frames_written,
+                                     comfy_bridge.video_from_file(result.output))}
 
     @staticmethod
     def _output_name(folder: Path, filename: str, counter: int, extension: str, resume: bool) -> str:

@@ -165,14 +165,14 @@ def test_grayscale_and_alpha_are_kept(nodes, comfy, tiny_model):
     rgb = make_frames(3, 32, 32)
     alpha = torch.stack([torch.full((32, 32, 1), 0.2), torch.full((32, 32, 1), 0.6),
                          torch.full((32, 32, 1), 1.0)])
-    out, fps, _ = nodes["HiFIInterpolate"]().interpolate(
+    out, fps, _, _ = nodes["HiFIInterpolate"]().interpolate(
         tiny_model, torch.cat([rgb, alpha], dim=-1), 2, 0.0, scene_cuts="off",
         scene_threshold=0.15, fps=10.0, **TINY)
     assert out.shape == (5, 32, 32, 4) and fps == 20.0
     assert torch.allclose(out[1, ..., 3], torch.full((32, 32), 0.4), atol=1e-6)  # alpha blended
     assert torch.equal(out[0], torch.cat([rgb, alpha], dim=-1)[0])               # original kept
     grey = rgb.mean(dim=-1, keepdim=True)
-    out, _, _ = nodes["HiFIInterpolate"]().interpolate(
+    out, _, _, _ = nodes["HiFIInterpolate"]().interpolate(
         tiny_model, grey, 2, 0.0, scene_cuts="off", scene_threshold=0.15, **TINY)
     assert out.shape == (5, 32, 32, 1)
     assert torch.allclose(out[2], grey[1], atol=1e-6)
@@ -449,7 +449,8 @@ def test_retime_video_streams_file_to_file(nodes, comfy, tiny_model):
     workflow = {"nodes": [{"id": 1, "type": "HiFIRetimeVideo"}]}
     result = node().retime(**args, prompt={"1": {"class_type": "HiFIRetimeVideo"}},
                            extra_pnginfo={"workflow": workflow})
-    path, fps, count = result["result"]
+    path, fps, count, video_out = result["result"]
+    assert video_out.get_stream_source() == path  # a core VIDEO for Save Video
     assert fps == 24.0 and count == 12  # the duration is kept: 6 frames at 12 fps -> 12 at 24
     with av.open(path) as container:
         assert sum(1 for _ in container.decode(container.streams.video[0])) == 12
@@ -472,16 +473,40 @@ def test_the_image_path_and_the_file_path_give_the_same_number_of_frames_at_a_ta
 
     frames = make_frames(10, 48, 64)
     write_clip(Path(comfy.folder_paths.get_input_directory()) / "ntsc.mp4", frames, fps=Fraction(30000, 1001))
-    image_out, image_fps, _ = nodes["HiFIInterpolate"]().interpolate(
+    image_out, image_fps, _, image_video = nodes["HiFIInterpolate"]().interpolate(
         tiny_model, frames, 2, 60.0, scene_cuts="off", scene_threshold=0.15, fps=30000 / 1001, **TINY)
     result = nodes["HiFIRetimeVideo"]().retime(
         hifi_model=tiny_model, video="ntsc.mp4", path="", multiplier=2, target_fps=60.0, slow_motion=False,
         scene_detect=False, scene_threshold=0.15, dedup=False, format="h264-mp4", crf=18,
         filename_prefix="HiFI/ntsc", levels=2, patch_width=32, patch_height=32, overlap=8, steps=1,
         samples=1, seed=0, resume=False)
-    _, file_fps, file_count = result["result"]
+    _, file_fps, file_count, _ = result["result"]
     assert image_out.shape[0] == file_count == 21 and image_fps == file_fps == 60.0
+    components = image_video.get_components()  # the IMAGE path hands a core VIDEO on too
+    assert torch.equal(components.images, image_out) and components.frame_rate == 60
     assert torch.equal(image_out[-1], frames[-1])  # the last frame is held to the end
+
+
+def test_retime_video_takes_a_core_video_from_a_file_or_from_memory(nodes, comfy, tiny_model):
+    """Core Load Video -> HiFI Retime Video -> core Save Video, without unpacking frames."""
+    import io
+
+    clip = write_clip(Path(comfy.folder_paths.get_input_directory()) / "core.mp4", make_frames(5, 48, 64), fps=12)
+    node = nodes["HiFIRetimeVideo"]
+    assert node.VALIDATE_INPUTS("", "", input_types={"source_video": "VIDEO"}) is True
+    assert node.VALIDATE_INPUTS("", "") is not True  # no file and no VIDEO: named error
+    args = dict(hifi_model=tiny_model, video="", path="", multiplier=2, target_fps=0.0, slow_motion=False,
+                scene_detect=False, scene_threshold=0.15, dedup=False, format="h264-mp4", crf=18,
+                filename_prefix="HiFI/core", levels=2, patch_width=32, patch_height=32, overlap=8,
+                steps=1, samples=1, seed=0, resume=False)
+    api = comfy.comfy_api
+    for source in (api.InputImpl.VideoFromFile(str(clip)), api.InputImpl.VideoFromFile(io.BytesIO(clip.read_bytes()))):
+        path, fps, count, video = node().retime(**args, source_video=source)["result"]
+        assert fps == 24.0 and count == 10 and Path(video.get_stream_source()) == Path(path)
+        with av.open(path) as container:
+            assert sum(1 for _ in container.decode(container.streams.video[0])) == 10
+    with pytest.raises(ValueError, match="VIDEO input"):
+        node().retime(**args, source_video=object())
 
 
 def test_pyproject_is_registry_ready_and_mirrors_requirements():
@@ -543,7 +568,7 @@ def test_same_seed_same_frames_through_the_image_path_the_file_path_and_a_resume
     widgets = dict(levels=2, patch_width=32, patch_height=32, overlap=8, steps=2, samples=1)
 
     def image_path(seed):
-        out, _, _ = nodes["HiFIInterpolate"]().interpolate(
+        out, _, _, _ = nodes["HiFIInterpolate"]().interpolate(
             tiny_model, images, 2, 0.0, scene_cuts="off", scene_threshold=0.15, fps=12.0, seed=seed, **widgets)
         return (out * 255).round().to(torch.uint8).numpy()
 

@@ -43,8 +43,15 @@ def install(monkeypatch, root: Path) -> types.SimpleNamespace:
         monkeypatch.setitem(sys.modules, f"comfy.{short}", module)
         setattr(package, short, module)
         modules[short] = module
+    api = types.ModuleType("comfy_api")
+    api.__path__ = []
+    monkeypatch.setitem(sys.modules, "comfy_api", api)
+    latest = _load("comfy_api.latest", HERE / "comfy_api_latest.py")
+    monkeypatch.setitem(sys.modules, "comfy_api.latest", latest)
+    api.latest = latest
     folder_paths = _load("folder_paths", HERE / "folder_paths.py")
     folder_paths.configure(root)
     monkeypatch.setitem(sys.modules, "folder_paths", folder_paths)
     return types.SimpleNamespace(utils=modules["utils"], model_management=modules["model_management"],
-                                 model_patcher=modules["model_patcher"], folder_paths=folder_paths)
+                                 model_patcher=modules["model_patcher"], folder_paths=folder_paths,
+                                 comfy_api=latest)
