@@ -190,7 +190,9 @@ def video_from_frames(images, fps: float, audio=None):
     return api.InputImpl.VideoFromComponents(api.Types.VideoComponents(images=images, frame_rate=rate, audio=audio))
 
 
-EXAMPLE_CLIP = Path(__file__).resolve().parent.parent / "examples" / "hifi-example.mp4"
+# not in examples/: ComfyUI serves a pack's examples/ and workflows/ under one URL prefix for
+# templates, and the first folder registered would hide the templates' JSON
+EXAMPLE_CLIP = Path(__file__).resolve().parent.parent / "assets" / "hifi-example.mp4"
 
 
 def install_example_input() -> Optional[Path]:

@@ -3,7 +3,7 @@ pixels, so both are ours to ship under the project's licence).
 
     .venv/bin/python scripts/make_example_clip.py
 
-Writes `examples/hifi-example.mp4` (2 s, 24 fps, 640x360, h264, a 440/660 Hz stereo tone) and
+Writes `assets/hifi-example.mp4` (2 s, 24 fps, 640x360, h264, a 440/660 Hz stereo tone) and
 `workflows/<template>.jpg` for every template in `workflows/` (a frame of the clip with the
 template's title). The clip holds what frame interpolation has to get right: a textured
 background panning under the camera, a ball crossing fast, thin rotating bars and a small
@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-CLIP = ROOT / "examples" / "hifi-example.mp4"
+CLIP = ROOT / "assets" / "hifi-example.mp4"
 WIDTH, HEIGHT, FPS, SECONDS = 640, 360, 24, 2
 SAMPLE_RATE = 48000
 

@@ -113,7 +113,8 @@ def test_pack_loads_with_its_nodes_routes_and_web_extension(server):
     hifi = sorted(name for name in info if name.startswith("HiFI"))
     print("\nHiFI nodes in ComfyUI:", ", ".join(hifi))
     assert {"HiFILoadModel", "HiFIInterpolate", "HiFIVideoCombine", "HiFIPatchCascadeUpsample"} <= set(hifi)
-    assert info["HiFILoadVideo"]["input"]["required"]["video"][0] == ["clip.mp4"]
+    # the templates' example clip was put into the input folder when the pack loaded
+    assert info["HiFILoadVideo"]["input"]["required"]["video"][0] == ["clip.mp4", "hifi-example.mp4"]
     log = server["log"].read_text()
     assert "IMPORT FAILED" not in "".join(l for l in log.splitlines() if "hifi" in l.lower())
     extensions = _get(f"{server['url']}/extensions")
@@ -125,6 +126,10 @@ def test_pack_loads_with_its_nodes_routes_and_web_extension(server):
     assert [l["patches"] for l in estimate["levels"]][-1] == 30
     templates = _get(f"{server['url']}/workflow_templates")
     assert set(templates.get("hifi", [])) >= {p.stem for p in WORKFLOWS}
+    for path in WORKFLOWS:  # what the template browser fetches: the JSON and its thumbnail
+        assert _get(f"{server['url']}/api/workflow_templates/hifi/{path.name}")["nodes"]
+        with urllib.request.urlopen(f"{server['url']}/api/workflow_templates/hifi/{path.stem}.jpg", timeout=30) as reply:
+            assert reply.status == 200 and reply.read(3) == b"\xff\xd8\xff"
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)

@@ -134,7 +134,7 @@ def test_templates_run_on_first_click_with_the_shipped_example_clip(pack, monkey
     readable title for the template browser."""
     import cv2
 
-    clip = ROOT / "examples" / "hifi-example.mp4"
+    clip = ROOT / "assets" / "hifi-example.mp4"
     assert clip.is_file() and clip.stat().st_size < 1 << 20  # small enough to ship
     with av.open(str(clip)) as container:
         assert container.streams.video[0].frames >= 24 and container.streams.audio
