@@ -199,8 +199,11 @@ def level_inputs(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, f
     if warped_frames is None and not model.sees_warped_frames:
         return frame0, frame2, warp_average(frame0, frame2, flows, tau)
     warped0, warped2 = warped_frames if warped_frames is not None else warp_frames(frame0, frame2, flows)
-    t = torch.as_tensor(tau, dtype=warped0.dtype, device=warped0.device).reshape(-1, 1, 1, 1)
-    average = warped0 + (warped2 - warped0) * t
+    if flows.shape[1] == 4:
+        t = torch.as_tensor(tau, dtype=warped0.dtype, device=warped0.device).reshape(-1, 1, 1, 1)
+        average = warped0 + (warped2 - warped0) * t
+    else:  # RIFE's fusion weight and the mixture of bases weigh the average, not tau
+        average = warp_average(frame0, frame2, flows, tau)
     return (warped0, warped2, average) if model.sees_warped_frames else (frame0, frame2, average)
 
 
