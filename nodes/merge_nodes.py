@@ -12,13 +12,15 @@ Frames are ComfyUI IMAGE [B, H, W, C] at the boundary; alpha and grey are kept (
 
 from __future__ import annotations
 
+import time
+
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import torch
 
 from ..hifi_core.scenes import (DEFAULT_SCENE_THRESHOLD, DuplicateDetector, SceneCutDetector,
                                 SceneSettings)
-from . import comfy_bridge, engine, widgets
+from . import comfy_bridge, engine, pace, widgets
 from .cascade_nodes import build_schedule, pairs_and_taus
 from .handles import INTERMEDIATE_TYPE, MODEL_TYPE, HiFIIntermediate, frames_key
 from .images import SplitImage, blend_alpha, join_image, split_image, variance_to_image
@@ -195,9 +197,13 @@ class HiFIInterpolate:
                                         samples=samples, seed=seed)
         made: Dict[Tuple[int, float], Tuple[torch.Tensor, torch.Tensor]] = {}
         if pairs:
+            started = time.monotonic()
             estimates, variances, _ = engine.run_levels(
                 hifi_model, image.rgb, pairs, taus, settings, start_level=0, stop_level=None,
                 progress=comfy_bridge.ComfyProgress())
+            height, width = image.rgb.shape[-2:]
+            pace.record(pace.pace_key(hifi_model.name, hifi_model.device, settings.levels, steps, samples),
+                        width, height, sum(len(t) for t in taus), time.monotonic() - started)
             for i, row_taus, row_e, row_v in zip(pairs, taus, estimates, variances):
                 for t, e, v in zip(row_taus, row_e, row_v):
                     made[(i, t)] = (e, v)

@@ -62,3 +62,27 @@ def cascade_readout(*, checkpoint: Optional[str], width: int, height: int, level
     return {"model": model_label, "levels": rows, "patch_bytes": per_patch, "patch_batch": batch,
             "budget_bytes": budget, "working_bytes": working, "frame_buffer_bytes": frames,
             "total_bytes": working + frames, "padded": [plan.padded_height, plan.padded_width]}
+
+
+def eta_readout(*, checkpoint: str, device, width: int, height: int, levels: int, steps: int,
+                samples: int, frame_count: int = 0, multiplier: int = 2, target_fps: float = 0.0,
+                fps: float = 0.0) -> dict:
+    """Seconds per in-between from this machine's last run at these settings (scaled to the
+    frame size) and, when the clip's length is known, how many in-betweens and the ETA."""
+    from ..hifi_core.timeline import retime_schedule
+    from . import pace
+
+    key = pace.pace_key(checkpoint or "", device, "auto" if int(levels) == 0 else int(levels), steps, samples)
+    found = pace.estimate(key, int(width), int(height))
+    result = {"seconds_per_inbetween": None, "measured_at": None, "inbetweens": None, "eta_seconds": None}
+    if found:
+        result.update(found)
+    if frame_count >= 2:
+        if target_fps > 0 and fps > 0:
+            schedule = retime_schedule(int(frame_count), source_fps=fps, target_fps=target_fps)
+        else:
+            schedule = retime_schedule(int(frame_count), multiplier=max(1, int(multiplier)))
+        result["inbetweens"] = sum(1 for frame in schedule if frame.tau > 0)
+        if found:
+            result["eta_seconds"] = result["inbetweens"] * found["seconds_per_inbetween"]
+    return result

@@ -5,6 +5,8 @@ __init__ treats that as "no server". Routes:
 - GET /hifi/estimate?checkpoint=&width=&height=&levels=&patch_width=&patch_height=&overlap=
   &patch_batch=&memory_budget_mb=&precision=&samples= -> readout.cascade_readout JSON.
 - GET /hifi/probe?video=NAME or ?path=PATH -> {width, height, fps, frame_count} of a video.
+- GET /hifi/eta?checkpoint=&device=&width=&height=&levels=&steps=&samples=&frame_count=
+  &multiplier=&target_fps=&fps= -> readout.eta_readout JSON (this machine's pace, the ETA).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from server import PromptServer
 
 from ..hifi_core import video_io
 from . import comfy_bridge
-from .readout import cascade_readout
+from .readout import cascade_readout, eta_readout
 from .video_nodes import resolve_video_path
 
 INT_FIELDS = ("width", "height", "levels", "patch_width", "patch_height", "overlap", "patch_batch",
@@ -58,3 +60,18 @@ async def probe(request):
         return _error(str(error))
     return web.json_response({"width": info.width, "height": info.height, "fps": float(info.fps),
                               "frame_count": info.frame_count})
+
+
+@PromptServer.instance.routes.get("/hifi/eta")
+async def eta(request):
+    query = request.rel_url.query
+    try:
+        ints = {name: int(float(query.get(name, default))) for name, default in
+                (("width", 0), ("height", 0), ("levels", 2), ("steps", 1), ("samples", 1),
+                 ("frame_count", 0), ("multiplier", 2))}
+        floats = {name: float(query.get(name, 0.0)) for name in ("target_fps", "fps")}
+        device = comfy_bridge.resolve_device(query.get("device", "auto") or "auto")
+        result = eta_readout(checkpoint=query.get("checkpoint", ""), device=device, **ints, **floats)
+    except ValueError as error:
+        return _error(str(error))
+    return web.json_response(result)

@@ -20,6 +20,7 @@ workflow.json next to a PNG sequence.
 from __future__ import annotations
 
 import json
+import time
 import math
 import os
 from fractions import Fraction
@@ -32,7 +33,7 @@ from ..hifi_core import video_io
 from ..hifi_core.errors import HiFIInputError
 from ..hifi_core.retime import retime_video
 from ..hifi_core.scenes import DEFAULT_SCENE_THRESHOLD
-from . import comfy_bridge, engine, widgets
+from . import comfy_bridge, engine, pace, widgets
 
 CATEGORY = "HiFI"
 FORMATS = {  # widget value -> (codec, extension); never reorder (saved workflows keep the value)
@@ -386,6 +387,7 @@ class HiFIRetimeVideo:
         bar = comfy_bridge.ComfyProgress()
         timing = ({"fps": target_fps} if target_fps > 0 else
                   {"slowmo": multiplier} if slow_motion else {"multiplier": multiplier})
+        started = time.monotonic()
         try:
             result = retime_video(source, target, model=model, settings=settings, **timing,
                                   scene_detect=scene_detect, scene_threshold=scene_threshold,
@@ -396,6 +398,10 @@ class HiFIRetimeVideo:
                                   cancel=comfy_bridge.cancel_check())
         except HiFIInputError as error:
             raise ValueError(f"{node}: {error}") from None
+        if not result.resumed_from:  # a whole run: its pace predicts the next one
+            inbetweens = max(0, result.frames_written - result.source_frames)
+            pace.record(pace.pace_key(hifi_model.name, hifi_model.device, settings.levels, steps, samples),
+                        info.width, info.height, inbetweens, time.monotonic() - started)
         ui = {}
         if format in BROWSER_PLAYABLE:
             ui = {"hifi_video": [{"filename": name, "subfolder": subfolder, "type": "output",

@@ -124,6 +124,9 @@ def test_pack_loads_with_its_nodes_routes_and_web_extension(server):
     print("readout for 4K, 768x512 patches:", [(l["level"], l["rows"], l["columns"]) for l in estimate["levels"]],
           f"batch {estimate['patch_batch']}, {estimate['total_bytes'] / 2**30:.2f} GiB")
     assert [l["patches"] for l in estimate["levels"]][-1] == 30
+    eta = _get(f"{server['url']}/hifi/eta?checkpoint=preset:tiny&device=cpu&width=64&height=48&levels=2"
+               "&steps=1&samples=1&frame_count=5&multiplier=2")
+    assert eta["inbetweens"] == 4, eta  # the time readout's route answers (pace: after a run)
     templates = _get(f"{server['url']}/workflow_templates")
     assert set(templates.get("hifi", [])) >= {p.stem for p in WORKFLOWS}
     for path in WORKFLOWS:  # what the template browser fetches: the JSON and its thumbnail

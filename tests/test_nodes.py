@@ -509,6 +509,32 @@ def test_retime_video_takes_a_core_video_from_a_file_or_from_memory(nodes, comfy
         node().retime(**args, source_video=object())
 
 
+def test_a_run_measures_its_pace_and_the_readout_gives_the_eta_before_the_next(pack, nodes, comfy, tiny_model):
+    """The time readout: nothing before any run; after one, seconds per in-between scaled to
+    another frame size, the in-betweens a clip needs (the shared timeline) and the ETA; kept
+    on disk in ComfyUI's user folder, so it survives a restart."""
+    import importlib
+
+    readout = importlib.import_module(f"{pack.__name__}.nodes.readout")
+    pace = importlib.import_module(f"{pack.__name__}.nodes.pace")
+    pace._memory.clear()
+    settings = dict(checkpoint="preset:tiny", device=torch.device("cpu"), levels=2, steps=1, samples=1)
+    before = readout.eta_readout(width=64, height=48, frame_count=5, multiplier=2, **settings)
+    assert before["seconds_per_inbetween"] is None and before["inbetweens"] == 4 and before["eta_seconds"] is None
+    nodes["HiFIInterpolate"]().interpolate(tiny_model, make_frames(5, 48, 64), 2, 0.0, scene_cuts="off",
+                                           scene_threshold=0.15, fps=12.0, **TINY)
+    stored = json.loads((Path(comfy.folder_paths.get_user_directory()) / "hifi_pace.json").read_text())
+    assert len(stored) == 1 and next(iter(stored.values()))["inbetweens"] == 4
+    pace._memory.clear()  # as after a restart: read back from the file
+    same = readout.eta_readout(width=64, height=48, frame_count=5, multiplier=2, **settings)
+    assert same["seconds_per_inbetween"] > 0 and same["eta_seconds"] == pytest.approx(4 * same["seconds_per_inbetween"])
+    bigger = readout.eta_readout(width=128, height=96, frame_count=31, target_fps=60.0, fps=30.0, **settings)
+    assert bigger["seconds_per_inbetween"] == pytest.approx(4 * same["seconds_per_inbetween"])  # 4x the pixels
+    assert bigger["inbetweens"] == 30  # 31 frames at 30 fps -> 62 at 60 (duration kept): 30 new, the last held
+    other = readout.eta_readout(width=64, height=48, frame_count=5, **dict(settings, steps=2))
+    assert other["seconds_per_inbetween"] is None  # other settings are not guessed
+
+
 def test_pyproject_is_registry_ready_and_mirrors_requirements():
     import tomllib
 

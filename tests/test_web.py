@@ -46,9 +46,18 @@ def test_script_names_existing_nodes_inputs_and_routes(source):
     mappings = pack.NODE_CLASS_MAPPINGS
     for node in set(re.findall(r'"(HiFI[A-Za-z]+)"', source)):
         assert node in mappings, f"hifi.js names unknown node {node}"
-    upsample = mappings["HiFIPatchCascadeUpsample"].INPUT_TYPES()["required"]
-    for name in re.findall(r'widgetValue\(node, "([a-z_]+)"\)', source):
-        assert name in upsample, f"hifi.js reads widget {name!r} that the Upsample node lacks"
+    def inputs(*node_ids):
+        names = set()
+        for node_id in node_ids:
+            spec = mappings[node_id].INPUT_TYPES()
+            names |= set(spec["required"]) | set(spec.get("optional", {}))
+        return names
+
+    readers = {"node": inputs("HiFIPatchCascadeUpsample", "HiFIInterpolate", "HiFIRetimeVideo"),
+               "loader": inputs("HiFILoadVideo"), "model": inputs("HiFILoadModel"),
+               "fileNode": inputs("HiFILoadVideo") & inputs("HiFIRetimeVideo")}
+    for reader, name in re.findall(r'widgetValue\((node|loader|model|fileNode), "([a-z_]+)"\)', source):
+        assert name in readers[reader], f"hifi.js reads widget {name!r} of a {reader} that lacks it"
     routes = (ROOT / "nodes" / "routes.py").read_text()
     for route in set(re.findall(r'fetchApi\(`(/hifi/[a-z]+)', source)):
         assert f'routes.get("{route}")' in routes, f"hifi.js calls {route}, which routes.py lacks"

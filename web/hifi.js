@@ -7,11 +7,15 @@
 //   will plan with, for the current widget values. The numbers come from the pack's
 //   /hifi/estimate route, i.e. from hifi_core itself, so they match the run exactly. The frame
 //   size is the Load Video upstream's (/hifi/probe), else the last run's, else 4K UHD.
+// - HiFI Interpolate / HiFI Retime Video: a time readout before Run: seconds per in-between
+//   from this machine's last run at the same model, device and settings (scaled to the frame
+//   size; /hifi/eta, nodes/pace.py), the number of in-betweens the clip needs and the ETA.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
 const PREVIEW_NODES = new Set(["HiFIVideoCombine", "HiFIRetimeVideo"]);
 const READOUT_NODE = "HiFIPatchCascadeUpsample";
+const ETA_NODES = new Set(["HiFIInterpolate", "HiFIRetimeVideo"]);
 const DEFAULT_SIZE = { width: 3840, height: 2160, source: "assumed 4K UHD" };
 
 function widgetValue(node, name) {
@@ -80,14 +84,14 @@ function showVideo(node, entry) {
 
 // ---- cascade readout --------------------------------------------------------------------------
 
-function addReadout(node) {
+function addReadout(node, update = updateReadout) {
   const box = document.createElement("pre");
   box.className = "hifi-readout";
   box.style.cssText = "margin:0;padding:4px 6px;font:11px/1.35 monospace;color:#d8e6ff;" +
     "background:rgba(40,60,90,0.55);border-radius:4px;white-space:pre-wrap;overflow:hidden";
   box.textContent = "HiFI readout: connect the node…";
   node.addDOMWidget("hifi_readout", "hifi.readout", box, { serialize: false, hideOnZoom: false });
-  node.hifiReadout = { box, timer: null, sizeCache: {} };
+  node.hifiReadout = { box, timer: null, sizeCache: {}, update };
   for (const widget of node.widgets ?? []) {
     const original = widget.callback;
     widget.callback = function (...args) {
@@ -102,7 +106,7 @@ function addReadout(node) {
 function scheduleReadout(node) {
   if (!node.hifiReadout) return;
   clearTimeout(node.hifiReadout.timer);
-  node.hifiReadout.timer = setTimeout(() => updateReadout(node), 250);
+  node.hifiReadout.timer = setTimeout(() => node.hifiReadout.update(node), 250);
 }
 
 async function frameSize(node) {
@@ -111,24 +115,92 @@ async function frameSize(node) {
   const executed = node.properties?.hifi_frame;
   const loader = upstream(node, "frames");
   if (loader && (loader.comfyClass ?? loader.type) === "HiFILoadVideo") {
-    const params = new URLSearchParams({
-      video: String(widgetValue(loader, "video") ?? ""),
-      path: String(widgetValue(loader, "path") ?? ""),
-    });
-    const key = params.toString();
-    const cache = node.hifiReadout.sizeCache;
-    if (!(key in cache)) {
-      try {
-        const response = await api.fetchApi(`/hifi/probe?${key}`);
-        cache[key] = response.ok ? await response.json() : null;
-      } catch {
-        cache[key] = null;
-      }
-    }
-    if (cache[key]?.width) return { ...cache[key], source: "Load Video" };
+    const clip = await probeClip(node, loader);
+    if (clip?.width) return { ...clip, source: "Load Video" };
   }
   if (executed?.width) return { ...executed, source: "last run" };
   return DEFAULT_SIZE;
+}
+
+async function probeClip(node, fileNode) {
+  // {width, height, fps, frame_count} of the file a Load Video / Retime Video node names
+  const params = new URLSearchParams({
+    video: String(widgetValue(fileNode, "video") ?? ""),
+    path: String(widgetValue(fileNode, "path") ?? ""),
+  });
+  const key = params.toString();
+  const cache = node.hifiReadout.sizeCache;
+  if (!(key in cache)) {
+    try {
+      const response = await api.fetchApi(`/hifi/probe?${key}`);
+      cache[key] = response.ok ? await response.json() : null;
+    } catch {
+      cache[key] = null;
+    }
+  }
+  return cache[key];
+}
+
+function formatSeconds(seconds) {
+  if (seconds < 90) return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+// ---- time readout (HiFI Interpolate, HiFI Retime Video) ----------------------------------------
+
+async function clipForEta(node) {
+  // The clip the node will work on, as the loader will hand it over.
+  if ((node.comfyClass ?? node.type) === "HiFIRetimeVideo") return probeClip(node, node);
+  const loader = upstream(node, "frames");
+  if (!loader || (loader.comfyClass ?? loader.type) !== "HiFILoadVideo") return null;
+  const clip = await probeClip(node, loader);
+  if (!clip?.width) return null;
+  const every = Math.max(1, Number(widgetValue(loader, "every_nth") ?? 1));
+  const skip = Math.max(0, Number(widgetValue(loader, "skip_first") ?? 0));
+  const cap = Number(widgetValue(loader, "frame_cap") ?? 0);
+  let count = Math.ceil(Math.max(0, clip.frame_count - skip) / every);
+  if (cap > 0) count = Math.min(count, cap);
+  return { ...clip, frame_count: count, fps: clip.fps / every };
+}
+
+async function updateEta(node) {
+  const { box } = node.hifiReadout;
+  const model = upstream(node, "hifi_model");
+  const clip = await clipForEta(node);
+  const params = new URLSearchParams({
+    checkpoint: model ? String(widgetValue(model, "checkpoint") ?? "") : "",
+    device: model ? String(widgetValue(model, "device") ?? "auto") : "auto",
+    width: clip?.width ?? 0,
+    height: clip?.height ?? 0,
+    frame_count: clip?.frame_count ?? 0,
+    fps: clip?.fps ?? 0,
+    levels: widgetValue(node, "levels") ?? 2,
+    steps: widgetValue(node, "steps") ?? 1,
+    samples: widgetValue(node, "samples") ?? 1,
+    multiplier: widgetValue(node, "multiplier") ?? 2,
+    target_fps: widgetValue(node, "target_fps") ?? 0,
+  });
+  let data;
+  try {
+    const response = await api.fetchApi(`/hifi/eta?${params.toString()}`);
+    data = await response.json();
+    if (!response.ok) throw new Error(data.error ?? response.statusText);
+  } catch (error) {
+    box.textContent = `HiFI time: ${error.message ?? error}`;
+    return;
+  }
+  const lines = [];
+  if (!clip?.width) lines.push("HiFI time: connect a Load Video to estimate the whole clip");
+  else if (data.inbetweens !== null) lines.push(`${clip.width}×${clip.height}: ${plural(data.inbetweens, "in-between", "in-betweens")} to make`);
+  if (data.seconds_per_inbetween !== null) {
+    lines.push(`≈ ${formatSeconds(data.seconds_per_inbetween)} each on this machine (measured ${data.measured_at})`);
+    if (data.eta_seconds !== null) lines.push(`whole clip ≈ ${formatSeconds(data.eta_seconds)}`);
+  } else {
+    lines.push("time: not measured at these settings yet; the first run calibrates it");
+  }
+  box.textContent = lines.join("\n");
+  node.setDirtyCanvas?.(true, true);
 }
 
 function cascadeLevels(node) {
@@ -210,6 +282,21 @@ app.registerExtension({
         if (last) showVideo(this, last);
         return result;
       };
+    }
+    if (ETA_NODES.has(nodeData.name)) {
+      for (const [hook, after] of [
+        ["onNodeCreated", (node) => addReadout(node, updateEta)],
+        ["onExecuted", (node) => scheduleReadout(node)],  // the run just measured the pace
+        ["onConnectionsChange", (node) => scheduleReadout(node)],
+        ["onConfigure", (node) => scheduleReadout(node)],
+      ]) {
+        const original = nodeType.prototype[hook];
+        nodeType.prototype[hook] = function (...args) {
+          const result = original?.apply(this, args);
+          after(this);
+          return result;
+        };
+      }
     }
     if (nodeData.name === READOUT_NODE) {
       const onNodeCreated = nodeType.prototype.onNodeCreated;

@@ -4,17 +4,18 @@ import os
 
 supported_pt_extensions = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
 folder_names_and_paths = {}
-base_path = models_dir = input_directory = output_directory = temp_directory = None
+base_path = models_dir = input_directory = output_directory = temp_directory = user_directory = None
 
 
 def configure(root):
-    global base_path, models_dir, input_directory, output_directory, temp_directory
+    global base_path, models_dir, input_directory, output_directory, temp_directory, user_directory
     base_path = str(root)
     models_dir = os.path.join(base_path, "models")
     input_directory = os.path.join(base_path, "input")
     output_directory = os.path.join(base_path, "output")
     temp_directory = os.path.join(base_path, "temp")
-    for folder in (models_dir, input_directory, output_directory, temp_directory):
+    user_directory = os.path.join(base_path, "user")
+    for folder in (models_dir, input_directory, output_directory, temp_directory, user_directory):
         os.makedirs(folder, exist_ok=True)
     folder_names_and_paths.clear()
     folder_names_and_paths["checkpoints"] = ([os.path.join(models_dir, "checkpoints")],
@@ -31,6 +32,10 @@ def get_output_directory():
 
 def get_temp_directory():
     return temp_directory
+
+
+def get_user_directory():
+    return user_directory
 
 
 def add_model_folder_path(folder_name, full_folder_path, is_default=False):
