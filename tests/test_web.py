@@ -59,7 +59,7 @@ def test_script_names_existing_nodes_inputs_and_routes(source):
     for reader, name in re.findall(r'widgetValue\((node|loader|model|fileNode), "([a-z_]+)"\)', source):
         assert name in readers[reader], f"hifi.js reads widget {name!r} of a {reader} that lacks it"
     routes = (ROOT / "nodes" / "routes.py").read_text()
-    for route in set(re.findall(r'fetchApi\(`(/hifi/[a-z]+)', source)):
+    for route in set(re.findall(r'(?:fetchApi|fetchJson)\(`(/hifi/[a-z]+)', source)):
         assert f'routes.get("{route}")' in routes, f"hifi.js calls {route}, which routes.py lacks"
 
 

@@ -141,6 +141,19 @@ async function probeClip(node, fileNode) {
   return cache[key];
 }
 
+async function fetchJson(url, box, label) {
+  // A route's JSON, or null after writing its error into the readout box.
+  try {
+    const response = await api.fetchApi(url);
+    const data = await response.json();
+    if (!response.ok) throw new Error(data.error ?? response.statusText);
+    return data;
+  } catch (error) {
+    box.textContent = `${label}: ${error.message ?? error}`;
+    return null;
+  }
+}
+
 function formatSeconds(seconds) {
   if (seconds < 90) return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
   if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
@@ -181,15 +194,8 @@ async function updateEta(node) {
     multiplier: widgetValue(node, "multiplier") ?? 2,
     target_fps: widgetValue(node, "target_fps") ?? 0,
   });
-  let data;
-  try {
-    const response = await api.fetchApi(`/hifi/eta?${params.toString()}`);
-    data = await response.json();
-    if (!response.ok) throw new Error(data.error ?? response.statusText);
-  } catch (error) {
-    box.textContent = `HiFI time: ${error.message ?? error}`;
-    return;
-  }
+  const data = await fetchJson(`/hifi/eta?${params.toString()}`, box, "HiFI time");
+  if (!data) return;
   const lines = [];
   if (!clip?.width) lines.push("HiFI time: connect a Load Video to estimate the whole clip");
   else if (data.inbetweens !== null) lines.push(`${clip.width}×${clip.height}: ${plural(data.inbetweens, "in-between", "in-betweens")} to make`);
@@ -230,15 +236,8 @@ async function updateReadout(node) {
     checkpoint: model ? String(widgetValue(model, "checkpoint") ?? "") : "",
     precision: model ? String(widgetValue(model, "precision") ?? "fp32") : "fp32",
   });
-  let data;
-  try {
-    const response = await api.fetchApi(`/hifi/estimate?${params.toString()}`);
-    data = await response.json();
-    if (!response.ok) throw new Error(data.error ?? response.statusText);
-  } catch (error) {
-    box.textContent = `HiFI readout: ${error.message ?? error}`;
-    return;
-  }
+  const data = await fetchJson(`/hifi/estimate?${params.toString()}`, box, "HiFI readout");
+  if (!data) return;
   const lines = [`frame ${size.width}×${size.height} (${size.source}), ${data.levels.length} levels`];
   for (const level of data.levels) {
     if (level.level === 1 && data.levels.length > 1) {  // denoised by Base Sample, its own patches
