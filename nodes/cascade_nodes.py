@@ -9,49 +9,18 @@ in as ComfyUI IMAGE [B, H, W, C] and previews go out the same way.
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from ..hifi_core import retime_schedule
-from ..hifi_core.validation import check_taus
 from . import comfy_bridge, engine, widgets
 from .handles import INTERMEDIATE_TYPE, MODEL_TYPE, HiFIIntermediate, frames_key
 from .images import split_image, variance_to_image
+from .inputs import build_schedule, pairs_and_taus
 
 CATEGORY = "HiFI"
 UPSAMPLE_MODES = ("to full resolution", "next level")
-
-
-def build_schedule(frame_count: int, *, multiplier: int, target_fps: float,
-                   fps: Optional[float], taus_text: str, node: str
-                   ) -> Tuple[List[Tuple[int, float]], Optional[int], Optional[float]]:
-    """The output timeline [(source index, tau)] plus (multiplier, target fps) it follows."""
-    if taus_text.strip():
-        try:
-            taus = check_taus([float(t) for t in taus_text.replace(";", ",").split(",") if t.strip()])
-        except ValueError as error:
-            raise ValueError(f"{node}: input 'taus' ({taus_text!r}) must be a comma-separated list "
-                             f"of times strictly between 0 and 1, e.g. '0.25, 0.5, 0.75' ({error})") from None
-        taus = sorted(set(taus))
-        schedule = [(i, t) for i in range(frame_count - 1) for t in [0.0, *taus]]
-        return schedule + [(frame_count - 1, 0.0)], None, None
-    if target_fps > 0:
-        if not fps or fps <= 0:
-            raise ValueError(f"{node}: input 'fps' (the source frame rate) is missing, and "
-                             f"target_fps={target_fps} needs it: connect Load Video's 'fps' output "
-                             "to it, or set target_fps to 0 and use the multiplier")
-        plan = retime_schedule(frame_count, source_fps=fps, target_fps=target_fps)
-        return [(o.index, o.tau) for o in plan], None, float(target_fps)
-    plan = retime_schedule(frame_count, multiplier=int(multiplier))
-    return [(o.index, o.tau) for o in plan], int(multiplier), None
-
-
-def pairs_and_taus(schedule: Sequence[Tuple[int, float]]) -> Tuple[Tuple[int, ...], Tuple[Tuple[float, ...], ...]]:
-    pairs = sorted({index for index, tau in schedule if tau > 0})
-    taus = tuple(tuple(sorted({tau for index, tau in schedule if index == i and tau > 0})) for i in pairs)
-    return tuple(pairs), taus
 
 
 def preview(estimates: Sequence[Sequence[torch.Tensor]], frame_size: Tuple[int, int]) -> torch.Tensor:

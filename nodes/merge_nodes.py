@@ -21,7 +21,7 @@ import torch
 from ..hifi_core.scenes import (DEFAULT_SCENE_THRESHOLD, DuplicateDetector, SceneCutDetector,
                                 SceneSettings)
 from . import comfy_bridge, engine, pace, widgets
-from .cascade_nodes import build_schedule, pairs_and_taus
+from .inputs import build_schedule, pairs_and_taus
 from .handles import INTERMEDIATE_TYPE, MODEL_TYPE, HiFIIntermediate, frames_key
 from .images import SplitImage, blend_alpha, join_image, split_image, variance_to_image
 

@@ -9,43 +9,15 @@ checking a graph quickly). Nothing is ever downloaded; only safetensors files ar
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from ..hifi_core import PRESETS, build_model, load_checkpoint
-from ..hifi_core.checkpoint import DEFAULT_CHECKPOINT_NAME
 from . import comfy_bridge
 from .handles import MODEL_TYPE, PRECISION_CHOICES, HiFIModelHandle
+from .inputs import PRESET_PREFIX, checkpoint_choices, resolve_checkpoint
 
 CATEGORY = "HiFI"
-PRESET_PREFIX = "preset:"
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 LOG = logging.getLogger(__name__)
-
-
-def checkpoint_choices():
-    """The combo's entries: model-folder files, bundled files, then the presets."""
-    names = list(comfy_bridge.model_folder_files())
-    for bundled in comfy_bridge.bundled_checkpoints():
-        if bundled not in names:
-            names.append(bundled)
-    if DEFAULT_CHECKPOINT_NAME in names:  # the trained default first: it is the combo's default
-        names.remove(DEFAULT_CHECKPOINT_NAME)
-        names.insert(0, DEFAULT_CHECKPOINT_NAME)
-    return names + [PRESET_PREFIX + name for name in PRESETS]
-
-
-def resolve_checkpoint(name: str) -> Path:
-    """The file a combo entry names; model folder first, then the pack's checkpoints/."""
-    found = comfy_bridge.model_folder_path(name)
-    if found is not None:
-        return Path(found)
-    bundled = comfy_bridge.BUNDLED_CHECKPOINT_DIR / name
-    if bundled.is_file():
-        return bundled
-    raise FileNotFoundError(
-        f"HiFI Load Model: input 'checkpoint' {name!r} was not found in ComfyUI's models/hifi "
-        f"folder nor in the pack's checkpoints/ folder. Put the .safetensors file in "
-        f"ComfyUI/models/hifi/ and refresh, or pick one of: {', '.join(checkpoint_choices())}")
 
 
 class HiFILoadModel:

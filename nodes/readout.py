@@ -14,7 +14,7 @@ import torch
 
 from ..hifi_core import get_preset, plan_cascade, read_checkpoint_config, runtime
 from ..hifi_core.memory import estimate_patch_bytes, frame_buffer_bytes, pair_io_bytes, plan_patch_batch
-from .model_nodes import PRESET_PREFIX, resolve_checkpoint
+from .inputs import PRESET_PREFIX, resolve_checkpoint
 
 FALLBACK_PRESET = "small"
 

@@ -17,7 +17,7 @@ from server import PromptServer
 from ..hifi_core import video_io
 from . import comfy_bridge
 from .readout import cascade_readout, eta_readout
-from .video_nodes import resolve_video_path
+from .inputs import resolve_video_path
 
 INT_FIELDS = ("width", "height", "levels", "patch_width", "patch_height", "overlap", "patch_batch",
               "memory_budget_mb", "samples")

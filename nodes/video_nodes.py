@@ -34,6 +34,7 @@ from ..hifi_core.errors import HiFIInputError
 from ..hifi_core.retime import retime_video
 from ..hifi_core.scenes import DEFAULT_SCENE_THRESHOLD
 from . import comfy_bridge, engine, pace, widgets
+from .inputs import resolve_video_path
 
 CATEGORY = "HiFI"
 FORMATS = {  # widget value -> (codec, extension); never reorder (saved workflows keep the value)
@@ -45,28 +46,6 @@ FORMATS = {  # widget value -> (codec, extension); never reorder (saved workflow
 }
 BROWSER_PLAYABLE = {"h264-mp4"}
 PREVIEW_MAX_WIDTH = 640
-
-
-def resolve_video_path(video: str, path: str, node: str) -> Path:
-    """The file to read: `path` when given (absolute, or relative to the input folder)."""
-    if path and path.strip():
-        candidate = Path(path.strip().strip('"')).expanduser()
-        if not candidate.is_absolute() and comfy_bridge.input_directory() is not None:
-            inside = Path(comfy_bridge.input_directory()) / candidate
-            candidate = inside if inside.exists() else candidate
-        if not candidate.is_file():
-            raise ValueError(f"{node}: input 'path' {path!r} is not a video file; give an absolute "
-                             "path or a file name inside ComfyUI's input folder, or clear it to use "
-                             "'video'")
-        return candidate
-    if not video:
-        raise ValueError(f"{node}: input 'video' is empty; upload a video into ComfyUI's input "
-                         "folder or type a file path into 'path'")
-    candidate = Path(comfy_bridge.annotated_input_path(video))
-    if not candidate.is_file():
-        raise ValueError(f"{node}: input 'video' {video!r} is not in ComfyUI's input folder; "
-                         "upload it again or type its path into 'path'")
-    return candidate
 
 
 class HiFILoadVideo:

@@ -115,18 +115,15 @@ def _read_image_rgb8(path: Path) -> np.ndarray:
 
 
 def count_frames(clip: Path) -> int:
-    """Number of frames of a video file or frame folder (decodes when the header has no count)."""
+    """Number of frames of a video file (`video_io.count_frames`) or of a frame folder; OpenCV
+    counts a file PyAV cannot open (evaluation clips come in many containers)."""
     if clip.is_dir():
         return len(_image_files(clip))
-    try:
-        import av
+    from ..video_io import count_frames as count_video_frames
 
-        with av.open(str(clip)) as container:
-            stream = container.streams.video[0]
-            if stream.frames:
-                return int(stream.frames)
-            return sum(1 for _ in container.decode(stream))
-    except Exception:  # PyAV cannot open it: try OpenCV
+    try:
+        return count_video_frames(clip)
+    except HiFIInputError:
         import cv2
 
         capture = cv2.VideoCapture(str(clip))
