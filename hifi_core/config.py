@@ -61,14 +61,15 @@ class UNetConfig:
 
     in_channels: int = 12
     out_channels: int = 3
-    base_channels: int = 32
-    channel_mults: Tuple[int, ...] = (1, 2, 4, 4)
-    blocks_per_level: Tuple[int, ...] = (1, 1, 1, 1)
-    attention_levels: int = 2
+    # defaults: the shipped preset's ("lean"), so UNetConfig() is what the bundled checkpoint runs
+    base_channels: int = 64
+    channel_mults: Tuple[int, ...] = (1, 1, 2)
+    blocks_per_level: Tuple[int, ...] = (1, 1, 1)
+    attention_levels: int = 1
     attention_heads: int = 4
     dropout: float = 0.0
     norm_groups: int = 8
-    stem_factor: int = 1
+    stem_factor: int = 4
 
     def __post_init__(self) -> None:
         for name, low, high in _UNET_INT_RANGES:
@@ -157,14 +158,15 @@ class DiffusionConfig:
             (alpha = 0, sigma = 1) v = -x: v-trained weights keep their one-step output.
     """
 
+    # defaults: the shipped preset's ("lean"); configs and checkpoints state every field
     logsnr_min: float = -20.0
     logsnr_max: float = 20.0
     parameterisation: str = "residual"
     residual_scale: float = 2.0
-    condition_detail: bool = False
-    residual_base: str = "blend"
+    condition_detail: bool = True
+    residual_base: str = "rife"
     network_frames: str = "raw"
-    prediction: str = "v"
+    prediction: str = "x"
 
     def __post_init__(self) -> None:
         if self.parameterisation not in PARAMETERISATIONS:
@@ -224,12 +226,12 @@ class ModelConfig:
 PRESETS: Dict[str, ModelConfig] = {
     "tiny": ModelConfig(
         unet=UNetConfig(base_channels=16, channel_mults=(1, 2, 2), blocks_per_level=(1, 1, 1),
-                        attention_levels=1, attention_heads=2, norm_groups=4),
-        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow"), preset="tiny"),
+                        attention_levels=1, attention_heads=2, norm_groups=4, stem_factor=1),
+        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow", prediction="v"), preset="tiny"),
     "small": ModelConfig(
         unet=UNetConfig(base_channels=32, channel_mults=(1, 2, 4, 4), blocks_per_level=(1, 1, 1, 1),
-                        attention_levels=2, attention_heads=4, norm_groups=8),
-        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow"), preset="small"),
+                        attention_levels=2, attention_heads=4, norm_groups=8, stem_factor=1),
+        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow", prediction="v"), preset="small"),
     "lean": ModelConfig(
         unet=UNetConfig(base_channels=64, channel_mults=(1, 1, 2), blocks_per_level=(1, 1, 1),
                         attention_levels=1, attention_heads=4, norm_groups=8, stem_factor=4),
@@ -237,12 +239,12 @@ PRESETS: Dict[str, ModelConfig] = {
         preset="lean"),
     "base": ModelConfig(
         unet=UNetConfig(base_channels=64, channel_mults=(1, 2, 4, 8), blocks_per_level=(1, 2, 4, 4),
-                        attention_levels=2, attention_heads=8, norm_groups=32),
-        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow"), preset="base"),
+                        attention_levels=2, attention_heads=8, norm_groups=32, stem_factor=1),
+        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow", prediction="v"), preset="base"),
     "paper": ModelConfig(
         unet=UNetConfig(base_channels=128, channel_mults=(1, 2, 4, 8), blocks_per_level=(2, 4, 8, 8),
-                        attention_levels=2, attention_heads=8, norm_groups=32),
-        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow"), preset="paper"),
+                        attention_levels=2, attention_heads=8, norm_groups=32, stem_factor=1),
+        diffusion=DiffusionConfig(condition_detail=True, residual_base="flow", prediction="v"), preset="paper"),
 }
 
 
