@@ -370,8 +370,7 @@ def test_load_video_options_and_audio(nodes, comfy):
 def test_load_video_refuses_what_does_not_fit(nodes, comfy, monkeypatch, pack):
     write_clip(Path(comfy.folder_paths.get_input_directory()) / "clip.mp4", make_frames(10, 48, 64),
                fps=12, audio_hz=None)
-    video_io = pack.hifi_core.video_io
-    monkeypatch.setattr(video_io, "available_memory_bytes", lambda: 48 * 64 * 3 * 4 * 5)
+    monkeypatch.setattr(pack.hifi_core.runtime, "available_memory_bytes", lambda device=None: 48 * 64 * 3 * 4 * 5)
     with pytest.raises(MemoryError, match="frame cap"):
         nodes["HiFILoadVideo"]().load("clip.mp4", "", 0, 0, 1)
     images, _, count, audio = nodes["HiFILoadVideo"]().load("clip.mp4", "", 2, 0, 1)
