@@ -1,0 +1,209 @@
+"""The output side of a retime: segments, the resume state, finishing and abandoning a run."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import time
+import warnings
+from fractions import Fraction
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+
+from ..errors import HiFIInputError
+from ..video_io import OutputFormat, VideoWriter, join_segments, remove_tree, write_audio_file
+from .targets import STATE_VERSION
+
+
+# ---------------------------------------------------------------- state and segments
+
+
+def _parts_dir(output: Path, fmt: OutputFormat) -> Path:
+    return output if fmt.is_sequence else output.with_name(f".{output.name}.hifi-parts")
+
+
+def _state_path(output: Path, fmt: OutputFormat) -> Path:
+    return (output / ".hifi-retime.json") if fmt.is_sequence else _parts_dir(output, fmt) / "progress.json"
+
+
+def _input_fingerprint(path: Path) -> dict:
+    st = path.stat()
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _save_state(path: Path, state: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
+    os.replace(tmp, path)  # atomic, so a kill never leaves half a progress file
+
+
+class _Output:
+    """Writes output frames in order: segment files (video) or PNG files, plus the state."""
+
+    def __init__(self, output: Path, fmt: OutputFormat, writer_kwargs: dict, state: dict,
+                 segment_frames: int, metadata: Optional[dict] = None):
+        self.output, self.fmt, self.kwargs, self.state = output, fmt, writer_kwargs, state
+        self.metadata = metadata  # container tags, written when the segments are joined
+        self.segment_frames = segment_frames
+        self.parts = _parts_dir(output, fmt)
+        self.state_path = _state_path(output, fmt)
+        self.frames_done = int(state["frames_done"])
+        self._writer: Optional[VideoWriter] = None
+        self._segment_start = 0
+        self._last_save = 0.0
+
+    def write(self, index: int, frame: torch.Tensor) -> None:
+        if index != self.frames_done:
+            raise RuntimeError(f"output frame {index} written out of order (expected {self.frames_done})")
+        if self.fmt.is_sequence:
+            if self._writer is None:
+                self._writer = VideoWriter(self.output, start_number=index, **self.kwargs)
+            self._writer.write(frame)
+            self.frames_done += 1
+            self.state["frames_done"] = self.frames_done
+            if time.monotonic() - self._last_save > 1.0:
+                self.save()
+            return
+        if self._writer is not None and index % self.segment_frames == 0:
+            self.close_segment()
+        if self._writer is None:
+            self._segment_start = index
+            name = f"part_{index:09d}{self.output.suffix}"
+            self._writer = VideoWriter(self.parts / name, **self.kwargs)
+        self._writer.write(frame)
+        self.frames_done += 1
+
+    def close_segment(self) -> None:
+        """Flush and close the open segment and record it (frames in it are then safe)."""
+        writer = self._writer
+        if writer is None:
+            return
+        writer.close()  # may fail (disk full): the writer stays open so its file can be removed
+        self._writer = None
+        if not self.fmt.is_sequence and writer.frames_written:
+            self.state["segments"].append({"file": writer.path.name, "start": self._segment_start,
+                                           "frames": writer.frames_written})
+        self.state["frames_done"] = self.frames_done
+        self.save()
+
+    def save(self) -> None:
+        self._last_save = time.monotonic()
+        _save_state(self.state_path, self.state)
+
+    def segment_paths(self) -> List[Path]:
+        return [self.parts / s["file"] for s in self.state["segments"]]
+
+
+def _probe_writer(out_path: Path, fmt: OutputFormat, kwargs: dict) -> None:
+    if fmt.is_sequence:
+        return
+    probe = out_path.with_name(f".{out_path.name}.hifi-check{out_path.suffix}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            VideoWriter(probe, **kwargs).close()
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def _load_or_new_state(out_path: Path, fmt: OutputFormat, in_path: Path, key: dict, resume: bool) -> dict:
+    state_path = _state_path(out_path, fmt)
+    fresh = {"version": STATE_VERSION, "input": _input_fingerprint(in_path), "settings": key,
+             "segments": [], "frames_done": 0}
+    if resume and state_path.is_file():
+        try:
+            state = json.loads(state_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise HiFIInputError(f"cannot resume: {str(state_path)!r} is unreadable ({exc}); run "
+                                 f"again without --resume to start over") from exc
+        if state.get("version") != STATE_VERSION or state.get("input") != fresh["input"]:
+            raise HiFIInputError(f"cannot resume into {str(out_path)!r}: the interrupted run used "
+                                 f"another input file (or it changed); run without --resume")
+        diff = [k for k in key if state.get("settings", {}).get(k) != key[k]]
+        if diff:
+            raise HiFIInputError(f"cannot resume into {str(out_path)!r}: these settings differ from "
+                                 f"the interrupted run: {', '.join(diff)}; use the same settings, "
+                                 f"or run without --resume to start over")
+        for seg in state["segments"]:
+            if not (_parts_dir(out_path, fmt) / seg["file"]).is_file():
+                raise HiFIInputError(f"cannot resume: segment {seg['file']} is missing from "
+                                     f"{str(_parts_dir(out_path, fmt))!r}; run without --resume")
+        return state
+    if not fmt.is_sequence:
+        remove_tree(_parts_dir(out_path, fmt))
+    elif out_path.is_dir():  # a fresh sequence: drop an older run's frames (ours only)
+        for old in [*out_path.glob("frame_[0-9]*.png"), out_path / "audio.mka", state_path]:
+            old.unlink(missing_ok=True)
+    return fresh
+
+
+def _remove_strays(out: _Output) -> None:
+    """Delete segment files a hard kill left unrecorded (their frames are redone)."""
+    if out.fmt.is_sequence:
+        return
+    known = {s["file"] for s in out.state["segments"]}
+    for p in out.parts.glob("part_*"):
+        if p.name not in known:
+            p.unlink()
+
+
+def _finish(out: _Output, in_path: Path, fps: Fraction, audio_mode: str, tempo: float,
+            trim_audio: bool = False) -> None:
+    audio_from = in_path if audio_mode in ("copied", "stretched") else None
+    if out.fmt.is_sequence:
+        sidecar = out.output / "audio.mka"
+        sidecar.unlink(missing_ok=True)
+        if audio_from is not None:
+            write_audio_file(sidecar, audio_from=audio_from, tempo=tempo)
+        _state_path(out.output, out.fmt).unlink(missing_ok=True)
+        return
+    join_segments(out.segment_paths(), out.output, fps, audio_from=audio_from, audio_tempo=tempo,
+                  trim_audio=trim_audio or tempo != 1.0, metadata=out.metadata)
+    remove_tree(out.parts)
+
+
+WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EIO}
+
+
+def _abandon_open_segment(out: _Output) -> int:
+    """After a write error: delete the segment being written (it is incomplete) and record
+    only the finished ones, without writing anything large (the disk may be full). Returns
+    the number of finished frames kept for --resume."""
+    writer, out._writer = out._writer, None
+    if writer is not None:
+        try:
+            writer.close()
+        except Exception:  # noqa: BLE001 - the encoder is what failed; its file goes anyway
+            pass
+        if not out.fmt.is_sequence:
+            Path(writer.path).unlink(missing_ok=True)
+    if not out.fmt.is_sequence:
+        out.frames_done = sum(int(s["frames"]) for s in out.state["segments"])
+    out.state["frames_done"] = out.frames_done
+    try:
+        out.save()
+    except OSError:
+        pass  # the state file is small, but on a full disk even that may fail; --resume redoes more
+    return out.frames_done
+
+
+def _finish_partial(out: _Output, in_path: Path, audio_mode: str, tempo: float) -> None:
+    """After an interruption: save what is finished and leave a playable partial output."""
+    try:
+        out.close_segment()
+    except Exception:  # the encoder itself may be what failed; the recorded segments stay valid
+        pass
+    if out.fmt.is_sequence or not out.state["segments"]:
+        if out.fmt.is_sequence:
+            out.save()
+        return
+    audio_from = in_path if audio_mode in ("copied", "stretched") else None
+    try:
+        fps = Fraction(out.kwargs["fps"])
+        join_segments(out.segment_paths(), out.output, fps, audio_from=audio_from,
+                      audio_tempo=tempo, trim_audio=True, metadata=out.metadata)
+    except Exception:
+        pass  # a partial file is a courtesy; the parts folder still allows --resume
