@@ -35,8 +35,8 @@ from hifi_core.interpolate import CascadeSettings, interpolate
 from hifi_core.training.config import load_config
 from hifi_core.training.data import Triplet, to_tensor
 from hifi_core.training.real import split_ranges, windows_in
-from hifi_core.training.trainer import (ValTriplet, baseline_scores, hifi_scores, real_clips,
-                                        summarise, validation_set)
+from hifi_core.training.validation import (ValTriplet, baseline_scores, hifi_scores, real_clips, summarise,
+                                           validation_set)
 
 
 def silence(model, which: str) -> None:

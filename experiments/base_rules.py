@@ -20,7 +20,7 @@ import torch
 
 import hifi_core.flow_base as flow_base
 from hifi_core.metrics import psnr
-from hifi_core.training.trainer import real_clips, validation_set
+from hifi_core.training.validation import real_clips, validation_set
 
 from .validation_options import load_validation_config, validation_arguments
 

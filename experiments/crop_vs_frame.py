@@ -22,7 +22,8 @@ from hifi_core.flow_base import flow_average
 from hifi_core.interpolate import CascadeSettings, interpolate
 from hifi_core.metrics import psnr
 from hifi_core.training.config import load_config
-from hifi_core.training.trainer import Trainer, validation_set
+from hifi_core.training.trainer import Trainer
+from hifi_core.training.validation import validation_set
 
 UNSEEN_FROM_STEP = 20_000  # past every run's last step: crops no run trained on
 

@@ -24,7 +24,7 @@ import torch
 from hifi_core.baselines import dis_both_ways, linear_tau_flows
 from hifi_core.flow_base import warp_average
 from hifi_core.metrics import psnr
-from hifi_core.training.trainer import real_clips, validation_set
+from hifi_core.training.validation import real_clips, validation_set
 
 from .ablate_levels import flow_failure_mask, region_psnr
 from .validation_options import load_validation_config, validation_arguments

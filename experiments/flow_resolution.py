@@ -15,7 +15,7 @@ from hifi_core.baselines import dis_flow_interpolate
 from hifi_core.flow_base import flow_average
 from hifi_core.metrics import psnr
 from hifi_core.training.config import load_config
-from hifi_core.training.trainer import real_clips, validation_set
+from hifi_core.training.validation import real_clips, validation_set
 
 
 def main() -> None:

@@ -45,7 +45,9 @@ from hifi_core.flow_base import estimate_flows, warp_frames
 from hifi_core.model import LOG_L2_FLOOR
 from hifi_core.metrics import psnr
 from hifi_core.training.config import load_config
-from hifi_core.training.trainer import Trainer, prefetched_batches, real_clips, validation_set
+from hifi_core.training.steps import prefetched_batches
+from hifi_core.training.trainer import Trainer
+from hifi_core.training.validation import real_clips, validation_set
 
 from .ablate_levels import disagreement_mask, region_psnr
 from .occlusion_blend import splat_density

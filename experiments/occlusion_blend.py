@@ -26,7 +26,7 @@ from .ablate_levels import flow_failure_mask, region_psnr
 from .validation_options import load_validation_config, validation_arguments
 from hifi_core.baselines import dis_both_ways, dis_flow_interpolate, linear_tau_flows
 from hifi_core.metrics import psnr
-from hifi_core.training.trainer import real_clips, validation_set
+from hifi_core.training.validation import real_clips, validation_set
 
 
 def remap(image: np.ndarray, flow: np.ndarray) -> np.ndarray:

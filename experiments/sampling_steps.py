@@ -15,7 +15,7 @@ from hifi_core.checkpoint import load_checkpoint
 from hifi_core.interpolate import CascadeSettings, interpolate
 from hifi_core.metrics import psnr
 from hifi_core.training.config import load_config
-from hifi_core.training.trainer import real_clips, validation_set
+from hifi_core.training.validation import real_clips, validation_set
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from hifi_core.config import get_preset  # noqa: E402
 from hifi_core.metrics import psnr  # noqa: E402
 from hifi_core.training.config import config_from_dict  # noqa: E402
 from hifi_core.training.evaluate import condition_check  # noqa: E402
-from hifi_core.training.trainer import real_clips, validation_set  # noqa: E402
+from hifi_core.training.validation import real_clips, validation_set  # noqa: E402
 
 
 @pytest.fixture(scope="module")

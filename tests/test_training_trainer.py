@@ -14,8 +14,9 @@ from hifi_core import load_model  # noqa: E402
 from hifi_core.cascade import level_inputs  # noqa: E402
 from hifi_core.flow_base import warp_frames  # noqa: E402
 from hifi_core.training.config import config_from_dict  # noqa: E402
-from hifi_core.training.trainer import (CHECKPOINT_NAME, Trainer, export_ema, learning_rate,  # noqa: E402
-                                        prefetched_batches, sample_t)
+from hifi_core.training.state import CHECKPOINT_NAME, export_ema  # noqa: E402
+from hifi_core.training.steps import learning_rate, prefetched_batches, sample_t  # noqa: E402
+from hifi_core.training.trainer import Trainer  # noqa: E402
 
 
 def tiny_config(root: Path, **overrides) -> dict:
@@ -149,7 +150,7 @@ def test_schedules():
     assert 0 < float(t.min()) and float(t.max()) == 1.0
     assert 0.2 < float((t == 1).float().mean()) < 0.3  # p_one = 0.25
     assert float(t.mean()) > 0.7  # biased toward t = 1
-    from hifi_core.training.trainer import ema_decay
+    from hifi_core.training.steps import ema_decay
 
     assert ema_decay(0, 0.999) == pytest.approx(0.1) and ema_decay(10**6, 0.999) == 0.999
     assert ema_decay(0, 0.999, warmup=False) == 0.999  # fine-tuning: average from the first step
@@ -189,7 +190,7 @@ def test_diffusion_overrides_pin_a_runs_model_and_its_export(root, tmp_path):
 
 
 def test_disagreement_weight_counts_where_the_warped_frames_differ(root, tmp_path):
-    from hifi_core.training.trainer import disagreement_weight
+    from hifi_core.training.steps import disagreement_weight
 
     f0, f2 = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
     f2[0] = f0[0]  # sample 0: the frames agree everywhere -> uniform weights
@@ -304,7 +305,7 @@ def test_flow_context_must_be_a_whole_number(root):
 def test_curves_plot_a_log_l2_loss_without_a_log_axis(tmp_path):
     import warnings
 
-    from hifi_core.training.trainer import plot_curves
+    from hifi_core.training.logs import plot_curves
 
     log = tmp_path / "log.jsonl"
     log.write_text("\n".join(json.dumps(r) for r in [
@@ -317,7 +318,7 @@ def test_curves_plot_a_log_l2_loss_without_a_log_axis(tmp_path):
 
 
 def test_loss_axis_names_the_loss_and_what_the_network_predicts():
-    from hifi_core.training.trainer import loss_label
+    from hifi_core.training.logs import loss_label
 
     assert loss_label("l1") == "training loss (L1 on v)"
     assert loss_label("l1", "x") == "training loss (L1 on x)"

@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..errors import HiFIInputError
-    from ..training.trainer import CHECKPOINT_NAME, Trainer, export_ema
+    from ..training.state import CHECKPOINT_NAME, export_ema
+    from ..training.trainer import Trainer
 
     if args.export is not None:
         checkpoint = args.out / CHECKPOINT_NAME
@@ -133,7 +134,7 @@ def _evaluate(args, config) -> int:
     from ..training.evaluate import EvalSetting, condition_check, score_methods, write_report
     import torch
 
-    from ..training.trainer import real_clips, validation_set
+    from ..training.validation import real_clips, validation_set
 
     try:
         settings = [EvalSetting(*(int(n) for n in item.split("x"))) for item in args.eval_settings.split(",")]

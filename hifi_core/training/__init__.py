@@ -10,7 +10,8 @@ from .data import AugmentConfig, Triplet
 from .dataset import MixConfig, MixedTriplets, batch_indices, load_batch
 from .real import RealClips, SplitConfig, detect_cuts, split_ranges
 from .synthetic import SyntheticConfig, SyntheticScenes
-from .trainer import Trainer, export_ema
+from .state import export_ema
+from .trainer import Trainer
 
 __all__ = ["AugmentConfig", "ConditionConfig", "MixConfig", "MixedTriplets", "RealClips", "SplitConfig",
            "SyntheticConfig", "SyntheticScenes", "TrainConfig", "Trainer", "Triplet", "batch_indices",

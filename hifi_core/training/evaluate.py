@@ -32,7 +32,7 @@ from ..metrics import psnr, ssim
 from ..model import HiFIModel
 from ..progress import ProgressCounter
 from ..motion_base import ifnet_interpolate, motion_net
-from .trainer import ValTriplet, summarise
+from .validation import ValTriplet, summarise
 
 
 @dataclass(frozen=True)
