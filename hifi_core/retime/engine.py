@@ -12,6 +12,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable, List, Optional, Union
 
+import torch
+
 
 from ..errors import HiFIInputError
 from ..progress import CancelCheck, check_cancel
@@ -106,12 +108,7 @@ def retime_video(input: PathLike, output: PathLike, *, model=None, settings=None
         Cancelled / KeyboardInterrupt: after writing the partial output (see above).
     """
     target = RetimeTarget(multiplier=multiplier, fps=fps, slowmo=slowmo)
-    if slowmo_audio not in ("drop", "stretch"):
-        raise HiFIInputError(f"slowmo_audio={slowmo_audio!r} must be 'drop' or 'stretch'")
-    if tau_batch < 1 or segment_seconds <= 0:
-        raise HiFIInputError("tau_batch must be >= 1 and segment_seconds > 0")
-    if max_frames is not None and max_frames < 2:
-        raise HiFIInputError(f"max_frames={max_frames}: interpolation needs at least 2 source frames")
+    _check_options(slowmo_audio, tau_batch, segment_seconds, max_frames)
     scene = SceneSettings(threshold=scene_threshold) if scene_detect else None
     dups = (DuplicateSettings(**({"threshold": dedup_threshold} if dedup_threshold else {}))
             if dedup else None)
@@ -123,31 +120,15 @@ def retime_video(input: PathLike, output: PathLike, *, model=None, settings=None
     if interpolator is None:
         interpolator = make_interpolator(method, model, settings, progress=model_progress,
                                          cancel=cancel)
-    if target.keeps_duration:
-        audio_mode = "copied" if info.has_audio else "none"
-    else:
-        audio_mode = ("stretched" if slowmo_audio == "stretch" else "dropped") if info.has_audio else "none"
-    audio_tempo = 1.0 / float(target.slowmo) if audio_mode == "stretched" else 1.0
-    if preset is not None and (fmt.codec not in ("h264", "h265") or preset not in X264_PRESETS):
-        raise HiFIInputError(f"preset {preset!r} needs --codec h264 or h265 and one of "
-                             f"{', '.join(X264_PRESETS)}")
-    writer_kwargs = dict(fps=out_fps, width=info.width, height=info.height, codec=fmt.codec,
-                         crf=fmt.quality, pix_fmt=fmt.pix_fmt, color=info.color,
-                         options={"preset": preset} if preset else None)
+    audio_mode, audio_tempo = _audio_plan(target, info, slowmo_audio)
+    writer_kwargs = _writer_kwargs(info, fmt, out_fps, preset)
     # fail now, not after an hour of work, if the encoder refuses the size/format
     _probe_writer(out_path, fmt, writer_kwargs)
-
-    settings_key = _settings_key(ratio, out_fps, fmt, scene, dups, method_key, settings,
-                                 tau_batch, segment_seconds, slowmo_audio, model)
-    settings_key["preset"] = preset
-    settings_key["max_frames"] = max_frames
+    settings_key = dict(_settings_key(ratio, out_fps, fmt, scene, dups, method_key, settings, tau_batch,
+                                      segment_seconds, slowmo_audio, model), preset=preset, max_frames=max_frames)
     source_frames = info.frame_count if max_frames is None else min(info.frame_count, max_frames)
-    state = _load_or_new_state(out_path, fmt, in_path, settings_key, resume)
-    parts = _parts_dir(out_path, fmt)
-    parts.mkdir(parents=True, exist_ok=True)
-    segment_frames = max(1, round(segment_seconds * float(out_fps)))
-    out = _Output(out_path, fmt, writer_kwargs, state, segment_frames, metadata)
-    _remove_strays(out)
+    out = _open_output(out_path, fmt, in_path, settings_key, resume, writer_kwargs,
+                       max(1, round(segment_seconds * float(out_fps))), metadata)
     resumed_from = out.frames_done
     stats = DetectionStats()
     estimate = total_output_frames(source_frames, ratio)
@@ -158,63 +139,15 @@ def retime_video(input: PathLike, output: PathLike, *, model=None, settings=None
             total = estimate if stats.source_frames < source_frames else max(estimate, done)
             progress(RetimeProgress(done, max(total, done), stats.source_frames, resumed_from))
 
-    def emit(schedule: List[ScheduledFrame], a: Keyframe, b: Optional[Keyframe]) -> None:
-        todo = [s for s in schedule if s.index >= out.frames_done]
-        if not todo:
-            return
-        # in-betweens are computed in fixed chunks of the pair's full tau list (so a resumed
-        # run computes exactly the same calls) and written as soon as their chunk is ready,
-        # so at most one chunk is held
-        between = [s for s in schedule if s.mode == "interpolate"]
-        chunk_of = {s.index: n // tau_batch for n, s in enumerate(between)}
-        made = {}
-        for s in todo:
-            if s.mode == "interpolate":
-                if s.index not in made:
-                    c = chunk_of[s.index]
-                    chunk = between[c * tau_batch:(c + 1) * tau_batch]
-                    check_cancel(cancel)
-                    taus = [f.tau for f in chunk]
-                    result = (interpolator(a.image[None], b.image[None], taus, pair=a.position)
-                              if isinstance(interpolator, ModelInterpolator)
-                              else interpolator(a.image[None], b.image[None], taus))
-                    made = {f.index: img for f, img in zip(chunk, result)}
-                img = made.pop(s.index)
-            else:
-                img = a.image if s.source == a.position else b.image
-            out.write(s.index, img)
-            report(out.frames_done)
-        check_cancel(cancel)
-
+    pairs = _PairWriter(out, interpolator, tau_batch, cancel, report)
     try:
-        prev = lookahead = None
-        # with max_frames one more frame is read: the partner of the last interval (a preview's
-        # tail moves toward the next real frame instead of holding the last one); not output
-        frames = itertools.islice(iter_frames(in_path), None if max_frames is None else max_frames + 1)
-        for key in keyframes(frames, scene=scene, dedup=dups, stats=stats):
-            if max_frames is not None and key.position >= max_frames:
-                lookahead = key
-                break
-            if prev is not None:
-                emit(interval_schedule(prev.position, key.position, ratio, cut=key.cut_before), prev, key)
-            prev = key
-        if max_frames is not None:
-            _forget_lookahead(stats, max_frames, lookahead)
-        if prev is not None and lookahead is not None and not lookahead.cut_before:
-            emit(interval_schedule(prev.position, lookahead.position, ratio), prev, lookahead)
-        elif prev is not None:
-            emit(interval_schedule(prev.position, stats.source_frames, ratio, last=True), prev, None)
+        _walk_keyframes(in_path, ratio, scene, dups, stats, max_frames, pairs.emit)
         out.close_segment()
     except OSError as error:
         if error.errno not in WRITE_ERRNOS:
             _finish_partial(out, in_path, audio_mode, audio_tempo)
             raise
-        kept = _abandon_open_segment(out)
-        raise HiFIInputError(
-            f"writing {str(out_path)!r} failed: {error.strerror or error} (errno {errno.errorcode.get(error.errno, error.errno)}). "
-            f"The unfinished segment was removed; {kept} finished frames are kept in {str(out.parts)!r}: "
-            "free space (or raise the file-size limit) and run the same command with --resume, "
-            "or delete that folder") from None
+        raise _write_failure(error, out_path, out) from None
     except BaseException:
         _finish_partial(out, in_path, audio_mode, audio_tempo)
         raise
@@ -232,6 +165,118 @@ def retime_video(input: PathLike, output: PathLike, *, model=None, settings=None
             "file-size limit) and run the same command with --resume") from None
     return RetimeResult(out_path, out.frames_done, stats.source_frames, out_fps, ratio,
                         list(stats.cuts), stats.duplicates, resumed_from, audio_mode)
+
+
+def _writer_kwargs(info: VideoInfo, fmt: OutputFormat, out_fps: Fraction, preset: Optional[str]) -> dict:
+    """`VideoWriter` arguments for every segment of the output."""
+    if preset is not None and (fmt.codec not in ("h264", "h265") or preset not in X264_PRESETS):
+        raise HiFIInputError(f"preset {preset!r} needs --codec h264 or h265 and one of "
+                             f"{', '.join(X264_PRESETS)}")
+    return dict(fps=out_fps, width=info.width, height=info.height, codec=fmt.codec, crf=fmt.quality,
+                pix_fmt=fmt.pix_fmt, color=info.color, options={"preset": preset} if preset else None)
+
+
+def _open_output(out_path: Path, fmt: OutputFormat, in_path: Path, settings_key: dict, resume: bool,
+                 writer_kwargs: dict, segment_frames: int, metadata: Optional[dict]) -> _Output:
+    """The output with its resume state (new, or the interrupted run's), strays removed."""
+    state = _load_or_new_state(out_path, fmt, in_path, settings_key, resume)
+    _parts_dir(out_path, fmt).mkdir(parents=True, exist_ok=True)
+    out = _Output(out_path, fmt, writer_kwargs, state, segment_frames, metadata)
+    _remove_strays(out)
+    return out
+
+
+def _check_options(slowmo_audio: str, tau_batch: int, segment_seconds: float, max_frames: Optional[int]) -> None:
+    if slowmo_audio not in ("drop", "stretch"):
+        raise HiFIInputError(f"slowmo_audio={slowmo_audio!r} must be 'drop' or 'stretch'")
+    if tau_batch < 1 or segment_seconds <= 0:
+        raise HiFIInputError("tau_batch must be >= 1 and segment_seconds > 0")
+    if max_frames is not None and max_frames < 2:
+        raise HiFIInputError(f"max_frames={max_frames}: interpolation needs at least 2 source frames")
+
+
+def _write_failure(error: OSError, out_path: Path, out: _Output) -> HiFIInputError:
+    """A full disk or a size limit while writing: the open segment goes, the finished stay."""
+    kept = _abandon_open_segment(out)
+    return HiFIInputError(
+        f"writing {str(out_path)!r} failed: {error.strerror or error} (errno {errno.errorcode.get(error.errno, error.errno)}). "
+        f"The unfinished segment was removed; {kept} finished frames are kept in {str(out.parts)!r}: "
+        "free space (or raise the file-size limit) and run the same command with --resume, "
+        "or delete that folder")
+
+
+def _audio_plan(target: RetimeTarget, info: VideoInfo, slowmo_audio: str) -> tuple[str, float]:
+    """(what happens to the audio: copied / stretched / dropped / none, its tempo)."""
+    if not info.has_audio:
+        return "none", 1.0
+    if target.keeps_duration:
+        return "copied", 1.0
+    if slowmo_audio == "stretch":
+        return "stretched", 1.0 / float(target.slowmo)
+    return "dropped", 1.0
+
+
+class _PairWriter:
+    """Writes one keyframe pair's share of the schedule: originals, repeats and in-betweens.
+
+    In-betweens are computed in fixed chunks of the pair's full tau list (so a resumed run
+    makes exactly the same calls) and written as soon as their chunk is ready, so at most one
+    chunk is held. A model interpolator is told the pair's index (its noise is the pair's).
+    """
+
+    def __init__(self, out: _Output, interpolator: Interpolator, tau_batch: int,
+                 cancel: Optional[CancelCheck], report: Callable[[int], None]):
+        self.out, self.interpolator, self.tau_batch = out, interpolator, tau_batch
+        self.cancel, self.report = cancel, report
+
+    def _interpolate(self, a: Keyframe, b: Keyframe, taus: List[float]) -> torch.Tensor:
+        if isinstance(self.interpolator, ModelInterpolator):
+            return self.interpolator(a.image[None], b.image[None], taus, pair=a.position)
+        return self.interpolator(a.image[None], b.image[None], taus)
+
+    def emit(self, schedule: List[ScheduledFrame], a: Keyframe, b: Optional[Keyframe]) -> None:
+        todo = [s for s in schedule if s.index >= self.out.frames_done]
+        if not todo:
+            return
+        between = [s for s in schedule if s.mode == "interpolate"]
+        chunk_of = {s.index: n // self.tau_batch for n, s in enumerate(between)}
+        made = {}
+        for s in todo:
+            if s.mode == "interpolate":
+                if s.index not in made:
+                    c = chunk_of[s.index]
+                    chunk = between[c * self.tau_batch:(c + 1) * self.tau_batch]
+                    check_cancel(self.cancel)
+                    made = dict(zip((f.index for f in chunk), self._interpolate(a, b, [f.tau for f in chunk])))
+                img = made.pop(s.index)
+            else:
+                img = a.image if s.source == a.position else b.image
+            self.out.write(s.index, img)
+            self.report(self.out.frames_done)
+        check_cancel(self.cancel)
+
+
+def _walk_keyframes(in_path: Path, ratio: Fraction, scene: Optional[SceneSettings],
+                    dups: Optional[DuplicateSettings], stats: DetectionStats, max_frames: Optional[int],
+                    emit: Callable[[List[ScheduledFrame], Keyframe, Optional[Keyframe]], None]) -> None:
+    """Decode, find keyframes and hand every interval's schedule to `emit`, in order."""
+    prev = lookahead = None
+    # with max_frames one more frame is read: the partner of the last interval (a preview's
+    # tail moves toward the next real frame instead of holding the last one); not output
+    frames = itertools.islice(iter_frames(in_path), None if max_frames is None else max_frames + 1)
+    for key in keyframes(frames, scene=scene, dedup=dups, stats=stats):
+        if max_frames is not None and key.position >= max_frames:
+            lookahead = key
+            break
+        if prev is not None:
+            emit(interval_schedule(prev.position, key.position, ratio, cut=key.cut_before), prev, key)
+        prev = key
+    if max_frames is not None:
+        _forget_lookahead(stats, max_frames, lookahead)
+    if prev is not None and lookahead is not None and not lookahead.cut_before:
+        emit(interval_schedule(prev.position, lookahead.position, ratio), prev, lookahead)
+    elif prev is not None:
+        emit(interval_schedule(prev.position, stats.source_frames, ratio, last=True), prev, None)
 
 
 def check_retime_io(input: PathLike, output: PathLike, *, codec: str = "h264",
