@@ -300,6 +300,69 @@ def level_base(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, con
                                      inplace=True)
 
 
+class PatchDenoiser:
+    """The MultiDiffusion v-prediction of one level: `(z, logsnr, step) -> v` for `ddim_sample`.
+
+    At every step each patch of the grid is predicted (in batches, `ctx.batcher`, which halves
+    on out-of-memory), weighted (uniform or feathered over the overlap), accumulated and
+    divided by the summed weights, so the update runs on the whole level. Only the base is
+    held in model space: the frames and the condition are converted patch by patch (`crops`),
+    since frame-sized buffers set the memory at 4K-8K.
+    """
+
+    def __init__(self, model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, base: torch.Tensor,
+                 tau: float, grid: PatchGrid, ctx: LevelContext, *, condition: Optional[torch.Tensor],
+                 has_condition: bool, level: int, num_levels: int):
+        self.model, self.frame0, self.frame2, self.base, self.condition = model, frame0, frame2, base, condition
+        self.grid, self.ctx, self.has_condition = grid, ctx, has_condition
+        self.level, self.num_levels, self.sample = level, num_levels, 0
+        device = self.device = frame0.device
+        self.cond_mask = torch.tensor([has_condition], device=device)
+        self.tau = torch.tensor([float(tau)], device=device)
+        self.weight = patch_weight(grid.patch_height, grid.patch_width, ctx.overlap, ctx.feather).to(device)
+        self.weight_sum = torch.zeros(1, 1, grid.height, grid.width, device=device)
+        for y, x in grid.boxes:
+            self.weight_sum[..., y:y + grid.patch_height, x:x + grid.patch_width] += self.weight
+
+    def crops(self, tensor: torch.Tensor, boxes: Sequence[Box]) -> torch.Tensor:
+        grid = self.grid
+        batch = torch.cat([tensor[..., y:y + grid.patch_height, x:x + grid.patch_width] for y, x in boxes])
+        return batch.contiguous(memory_format=torch.channels_last) if self.ctx.channels_last else batch
+
+    def condition_crops(self, boxes: Sequence[Box]) -> torch.Tensor:  # HiFIModel.network_condition
+        if self.model.network_sees_base:
+            return self.crops(self.base, boxes)
+        if not self.has_condition:
+            return torch.zeros_like(self.crops(self.base, boxes))
+        return to_model_space(self.crops(self.condition, boxes))
+
+    def clamp_x(self, y: torch.Tensor) -> torch.Tensor:  # in place: ddim_sample hands over its x estimate
+        x = self.model.from_diffusion_space(y, self.base, inplace=True).clamp_(-1.0, 1.0)
+        return self.model.to_diffusion_space(x, self.base, inplace=True)
+
+    def __call__(self, z: torch.Tensor, logsnr: torch.Tensor, step: int) -> torch.Tensor:
+        grid, ctx, v_sum, done = self.grid, self.ctx, torch.zeros_like(z), [0]
+
+        def work(boxes: Sequence[Box]) -> None:
+            check_cancel(ctx.cancel)
+            n = len(boxes)
+            with torch.inference_mode(), autocast_context(self.device, ctx.precision):
+                v = self.model.predict_v(
+                    self.crops(z, boxes), logsnr.to(self.device), to_model_space(self.crops(self.frame0, boxes)),
+                    to_model_space(self.crops(self.frame2, boxes)), self.condition_crops(boxes),
+                    self.cond_mask.expand(n), self.tau.expand(n)).float()
+            for i, (y, x) in enumerate(boxes):
+                v_sum[..., y:y + grid.patch_height, x:x + grid.patch_width] += v[i:i + 1] * self.weight
+            done[0] += n
+            if ctx.counter is not None:
+                ctx.counter.advance(n, level=self.level, num_levels=self.num_levels, step=step,
+                                    num_steps=ctx.steps, sample=self.sample, num_samples=ctx.samples,
+                                    patches_done=done[0], patches_total=len(grid.boxes))
+
+        ctx.batcher.run(grid.boxes, work)
+        return v_sum.div_(self.weight_sum)
+
+
 def sample_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, base: torch.Tensor, tau: float,
                  grid: PatchGrid, level: int, num_levels: int, ctx: LevelContext, *,
                  condition: Optional[torch.Tensor] = None, has_condition: bool = False, pair: int = 0
@@ -309,65 +372,21 @@ def sample_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, b
     `condition` ([0, 1]) is needed only by models whose network sees the condition rather
     than the base (`HiFIModel.network_sees_base`); `has_condition`: an upsampling level;
     `pair`: the pair's index in its clip (with ctx.seed, tau and level it seeds the noise).
-    Only the base is kept in model space: frame-sized buffers set the memory at 4K-8K, so
-    the frames and the condition are converted patch by patch (`crops`).
     """
     device = frame0.device
     if has_condition and condition is None and not model.network_sees_base:
         raise HiFIInputError("this model's network sees the condition: pass it to sample_level")
-    cond_mask = torch.tensor([has_condition], device=device)
-    tau_t = torch.tensor([float(tau)], device=device)
     diffusion = model.config.diffusion
-
-    weight = patch_weight(grid.patch_height, grid.patch_width, ctx.overlap, ctx.feather).to(device)
-    weight_sum = torch.zeros(1, 1, grid.height, grid.width, device=device)
-    for y, x in grid.boxes:
-        weight_sum[..., y:y + grid.patch_height, x:x + grid.patch_width] += weight
-
-    def crops(tensor: torch.Tensor, boxes: Sequence[Box]) -> torch.Tensor:
-        batch = torch.cat([tensor[..., y:y + grid.patch_height, x:x + grid.patch_width] for y, x in boxes])
-        return batch.contiguous(memory_format=torch.channels_last) if ctx.channels_last else batch
-
-    def condition_crops(boxes: Sequence[Box]) -> torch.Tensor:  # HiFIModel.network_condition, per patch
-        if model.network_sees_base:
-            return crops(base, boxes)
-        if not has_condition:
-            return torch.zeros_like(crops(base, boxes))
-        return to_model_space(crops(condition, boxes))
-
-    def clamp_x(y: torch.Tensor) -> torch.Tensor:  # in place: ddim_sample hands over its x estimate
-        x = model.from_diffusion_space(y, base, inplace=True).clamp_(-1.0, 1.0)
-        return model.to_diffusion_space(x, base, inplace=True)
-
+    denoiser = PatchDenoiser(model, frame0, frame2, base, tau, grid, ctx, condition=condition,
+                             has_condition=has_condition, level=level, num_levels=num_levels)
     total = total_sq = None  # allocated from the second sample on: one sample needs no sums
     generator = noise_generator(ctx.seed, pair, tau, level)
     for sample in range(ctx.samples):
-        def predict_v(z: torch.Tensor, logsnr: torch.Tensor, step: int) -> torch.Tensor:
-            v_sum = torch.zeros_like(z)
-            done = [0]
-
-            def work(boxes: Sequence[Box]) -> None:
-                check_cancel(ctx.cancel)
-                n = len(boxes)
-                with torch.inference_mode(), autocast_context(device, ctx.precision):
-                    v = model.predict_v(crops(z, boxes), logsnr.to(device),
-                                        to_model_space(crops(frame0, boxes)), to_model_space(crops(frame2, boxes)),
-                                        condition_crops(boxes), cond_mask.expand(n), tau_t.expand(n)).float()
-                for i, (y, x) in enumerate(boxes):
-                    v_sum[..., y:y + grid.patch_height, x:x + grid.patch_width] += v[i:i + 1] * weight
-                done[0] += n
-                if ctx.counter is not None:
-                    ctx.counter.advance(n, level=level, num_levels=num_levels, step=step,
-                                        num_steps=ctx.steps, sample=sample, num_samples=ctx.samples,
-                                        patches_done=done[0], patches_total=len(grid.boxes))
-
-            ctx.batcher.run(grid.boxes, work)
-            return v_sum.div_(weight_sum)
-
+        denoiser.sample = sample
         noise = torch.randn(frame0.shape, generator=generator, dtype=torch.float32).to(device)
-        y_hat = ddim_sample(predict_v, noise, steps=ctx.steps, eta=ctx.eta,
+        y_hat = ddim_sample(denoiser, noise, steps=ctx.steps, eta=ctx.eta,
                             logsnr_min=diffusion.logsnr_min, logsnr_max=diffusion.logsnr_max,
-                            generator=generator, clamp_x=clamp_x, cancel=ctx.cancel)
+                            generator=generator, clamp_x=denoiser.clamp_x, cancel=ctx.cancel)
         del noise
         # to [0, 1] in place: y_hat is ours, a frame-sized buffer
         x_hat = from_model_space(model.from_diffusion_space(y_hat, base, inplace=True).clamp_(-1.0, 1.0),
