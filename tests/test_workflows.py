@@ -17,7 +17,7 @@ import pytest
 
 from comfy_stubs import install
 from comfy_stubs.clips import make_frames, write_clip
-from comfy_stubs.graph import load_pack, node_info, run_prompt, ui_to_api
+from comfy_stubs.graph import FRONTEND_ONLY, load_pack, node_info, run_prompt, ui_to_api
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
@@ -74,7 +74,7 @@ def test_workflow_is_valid_ui_format(path, pack):
         assert target_node["inputs"][target_slot]["link"] == link_id
         assert source_node["outputs"][slot]["type"] == kind
     for node in workflow["nodes"]:
-        assert node["type"] in info, f"{path.name}: unknown node {node['type']}"
+        assert node["type"] in info or node["type"] in FRONTEND_ONLY, f"{path.name}: unknown node {node['type']}"
     prompt = ui_to_api(workflow, info)
     for node_id, node in prompt.items():  # every required input is set, by widget or link
         required = info[node["class_type"]]["input"]["required"]
@@ -151,5 +151,7 @@ def test_templates_run_on_first_click_with_the_shipped_example_clip(pack, monkey
                   if n["type"] in ("HiFILoadVideo", "HiFIRetimeVideo")]
         assert videos == [clip.name], path.name
         assert workflow["extra"]["hifi_title"] and workflow["extra"]["hifi_note"]
+        notes = [n for n in workflow["nodes"] if n["type"] == "MarkdownNote"]  # shown on the canvas
+        assert len(notes) == 1 and workflow["extra"]["hifi_note"] in notes[0]["widgets_values"][0]
         thumbnail = cv2.imread(str(path.with_suffix(".jpg")))
         assert thumbnail is not None and thumbnail.shape[:2] == (180, 320), path.name

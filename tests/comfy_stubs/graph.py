@@ -65,12 +65,15 @@ def _extra_values(spec) -> int:
     return 1 if options.get("control_after_generate") else 0
 
 
+FRONTEND_ONLY = {"Note", "MarkdownNote"}  # canvas notes: the frontend never sends them to /prompt
+
+
 def ui_to_api(workflow: dict, info: Dict[str, dict]) -> Dict[str, dict]:
     """Convert a UI-format workflow to the API format that /prompt accepts."""
     links = {link[0]: link for link in workflow.get("links", [])}
     prompt: Dict[str, dict] = {}
     for node in workflow["nodes"]:
-        if node.get("mode", 0) in (2, 4):  # muted / bypassed
+        if node.get("mode", 0) in (2, 4) or node["type"] in FRONTEND_ONLY:  # muted / bypassed / notes
             continue
         class_type = node["type"]
         spec = info[class_type]
