@@ -16,7 +16,8 @@ import torch
 
 from .cascade import CascadePlan, LevelContext, plan_cascade, run_cascade
 from .errors import HiFIInputError, NonFiniteOutputError
-from .memory import AdaptiveBatchSize, plan_patch_batch
+from .config import ModelConfig
+from .memory import AdaptiveBatchSize, estimate_patch_bytes, frame_buffer_bytes, pair_io_bytes, plan_patch_batch
 from .model import HiFIModel
 from .progress import CancelCheck, ProgressCallback, ProgressCounter
 from .runtime import PRECISION_CHOICES, PRECISIONS, check_device, empty_device_cache, resolve_precision
@@ -106,18 +107,49 @@ def level_context(model: HiFIModel, plan: CascadePlan, settings: CascadeSettings
     One context serves a whole job (its batch size keeps any out-of-memory reduction); hosts
     that run the cascade level by level (the ComfyUI nodes) build it once with this function.
     """
-    precision = settings.resolved_precision(device)
-    batch = settings.patch_batch
-    if batch is None:
-        largest = max(plan.grids, key=lambda g: g.patch_height * g.patch_width)
-        batch = plan_patch_batch(model.config.unet, largest.patch_height, largest.patch_width,
-                                 budget_bytes=settings.memory_budget, device=device,
-                                 dtype=PRECISIONS[precision])
+    job = plan_job(model.config, plan.height, plan.width, settings, device)
+    precision, batch = job.precision, job.patch_batch
     return LevelContext(
         steps=settings.steps, samples=settings.samples, eta=settings.eta, overlap=settings.overlap,
         feather=settings.feather, seed=settings.seed,
         batcher=AdaptiveBatchSize(batch, on_out_of_memory=lambda: empty_device_cache(device)),
         precision=precision, channels_last=settings.channels_last, counter=counter, cancel=cancel)
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """How a job of frames this size runs under these settings, and the memory it plans with:
+    what `level_context` uses and what the ComfyUI readout shows (one planner for both)."""
+
+    cascade: CascadePlan
+    precision: str
+    patch_batch: int
+    patch_bytes: int
+    working_bytes: int
+    frame_buffer_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.working_bytes + self.frame_buffer_bytes
+
+
+def plan_job(config: ModelConfig, height: int, width: int, settings: CascadeSettings,
+             device: torch.device) -> JobPlan:
+    """The plan of a job from a model's config (no weights needed): cascade levels and patch
+    grids, precision on `device`, the patch batch from `settings` (its `patch_batch`, else the
+    memory budget under `runtime`'s cap) and the bytes of the working set and frame buffers."""
+    cascade = plan_cascade(height, width, levels=settings.levels, patch_size=settings.patch_size,
+                           overlap=settings.overlap, alignment=config.unet.alignment)
+    precision = resolve_precision(settings.precision, device)
+    largest = max(cascade.grids, key=lambda g: g.patch_height * g.patch_width)
+    dtype = PRECISIONS[precision]
+    per_patch = estimate_patch_bytes(config.unet, largest.patch_height, largest.patch_width, dtype)
+    batch = settings.patch_batch or plan_patch_batch(config.unet, largest.patch_height, largest.patch_width,
+                                                     budget_bytes=settings.memory_budget, device=device,
+                                                     dtype=dtype)
+    frames = (frame_buffer_bytes(cascade.padded_height, cascade.padded_width, settings.samples, config.diffusion)
+              + pair_io_bytes(cascade.padded_height, cascade.padded_width))
+    return JobPlan(cascade, precision, batch, per_patch, per_patch * batch, frames)
 
 
 def plan_for(model: HiFIModel, height: int, width: int, settings: CascadeSettings) -> CascadePlan:

@@ -1,9 +1,9 @@
 """The Patch-Cascade Upsample node's readout: patch grid and memory for given widget values.
 
 The web extension (web/hifi.js) asks the `/hifi/estimate` route (routes.py) for this while the
-user edits widgets; the numbers come from hifi_core itself (`plan_cascade`,
-`estimate_patch_bytes`, `plan_patch_batch` with `runtime`'s budget and cap, `frame_buffer_bytes` +
-`pair_io_bytes`), so the readout and the run always agree. Sizes are pixels, memory is bytes.
+user edits widgets; the numbers come from hifi_core itself (`plan_cascade` through
+`hifi_core.interpolate.plan_job`, the planner the run itself uses), so the readout and the run
+always agree. Sizes are pixels, memory is bytes.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Optional
 
 import torch
 
-from ..hifi_core import get_preset, plan_cascade, read_checkpoint_config, runtime
-from ..hifi_core.memory import estimate_patch_bytes, frame_buffer_bytes, pair_io_bytes, plan_patch_batch
+from ..hifi_core import CascadeSettings, get_preset, read_checkpoint_config, runtime
+from ..hifi_core.interpolate import plan_job
 from .inputs import PRESET_PREFIX, resolve_checkpoint
 
 FALLBACK_PRESET = "small"
@@ -32,22 +32,18 @@ def cascade_readout(*, checkpoint: Optional[str], width: int, height: int, level
                     patch_width: int, patch_height: int, overlap: int, patch_batch: int = 0,
                     memory_budget_mb: int = 0, precision: str = "fp32", samples: int = 1,
                     free_bytes: Optional[int] = None, device: torch.device = torch.device("cpu")) -> dict:
-    """Per-level patch grids and the memory the run will plan with on `device` (JSON-ready);
-    `free_bytes`: the host's free-memory figure (ComfyUI's), as the run's budget uses."""
+    """Per-level patch grids and the memory the run will plan with on `device` (JSON-ready):
+    `hifi_core.interpolate.plan_job`, the planner `level_context` uses, for the settings the
+    nodes would build from these widgets (`free_bytes`: the host's free-memory figure)."""
     config, model_label = model_config(checkpoint)
-    plan = plan_cascade(int(height), int(width), levels="auto" if int(levels) == 0 else int(levels),
-                        patch_size=(int(patch_height), int(patch_width)), overlap=int(overlap),
-                        alignment=config.unet.alignment)
-    dtype = runtime.PRECISIONS[runtime.resolve_precision(precision, device)]
-    largest = max(plan.grids, key=lambda g: g.patch_height * g.patch_width)
-    per_patch = estimate_patch_bytes(config.unet, largest.patch_height, largest.patch_width, dtype)
-    if patch_batch > 0:
-        batch, budget = int(patch_batch), None
-    else:
-        budget = runtime.memory_budget(device, int(memory_budget_mb) * 2 ** 20 if memory_budget_mb > 0 else None,
-                                       free_bytes=free_bytes)
-        batch = plan_patch_batch(config.unet, largest.patch_height, largest.patch_width,
-                                 budget_bytes=budget, device=device, dtype=dtype)
+    budget = None if patch_batch > 0 else runtime.memory_budget(
+        device, int(memory_budget_mb) * 2 ** 20 if memory_budget_mb > 0 else None, free_bytes=free_bytes)
+    settings = CascadeSettings(levels="auto" if int(levels) == 0 else int(levels),
+                               patch_size=(int(patch_height), int(patch_width)), overlap=int(overlap),
+                               samples=max(1, int(samples)), precision=precision,
+                               patch_batch=int(patch_batch) if patch_batch > 0 else None, memory_budget=budget)
+    job = plan_job(config, int(height), int(width), settings, device)
+    plan = job.cascade
     rows = []
     for number, ((h, w), grid) in enumerate(zip(plan.level_sizes, plan.grids)):
         ys = sorted({y for y, _ in grid.boxes})
@@ -56,12 +52,9 @@ def cascade_readout(*, checkpoint: Optional[str], width: int, height: int, level
                      "columns": len(xs), "patches": len(grid.boxes),
                      "patch": [grid.patch_height, grid.patch_width],
                      "overlap_work": round(grid.overlap_work_fraction, 3)})
-    working = per_patch * batch
-    frames = (frame_buffer_bytes(plan.padded_height, plan.padded_width, samples, config.diffusion)
-              + pair_io_bytes(plan.padded_height, plan.padded_width))
-    return {"model": model_label, "levels": rows, "patch_bytes": per_patch, "patch_batch": batch,
-            "budget_bytes": budget, "working_bytes": working, "frame_buffer_bytes": frames,
-            "total_bytes": working + frames, "padded": [plan.padded_height, plan.padded_width]}
+    return {"model": model_label, "levels": rows, "patch_bytes": job.patch_bytes, "patch_batch": job.patch_batch,
+            "budget_bytes": budget, "working_bytes": job.working_bytes, "frame_buffer_bytes": job.frame_buffer_bytes,
+            "total_bytes": job.total_bytes, "padded": [plan.padded_height, plan.padded_width]}
 
 
 def eta_readout(*, checkpoint: str, device, width: int, height: int, levels: int, steps: int,
