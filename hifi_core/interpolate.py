@@ -152,6 +152,37 @@ def plan_job(config: ModelConfig, height: int, width: int, settings: CascadeSett
     return JobPlan(cascade, precision, batch, per_patch, per_patch * batch, frames)
 
 
+class Interpolator:
+    """A model and its settings, ready to make in-betweens (in the spirit of FILM's
+    `eval/interpolator.py`): it owns the device and precision, plans any frame size (`plan`,
+    the same `JobPlan` the ComfyUI readout shows) and seeds every pair from (seed, pair
+    index), so a clip split into any calls gives the same frames.
+
+    Example:
+        hifi = Interpolator(load_model("hifi-lean.safetensors"), CascadeSettings(seed=1))
+        hifi.plan(1080, 1920).patch_batch
+        middle = hifi(frame0[None], frame2[None], [0.5], pair=12)[0]   # [3, H, W]
+    """
+
+    def __init__(self, model: HiFIModel, settings: Optional[CascadeSettings] = None, *,
+                 progress: Optional[ProgressCallback] = None, cancel: Optional[CancelCheck] = None):
+        self.model, self.settings = model, settings or CascadeSettings()
+        self.progress, self.cancel = progress, cancel
+        self.device = _prepare(model, self.settings)
+
+    def plan(self, height: int, width: int) -> JobPlan:
+        """How frames of this size will run: cascade, precision, patch batch, memory."""
+        return plan_job(self.model.config, height, width, self.settings, self.device)
+
+    def __call__(self, frame0: torch.Tensor, frame2: torch.Tensor, taus: Sequence[float],
+                 pair: int = 0) -> torch.Tensor:
+        """In-betweens [T, 3, H, W] of one pair ([1, 3, H, W] frames) at `taus`; `pair`: its
+        index in the clip (its noise's)."""
+        out = interpolate(self.model, frame0, frame2, tau=[float(t) for t in taus], settings=self.settings,
+                          progress=self.progress, cancel=self.cancel, pair_index=pair)
+        return out[0]
+
+
 def plan_for(model: HiFIModel, height: int, width: int, settings: CascadeSettings) -> CascadePlan:
     """The cascade plan (levels, padding, patch grids) for a frame size under these settings."""
     return plan_cascade(height, width, levels=settings.levels, patch_size=settings.patch_size,

@@ -7,6 +7,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from ..errors import HiFIInputError
+from ..interpolate import Interpolator as ModelBackedInterpolator
 from ..progress import CancelCheck
 
 
@@ -21,21 +22,10 @@ def blend_interpolator(frame0: torch.Tensor, frame2: torch.Tensor, taus: Sequenc
     return (1 - t) * frame0[0] + t * frame2[0]
 
 
-class ModelInterpolator:
-    """A `HiFIModel` and `CascadeSettings` as an interpolator (one pair, several taus) that
-    also takes the pair's index in the clip, so its noise is the pair's own (`retime_video`
-    passes it; the IMAGE path and a resumed file then give the same frames)."""
-
-    def __init__(self, model, settings=None, *, progress=None, cancel: Optional[CancelCheck] = None):
-        self.model, self.settings, self.progress, self.cancel = model, settings, progress, cancel
-
-    def __call__(self, frame0: torch.Tensor, frame2: torch.Tensor, taus: Sequence[float],
-                 pair: int = 0) -> torch.Tensor:
-        from ..interpolate import interpolate
-
-        out = interpolate(self.model, frame0, frame2, tau=[float(t) for t in taus], settings=self.settings,
-                          progress=self.progress, cancel=self.cancel, pair_index=pair)
-        return out[0]
+class ModelInterpolator(ModelBackedInterpolator):
+    """`hifi_core.interpolate.Interpolator` as the streaming engine's interpolator: called with
+    the pair's index in the clip, so its noise is the pair's own (the IMAGE path and a resumed
+    file then give the same frames)."""
 
 
 def model_interpolator(model, settings=None, *, progress=None, cancel: Optional[CancelCheck] = None
