@@ -107,7 +107,7 @@ def level_context(model: HiFIModel, plan: CascadePlan, settings: CascadeSettings
     One context serves a whole job (its batch size keeps any out-of-memory reduction); hosts
     that run the cascade level by level (the ComfyUI nodes) build it once with this function.
     """
-    job = plan_job(model.config, plan.height, plan.width, settings, device)
+    job = job_plan(model.config, plan, settings, device)
     precision, batch = job.precision, job.patch_batch
     return LevelContext(
         steps=settings.steps, samples=settings.samples, eta=settings.eta, overlap=settings.overlap,
@@ -140,6 +140,12 @@ def plan_job(config: ModelConfig, height: int, width: int, settings: CascadeSett
     memory budget under `runtime`'s cap) and the bytes of the working set and frame buffers."""
     cascade = plan_cascade(height, width, levels=settings.levels, patch_size=settings.patch_size,
                            overlap=settings.overlap, alignment=config.unet.alignment)
+    return job_plan(config, cascade, settings, device)
+
+
+def job_plan(config: ModelConfig, cascade: CascadePlan, settings: CascadeSettings,
+             device: torch.device) -> JobPlan:
+    """`plan_job` for a cascade plan already made (what `level_context` is given)."""
     precision = resolve_precision(settings.precision, device)
     largest = max(cascade.grids, key=lambda g: g.patch_height * g.patch_width)
     dtype = PRECISIONS[precision]

@@ -22,11 +22,12 @@ from .handles import HiFIModelHandle
 MIB = 1024 * 1024
 
 
-def memory_budget(device: torch.device, budget_mb: int) -> int:
+def memory_budget(device: torch.device, budget_mb: int, free_bytes: Optional[int] = None) -> int:
     """Bytes for the U-Net's working set: the widget if set, else `runtime.memory_budget` of
-    ComfyUI's free figure (the readout asks the same function)."""
-    return runtime.memory_budget(device, int(budget_mb) * MIB if budget_mb > 0 else None,
-                                 free_bytes=comfy_bridge.free_memory_bytes(device))
+    `free_bytes` (default: ComfyUI's free figure now). The readout asks the same function."""
+    if free_bytes is None and budget_mb <= 0:
+        free_bytes = comfy_bridge.free_memory_bytes(device)
+    return runtime.memory_budget(device, int(budget_mb) * MIB if budget_mb > 0 else None, free_bytes=free_bytes)
 
 
 def make_settings(handle: HiFIModelHandle, *, levels: int, patch_width: int, patch_height: int,

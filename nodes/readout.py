@@ -12,8 +12,11 @@ from typing import Optional
 
 import torch
 
-from ..hifi_core import CascadeSettings, get_preset, read_checkpoint_config, runtime
+from ..hifi_core import CascadeSettings, get_preset, read_checkpoint_config
 from ..hifi_core.interpolate import plan_job
+from ..hifi_core.timeline import retime_schedule
+from . import pace
+from .engine import memory_budget
 from .inputs import PRESET_PREFIX, resolve_checkpoint
 
 FALLBACK_PRESET = "small"
@@ -36,8 +39,7 @@ def cascade_readout(*, checkpoint: Optional[str], width: int, height: int, level
     `hifi_core.interpolate.plan_job`, the planner `level_context` uses, for the settings the
     nodes would build from these widgets (`free_bytes`: the host's free-memory figure)."""
     config, model_label = model_config(checkpoint)
-    budget = None if patch_batch > 0 else runtime.memory_budget(
-        device, int(memory_budget_mb) * 2 ** 20 if memory_budget_mb > 0 else None, free_bytes=free_bytes)
+    budget = None if patch_batch > 0 else memory_budget(device, int(memory_budget_mb), free_bytes)
     settings = CascadeSettings(levels="auto" if int(levels) == 0 else int(levels),
                                patch_size=(int(patch_height), int(patch_width)), overlap=int(overlap),
                                samples=max(1, int(samples)), precision=precision,
@@ -62,9 +64,6 @@ def eta_readout(*, checkpoint: str, device, width: int, height: int, levels: int
                 fps: float = 0.0) -> dict:
     """Seconds per in-between from this machine's last run at these settings (scaled to the
     frame size) and, when the clip's length is known, how many in-betweens and the ETA."""
-    from ..hifi_core.timeline import retime_schedule
-    from . import pace
-
     key = pace.pace_key(checkpoint or "", device, "auto" if int(levels) == 0 else int(levels), steps, samples)
     found = pace.estimate(key, int(width), int(height))
     result = {"seconds_per_inbetween": None, "measured_at": None, "inbetweens": None, "eta_seconds": None}
