@@ -129,7 +129,7 @@ class DiffusionConfig:
             is the upsampled low-resolution condition when there is one and the tau-weighted
             frame blend at the base level; ``"image"`` diffuses x itself (the paper's form).
             Residual targets let a cheaply trained model start at its baseline
-            (see docs/training-notes in shared/ and docs/training/).
+            (../shared/docs/training-notes.md and docs/training/).
         residual_scale: multiplier on the residual so it is not drowned by unit noise.
         condition_detail: with a condition, the residual base is the condition *plus the
             tau-blend's detail* (blend minus its x2 down/up-sampled copy, the same operators
@@ -193,9 +193,26 @@ class DiffusionConfig:
             raise HiFIInputError(f"residual_scale={self.residual_scale} must be positive")
 
 
+# A stored config (checkpoint metadata, a JSON file) that lacks a field was written before the
+# field existed, so the field takes the value that reproduces the behaviour from before, not
+# today's dataclass default (the shipped preset's): e.g. hifi-small.safetensors has no
+# `stem_factor` and must not get the lean preset's 4x stem.
+ABSENT_FIELD_VALUES: Dict[str, Dict[str, Any]] = {
+    "unet": {"base_channels": 32, "channel_mults": (1, 2, 4, 4), "blocks_per_level": (1, 1, 1, 1),
+             "attention_levels": 2, "stem_factor": 1},
+    "diffusion": {"condition_detail": False, "residual_base": "blend", "prediction": "v"},
+}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to rebuild a model: stored in checkpoint metadata."""
+    """Everything needed to rebuild a model: stored in checkpoint metadata.
+
+    Attributes:
+        unet (UNetConfig): the network's layout.
+        diffusion (DiffusionConfig): what it predicts and over which base.
+        preset (str, default "custom"): the preset it came from, for display.
+    """
 
     unet: UNetConfig = field(default_factory=UNetConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
@@ -210,8 +227,8 @@ class ModelConfig:
             raise HiFIInputError("a model config must be a JSON object with 'unet' and 'diffusion' objects")
         known_unet = {f.name for f in dataclasses.fields(UNetConfig)}
         known_diffusion = {f.name for f in dataclasses.fields(DiffusionConfig)}
-        unet = data.get("unet", {})
-        diffusion = data.get("diffusion", {})
+        unet = {**ABSENT_FIELD_VALUES["unet"], **data.get("unet", {})}
+        diffusion = {**ABSENT_FIELD_VALUES["diffusion"], **data.get("diffusion", {})}
         unknown = (set(unet) - known_unet) | (set(diffusion) - known_diffusion)
         if unknown:
             raise HiFIInputError(f"unknown model config keys {sorted(unknown)}")

@@ -112,3 +112,39 @@ def test_header_length_starting_with_pk_is_still_safetensors(tmp_path):
             break
     assert struct.unpack("<Q", path.read_bytes()[:8])[0] & 0xFFFF == 0x4B50
     _check_safetensors_header(path)  # no error
+
+
+@pytest.mark.parametrize("name", ["hifi-lean", "hifi-small"])
+def test_every_bundled_checkpoint_loads_and_interpolates(name):
+    """Both shipped files stay loadable: hifi-small predates `stem_factor` and `prediction`, and
+    must get the behaviour from before those fields (no stem fold, v-prediction), not today's
+    defaults (the lean preset's), which would not even match its weights."""
+    from pathlib import Path
+
+    from hifi_core import CascadeSettings, interpolate
+
+    path = Path(__file__).resolve().parent.parent / "checkpoints" / f"{name}.safetensors"
+    model = load_model(path)
+    if name == "hifi-small":
+        assert model.config.unet.stem_factor == 1 and model.config.diffusion.residual_base == "flow"
+    g = torch.Generator().manual_seed(0)
+    frame0, frame2 = torch.rand(3, 64, 96, generator=g), torch.rand(3, 64, 96, generator=g)
+    middle = interpolate(model, frame0, frame2, 0.5, settings=CascadeSettings(levels=1, patch_size=(64, 96)))
+    assert middle.shape == (3, 64, 96) and bool(torch.isfinite(middle).all())
+
+
+def test_a_stored_config_without_a_later_field_keeps_the_behaviour_from_before_it(tmp_path):
+    model = build_model("tiny")
+    path = save_checkpoint(model, tmp_path / "old.safetensors")
+    with open(path, "rb") as handle:
+        header_length = struct.unpack("<Q", handle.read(8))[0]
+        header = json.loads(handle.read(header_length))
+        rest = handle.read()
+    stored = json.loads(header["__metadata__"]["model_config"])
+    del stored["unet"]["stem_factor"], stored["diffusion"]["prediction"]
+    header["__metadata__"]["model_config"] = json.dumps(stored)
+    encoded = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + rest)
+    config = read_checkpoint_config(path)
+    assert config.unet.stem_factor == 1 and config.diffusion.prediction == "v"
+    assert config == PRESETS["tiny"]  # tiny states stem 1 and v: nothing moved
