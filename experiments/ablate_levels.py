@@ -33,7 +33,7 @@ from hifi_core.baselines import blend_interpolate, dis_flow_interpolate
 from hifi_core.flow_base import estimate_flows, warp_frames
 from hifi_core.interpolate import CascadeSettings, interpolate
 from hifi_core.training.config import load_config
-from hifi_core.training.data import Triplet, to_tensor
+from hifi_core.triplet import Triplet, to_tensor
 from hifi_core.training.real import split_ranges, windows_in
 from hifi_core.training.validation import (ValTriplet, baseline_scores, hifi_scores, real_clips, summarise,
                                            validation_set)

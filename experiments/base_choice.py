@@ -20,11 +20,8 @@ from hifi_core.flow_base import mix_bases, tau_flows, warp_average
 from hifi_core.metrics import psnr
 from hifi_core.motion_base import ifnet_tau_flows, motion_net
 from hifi_core.training.real import load_clip_frames
+from hifi_core.triplet import to_tensor
 from hifi_core.video_io import VIDEO_EXTENSIONS
-
-
-def to_tensor(array) -> torch.Tensor:
-    return torch.from_numpy(np.array(array)).permute(2, 0, 1)[None].float() / 255
 
 
 def score(f0, f2, truth) -> dict:
@@ -48,10 +45,10 @@ def main() -> None:
         frames = load_clip_frames(clip)
         for start in range(int(len(frames) * 0.8), len(frames) - 4, args.stride):
             for span in (2, 4):
-                f0, truth, f2 = (to_tensor(frames[start + k]) for k in (0, span // 2, span))
+                f0, truth, f2 = (to_tensor(frames[start + k])[None] for k in (0, span // 2, span))
                 groups["real"].append(score(f0, f2, truth))
     for t in stress_triplets(find_photos(args.data / "photos"), 540, 960):
-        groups["synthetic"].append(score(to_tensor(t.frame0), to_tensor(t.frame2), to_tensor(t.truth)))
+        groups["synthetic"].append(score(t.frame0[None], t.frame2[None], t.target[None]))
     for name, rows in groups.items():
         means = {k: np.mean([r[k] for r in rows]) for k in rows[0]}
         print(f"{name} ({len(rows)} triplets): " + ", ".join(f"{k} {v:.2f}" for k, v in means.items()))

@@ -3,7 +3,7 @@
 See docs/architecture.md for module contracts and README.md for a runnable example.
 """
 
-from .cascade import CascadePlan, PatchGrid, make_patch_grid, plan_cascade, run_cascade
+from .cascade import CascadePlan, plan_cascade, run_cascade
 from .checkpoint import (default_checkpoint_path, find_checkpoints, load_checkpoint, load_model,
                          read_checkpoint_config, save_checkpoint)
 from .config import PRESETS, DiffusionConfig, ModelConfig, UNetConfig, get_preset
@@ -11,6 +11,7 @@ from .errors import Cancelled, CheckpointError, HiFIInputError, NonFiniteOutputE
 from .interpolate import CascadeSettings, Interpolator, JobPlan, interpolate, plan_for, plan_job, retime_sequence
 from .memory import estimate_patch_bytes, plan_patch_batch
 from .model import HiFIModel, build_model
+from .patches import PatchGrid, make_patch_grid
 from .progress import ProgressEvent
 from .timeline import OutputFrame, retime_schedule
 

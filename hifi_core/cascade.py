@@ -44,65 +44,21 @@ from .errors import HiFIInputError
 from .flow_base import estimate_flows, warp_average, warp_frames
 from .memory import AdaptiveBatchSize
 from .model import HiFIModel
+from .patches import Box, PatchGrid, make_patch_grid, patch_weight
 from .progress import CancelCheck, ProgressCounter, check_cancel
 from .runtime import autocast_context
 
-Box = Tuple[int, int]
-
-
-def patch_starts(length: int, patch: int, overlap: int) -> List[int]:
-    """Start offsets covering [0, length) with patches of `patch` overlapping by >= overlap.
-
-    The last patch is flush with the end; a length not above the patch gives one patch.
-    """
-    if length <= patch:
-        return [0]
-    stride = patch - overlap
-    starts = list(range(0, length - patch, stride))
-    starts.append(length - patch)
-    return starts
-
-
-@dataclass(frozen=True)
-class PatchGrid:
-    """Overlapping patches covering one pyramid level."""
-
-    height: int
-    width: int
-    patch_height: int
-    patch_width: int
-    boxes: Tuple[Box, ...]
-
-    @property
-    def overlap_work_fraction(self) -> float:
-        """Extra pixels denoised because of overlap, relative to the level's area."""
-        covered = len(self.boxes) * self.patch_height * self.patch_width
-        return covered / (self.height * self.width) - 1.0
-
-
-def make_patch_grid(height: int, width: int, patch_size: Tuple[int, int], overlap: int) -> PatchGrid:
-    patch_h, patch_w = min(patch_size[0], height), min(patch_size[1], width)
-    boxes = tuple((y, x) for y in patch_starts(height, patch_h, overlap)
-                  for x in patch_starts(width, patch_w, overlap))
-    return PatchGrid(height, width, patch_h, patch_w, boxes)
-
-
-def patch_weight(patch_h: int, patch_w: int, overlap: int, feather: bool) -> torch.Tensor:
-    """[1, 1, h, w] merge weight: ones, or linear ramps over `overlap` px at every edge."""
-    if not feather or overlap <= 0:
-        return torch.ones(1, 1, patch_h, patch_w)
-
-    def ramp(n: int) -> torch.Tensor:
-        pos = torch.arange(n, dtype=torch.float32)
-        edge = torch.minimum(pos, n - 1 - pos) + 1.0
-        return torch.clamp(edge / (overlap + 1), max=1.0)
-
-    return (ramp(patch_h)[:, None] * ramp(patch_w)[None, :])[None, None]
-
-
 @dataclass(frozen=True)
 class CascadePlan:
-    """Sizes of every level for one frame size."""
+    """Sizes of every level for one frame size.
+
+    Attributes:
+        height, width (int): the frame's size.
+        padded_height, padded_width (int): the finest level's size (the frame padded to the
+            model's alignment times 2 ** (levels - 1), so every level halves exactly).
+        level_sizes (tuple of (h, w)): every level's size, coarsest first.
+        grids (tuple of PatchGrid): every level's patches, coarsest first.
+    """
 
     height: int
     width: int
@@ -131,7 +87,16 @@ def resolve_levels(levels, height: int, width: int, patch_size: Tuple[int, int])
 
 def plan_cascade(height: int, width: int, *, levels, patch_size: Tuple[int, int], overlap: int,
                  alignment: int) -> CascadePlan:
-    """Pad size, per-level sizes and patch grids for a frame of height x width."""
+    """Pad size, per-level sizes and patch grids for a frame of height x width.
+
+    Args:
+        height, width (int): the frame size.
+        levels (int or "auto"): pyramid levels (1 = no cascade); "auto" = enough that the
+            coarsest level is about one patch.
+        patch_size ((int, int)): (height, width) of the patches; multiples of `alignment`.
+        overlap (int): minimum overlap of neighbouring patches, 0 <= overlap < patch side.
+        alignment (int): the model's size multiple (`HiFIModel.alignment`).
+    """
     ph, pw = patch_size
     if ph % alignment or pw % alignment or ph < alignment or pw < alignment:
         raise HiFIInputError(
@@ -410,7 +375,12 @@ def run_cascade(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, ta
     """Run levels [start_level, stop_level] of the cascade for one pair and one tau.
 
     Args:
+        model (HiFIModel): the model.
         frame0, frame2: [1, 3, H, W] full-size frames in [0, 1].
+        tau (float): the time in (0, 1).
+        plan (CascadePlan): `plan_cascade` for the frame size.
+        ctx (LevelContext): steps, samples, patch batch, precision, hooks (`level_context`).
+        start_level (int, default 0): the first level to run.
         start_estimate: the estimate at level start_level - 1 (its level's size), required
             when start_level > 0; this is how the ComfyUI graph chains one node per level.
         stop_level: last level to run (default: the finest).

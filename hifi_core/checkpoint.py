@@ -31,7 +31,16 @@ DEFAULT_CHECKPOINT_NAME = "hifi-lean.safetensors"
 
 def save_checkpoint(model: HiFIModel, path: PathLike,
                     metadata: Optional[Dict[str, str]] = None) -> Path:
-    """Write the model's weights and config to a safetensors file (atomically)."""
+    """Write the model's weights and config to a safetensors file (atomically).
+
+    Args:
+        model (HiFIModel): the model; its `config` goes into the metadata as JSON.
+        path (str or PathLike): the file to write (folders are made); replaced atomically.
+        metadata (dict or None): extra string metadata (training step, source, ...).
+
+    Returns:
+        The path written.
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -70,7 +79,15 @@ def _check_safetensors_header(path: Path) -> None:
 
 
 def read_checkpoint_config(path: PathLike) -> ModelConfig:
-    """The model config stored in a checkpoint's metadata (reads only the header)."""
+    """The model config stored in a checkpoint's metadata (reads only the header).
+
+    Args:
+        path (str or PathLike): a HiFI safetensors checkpoint.
+
+    Raises:
+        CheckpointError: missing, not safetensors (a pickle is refused unread), not a HiFI
+            checkpoint, or an invalid stored config.
+    """
     from safetensors import safe_open
 
     path = Path(path)
@@ -96,7 +113,14 @@ def load_checkpoint(path: PathLike, device: Union[str, torch.device] = "cpu",
                     operations: ModuleType = nn) -> HiFIModel:
     """Load a HiFI checkpoint into a new model on `device` (eval mode).
 
-    `operations` supplies the layer classes (e.g. ComfyUI's `comfy.ops`), as in `HiFIModel`.
+    Args:
+        path (str or PathLike): a HiFI safetensors checkpoint (never a pickle).
+        device (str or torch.device, default "cpu"): "cpu", "cuda", "cuda:N".
+        operations (module, default torch.nn): the layer classes (e.g. ComfyUI's `comfy.ops`),
+            as in `HiFIModel`.
+
+    Raises:
+        CheckpointError: a corrupt file or weights that do not match the stored config.
     """
     from safetensors.torch import load_file
 
@@ -147,7 +171,18 @@ def default_checkpoint_path() -> Optional[Path]:
 
 
 def load_model(name_or_path: PathLike, device: Union[str, torch.device] = "cpu") -> HiFIModel:
-    """A checkpoint path, a bundled checkpoint's file name, or a preset name (untrained)."""
+    """A model by name: a checkpoint path, a bundled checkpoint's file name (e.g.
+    "hifi-lean.safetensors"), or a preset name ("tiny", "small", "lean", "base", "paper";
+    untrained weights).
+
+    Args:
+        name_or_path (str or PathLike): one of the above.
+        device (str or torch.device, default "cpu"): "cpu", "cuda", "cuda:N".
+
+    Raises:
+        HiFIInputError: an unknown name (the message lists the presets and bundled files).
+        CheckpointError: a bad checkpoint file.
+    """
     from .runtime import check_device
 
     device = check_device(device)

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 
 from .baselines import dis_tau_flows
 from .config import MOTION_BASES
+# one warp for both bases; the private name is what experiments.base_rules swaps for a bicubic one
+from .ifnet import backward_warp as _backward_warp
 from .motion_base import ifnet_tau_flows, motion_net
 
 Tau = Union[float, Sequence[float], torch.Tensor]
@@ -98,19 +100,6 @@ def resize_flows(flows: torch.Tensor, size: Tuple[int, int], rows: Optional[Tupl
         vectors + [1.0] * (flows.shape[1] - 4)
     scale = torch.tensor(per_channel, dtype=out.dtype, device=device)
     return out * scale.view(1, -1, 1, 1)
-
-
-def _backward_warp(image: torch.Tensor, flow: torch.Tensor, first_row: int, mode: str = "bilinear") -> torch.Tensor:
-    """Rows [first_row, first_row + flow height) of out(x) = image(x + flow(x)): bilinear
-    (as cv2.remap in baselines; `mode`: another grid_sample mode), edges replicated."""
-    _, _, h, w = image.shape
-    band = flow.shape[-2]
-    ys = torch.arange(first_row, first_row + band, dtype=flow.dtype, device=flow.device).view(1, band, 1)
-    xs = torch.arange(w, dtype=flow.dtype, device=flow.device).view(1, 1, w)
-    grid_x = (xs + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0
-    grid_y = (ys + flow[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0
-    grid = torch.stack([grid_x, grid_y], dim=-1).to(image.dtype)
-    return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=True)
 
 
 def fade_small_motion(flows: torch.Tensor, still_px: Tuple[float, float] = STILL_MOTION_PX) -> torch.Tensor:

@@ -38,15 +38,29 @@ ALIGNMENT = 32         # input sides must be multiples of this (1/4 scale x 1/4 
 DEFAULT_SCALES = (4, 2, 1)
 
 
-def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """out(x) = image(x + flow(x)), bilinear, edges replicated; flow [B, 2, H, W] in pixels."""
+def backward_warp(image: torch.Tensor, flow: torch.Tensor, first_row: int = 0, mode: str = "bilinear"
+                  ) -> torch.Tensor:
+    """out(x) = image(x + flow(x)), edges replicated: the one backward warp of both motion bases.
+
+    Args:
+        image: [B, C, H, W].
+        flow: [B, 2, h, W] (x, y) in pixels, for image rows [first_row, first_row + h).
+        first_row: int, default 0: the image row of the flow's first row (a band of a frame).
+        mode: str, default "bilinear" (as cv2.remap in the DIS baseline): a grid_sample mode.
+
+    Returns:
+        [B, C, h, W] in the image's dtype.
+    """
+    # Not kornia's remap: the same values bit for bit, but it builds its grid more slowly:
+    # 22.3 against 18.8 ms per 720p warp on 1 thread, 25.6 against 22.4 on 2 (experiments/kornia_parity.py).
     _, _, height, width = image.shape
-    ys = torch.arange(height, dtype=flow.dtype, device=flow.device).view(1, height, 1)
+    band = flow.shape[-2]
+    ys = torch.arange(first_row, first_row + band, dtype=flow.dtype, device=flow.device).view(1, band, 1)
     xs = torch.arange(width, dtype=flow.dtype, device=flow.device).view(1, 1, width)
     grid_x = (xs + flow[:, 0]) * (2.0 / max(width - 1, 1)) - 1.0
     grid_y = (ys + flow[:, 1]) * (2.0 / max(height - 1, 1)) - 1.0
     grid = torch.stack([grid_x, grid_y], dim=-1).to(image.dtype)
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=True)
 
 
 def swap_flows(flows: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,9 @@ import torch
 from .cascade import CascadePlan, LevelContext, plan_cascade, run_cascade
 from .errors import HiFIInputError, NonFiniteOutputError
 from .config import ModelConfig
-from .memory import AdaptiveBatchSize, estimate_patch_bytes, frame_buffer_bytes, pair_io_bytes, plan_patch_batch
+from .flow_base import flow_estimation_downscale
+from .memory import (AdaptiveBatchSize, estimate_patch_bytes, frame_buffer_bytes, motion_base_bytes, pair_io_bytes,
+                     plan_patch_batch)
 from .model import HiFIModel
 from .progress import CancelCheck, ProgressCallback, ProgressCounter
 from .runtime import PRECISION_CHOICES, PRECISIONS, check_device, empty_device_cache, resolve_precision
@@ -119,25 +121,43 @@ def level_context(model: HiFIModel, plan: CascadePlan, settings: CascadeSettings
 @dataclass(frozen=True)
 class JobPlan:
     """How a job of frames this size runs under these settings, and the memory it plans with:
-    what `level_context` uses and what the ComfyUI readout shows (one planner for both)."""
+    what `level_context` uses and what the ComfyUI readout shows (one planner for both).
+
+    Memory, in bytes: `patch_bytes` per patch and `working_bytes` for the patch batch (the
+    U-Net's working set), `frame_buffer_bytes` (the cascade's frame-sized buffers),
+    `io_bytes` (the pair and its output), `motion_bytes` (the motion base's peak while it
+    estimates the pair's flows, before the cascade). `peak_bytes` is what the job adds to the
+    process at its peak: the motion base's and the U-Net's working sets do not overlap.
+    `cascade` is the `CascadePlan`, `precision` "fp32", "fp16" or "bf16" ("auto" resolved for
+    the device), `patch_batch` the patches per network call.
+    """
 
     cascade: CascadePlan
-    precision: str
-    patch_batch: int
+    precision: str        # "fp32", "fp16" or "bf16" (precision "auto" resolved for the device)
+    patch_batch: int      # patches per network call
     patch_bytes: int
     working_bytes: int
     frame_buffer_bytes: int
+    io_bytes: int = 0
+    motion_bytes: int = 0
 
     @property
-    def total_bytes(self) -> int:
-        return self.working_bytes + self.frame_buffer_bytes
+    def peak_bytes(self) -> int:
+        return self.io_bytes + self.frame_buffer_bytes + max(self.motion_bytes, self.working_bytes)
 
 
 def plan_job(config: ModelConfig, height: int, width: int, settings: CascadeSettings,
              device: torch.device) -> JobPlan:
     """The plan of a job from a model's config (no weights needed): cascade levels and patch
     grids, precision on `device`, the patch batch from `settings` (its `patch_batch`, else the
-    memory budget under `runtime`'s cap) and the bytes of the working set and frame buffers."""
+    memory budget under `runtime`'s cap) and the memory (`JobPlan`).
+
+    Args:
+        config (ModelConfig): the model's config (`read_checkpoint_config` reads it from a file).
+        height, width (int): the frame size.
+        settings (CascadeSettings): levels, patch size, overlap, samples, precision, budget.
+        device (torch.device): where the job runs (precision "auto" and the batch cap depend on it).
+    """
     cascade = plan_cascade(height, width, levels=settings.levels, patch_size=settings.patch_size,
                            overlap=settings.overlap, alignment=config.unet.alignment)
     return job_plan(config, cascade, settings, device)
@@ -153,9 +173,12 @@ def job_plan(config: ModelConfig, cascade: CascadePlan, settings: CascadeSetting
     batch = settings.patch_batch or plan_patch_batch(config.unet, largest.patch_height, largest.patch_width,
                                                      budget_bytes=settings.memory_budget, device=device,
                                                      dtype=dtype)
-    frames = (frame_buffer_bytes(cascade.padded_height, cascade.padded_width, settings.samples, config.diffusion)
-              + pair_io_bytes(cascade.padded_height, cascade.padded_width))
-    return JobPlan(cascade, precision, batch, per_patch, per_patch * batch, frames)
+    frames = frame_buffer_bytes(cascade.padded_height, cascade.padded_width, settings.samples, config.diffusion)
+    io = pair_io_bytes(cascade.padded_height, cascade.padded_width)
+    # flows are estimated once per pair on the unpadded frames, area-reduced to FLOW_MAX_PIXELS
+    reduce = flow_estimation_downscale(cascade.height, cascade.width)
+    motion = motion_base_bytes(cascade.height // reduce, cascade.width // reduce, config.diffusion.residual_base)
+    return JobPlan(cascade, precision, batch, per_patch, per_patch * batch, frames, io, motion)
 
 
 class Interpolator:
@@ -172,6 +195,13 @@ class Interpolator:
 
     def __init__(self, model: HiFIModel, settings: Optional[CascadeSettings] = None, *,
                  progress: Optional[ProgressCallback] = None, cancel: Optional[CancelCheck] = None):
+        """
+        Args:
+            model (HiFIModel): the model (moved to `settings.device` when that is set).
+            settings (CascadeSettings or None): None = `CascadeSettings()`.
+            progress (callable or None): called with a `ProgressEvent` after every patch batch.
+            cancel (callable or None): polled between patch batches; True (or raising) stops.
+        """
         self.model, self.settings = model, settings or CascadeSettings()
         self.progress, self.cancel = progress, cancel
         self.device = _prepare(model, self.settings)
@@ -189,8 +219,42 @@ class Interpolator:
         return out[0]
 
 
+    def run_levels(self, clip: torch.Tensor, pairs: Sequence[int], taus: Sequence[Sequence[float]], *,
+                   start_level: int = 0, stop_level: Optional[int] = None,
+                   previous: Optional[Sequence[Sequence[torch.Tensor]]] = None
+                   ) -> Tuple[List[List[Tuple[torch.Tensor, torch.Tensor]]], int]:
+        """Cascade levels start_level..stop_level for chosen pairs of a clip, as a host that
+        splits the cascade across steps runs it (the ComfyUI nodes: base level, then upsampling).
+
+        Args:
+            clip: [N, 3, H, W] frames in [0, 1] (on the CPU; each pair moves to the device
+                only while it is worked on).
+            pairs: indices i of the pairs (i, i + 1) to run (also their noise's pair index).
+            taus: per pair, its times in (0, 1).
+            start_level, stop_level: the levels to run (stop_level None or past the plan: the
+                last, full-resolution level).
+            previous: per pair and tau, the estimate at start_level - 1 (when start_level > 0).
+
+        Returns:
+            (per pair, per tau: (estimate, variance) on the CPU; the last level run).
+        """
+        plan = plan_for(self.model, clip.shape[-2], clip.shape[-1], self.settings)
+        last = plan.num_levels - 1 if stop_level is None else min(stop_level, plan.num_levels - 1)
+        if start_level > last:
+            raise HiFIInputError(f"the cascade has {plan.num_levels} levels; level {start_level} "
+                                 "does not exist (the intermediate is already at full resolution)")
+        units = sum(plan.patches_per_level()[start_level:last + 1]) * self.settings.steps * self.settings.samples
+        counter = ProgressCounter(units * sum(len(t) for t in taus), self.progress)
+        ctx = level_context(self.model, plan, self.settings, self.device, counter, self.cancel)
+        results = cascade_pairs(self.model, [clip[i:i + 1] for i in pairs], [clip[i + 1:i + 2] for i in pairs],
+                                taus, plan, ctx, self.device, start_level=start_level, stop_level=last,
+                                previous=previous, pair_indices=pairs)
+        return results, last
+
+
 def plan_for(model: HiFIModel, height: int, width: int, settings: CascadeSettings) -> CascadePlan:
-    """The cascade plan (levels, padding, patch grids) for a frame size under these settings."""
+    """The cascade plan (levels, padding, patch grids) of `model` for a `height` x `width`
+    frame under these settings (see `plan_cascade`)."""
     return plan_cascade(height, width, levels=settings.levels, patch_size=settings.patch_size,
                         overlap=settings.overlap, alignment=model.alignment)
 
@@ -303,23 +367,28 @@ def retime_sequence(model: HiFIModel, frames: torch.Tensor, *, multiplier: Optio
                     progress: Optional[ProgressCallback] = None,
                     cancel: Optional[CancelCheck] = None, end: Optional[str] = None) -> torch.Tensor:
     """The retimed sequence [M, 3, H, W]: originals kept, in-betweens inserted at their tau,
-    on `hifi_core.timeline`'s schedule (`end`: "duration" or "last_frame"; default as
-    `retime_schedule`: a multiplier ends on the last frame, a frame rate keeps the duration).
+    on `hifi_core.timeline`'s schedule. Holds the whole clip in memory; for long videos use
+    `hifi_core.retime` (streaming, resumable).
 
-    Holds the whole clip in memory; for long videos use `hifi_core.retime` (streaming).
+    Args:
+        model (HiFIModel): the model.
+        frames (torch.Tensor): the clip, [N, 3, H, W] float in [0, 1], N >= 2.
+        multiplier (int or None): N x the frames; or give `target_fps` with `source_fps`.
+        source_fps, target_fps (number or None): retime from one frame rate to another
+            (NTSC rates as exact fractions, e.g. 24000/1001).
+        settings (CascadeSettings or None): None = `CascadeSettings()`.
+        progress (callable or None): called with a `ProgressEvent` after every patch batch.
+        cancel (callable or None): polled between patch batches; True (or raising) stops.
+        end (str or None): "duration" (hold the last frame to the source's duration) or
+            "last_frame" (stop on it); None = `retime_schedule`'s default: a multiplier ends
+            on the last frame, a frame rate keeps the duration.
     """
-    settings = settings or CascadeSettings()
     frames = check_sequence(frames)
     schedule = retime_schedule(frames.shape[0], multiplier=multiplier, source_fps=source_fps,
                                target_fps=target_fps, end=end)
     pairs = sorted({o.index for o in schedule if not o.is_original})
     taus = [[o.tau for o in schedule if o.index == i and not o.is_original] for i in pairs]
-    device = _prepare(model, settings)
-    plan = plan_for(model, frames.shape[-2], frames.shape[-1], settings)
-    counter = ProgressCounter(units_per_pair(plan, settings) * sum(map(len, taus)), progress)
-    ctx = level_context(model, plan, settings, device, counter, cancel)
-    results = cascade_pairs(model, [frames[i:i + 1] for i in pairs], [frames[i + 1:i + 2] for i in pairs],
-                            taus, plan, ctx, device, pair_indices=pairs)
+    results, _ = Interpolator(model, settings, progress=progress, cancel=cancel).run_levels(frames, pairs, taus)
     made = {(i, t): m[0] for i, row_taus, row in zip(pairs, taus, results)
             for t, (m, _v) in zip(row_taus, row)}
     return torch.stack([frames[o.index] if o.is_original else made[(o.index, o.tau)]

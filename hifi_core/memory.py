@@ -31,21 +31,29 @@ SAFETY_FACTOR = 2.0
 
 def estimate_patch_bytes(config: UNetConfig, patch_height: int, patch_width: int,
                          dtype: torch.dtype = torch.float32) -> int:
-    """Upper estimate of the U-Net's inference working memory for one patch, in bytes."""
+    """Upper estimate of the U-Net's inference working memory for one patch, in bytes.
+
+    Args:
+        config (UNetConfig): the network (widths, blocks, attention, stem fold).
+        patch_height, patch_width (int): the patch size in pixels.
+        dtype (torch.dtype, default float32): the activations' type (half under fp16/bf16).
+    """
     elem = torch.finfo(dtype).bits // 8
     pixels = patch_height * patch_width
     skips = 0
     widest = 0
     num_levels = len(config.channel_mults)
+    stem_pixels = pixels / config.stem_factor ** 2  # a space-to-depth stem folds the patch first
     for level, (ch, blocks) in enumerate(zip(config.level_channels, config.blocks_per_level)):
-        level_pixels = pixels / 4 ** level
+        level_pixels = stem_pixels / 4 ** level
         skips += blocks * ch * level_pixels
         # A decoder block holds its concatenated input (2C), two intermediates and its output.
         working = 6 * ch * level_pixels
         if level >= num_levels - config.attention_levels:
             working += 5 * ch * level_pixels  # qkv (3C), attention output, projection
         widest = max(widest, working)
-    inputs = config.in_channels * pixels
+    # the input, its folded copy and the output at the patch's own size
+    inputs = config.in_channels * pixels * (2 if config.stem_factor > 1 else 1) + config.out_channels * pixels
     return int((skips + widest + inputs) * elem * SAFETY_FACTOR)
 
 
@@ -69,6 +77,23 @@ def frame_buffer_bytes(height: int, width: int, samples: int = 1,
     return int(height * width * (3 * rgb + 1) * 4)  # + the patch weights (1 channel)
 
 
+# The motion base's peak while it estimates one pair's flows (RIFE's IFNet on both frames,
+# DIS, the mixture), as growth of a process's peak RSS with glibc's default allocator:
+# (fixed bytes, bytes per pixel of the flow estimation size) of a least-squares line through
+# 258 / 476 / 809 / 1,401 MiB at 360p / 540p / 720p / 1080p for "rife" (largest error 18 %,
+# at 360p) and 132 / 287 MiB at 540p / 1080p for DIS alone ("flow"); 2-core AMD EPYC, torch
+# 2.13.0 CPU, 2026-12-01 (`python -m hifi_core bench memory` prints it beside the plan).
+MOTION_BASE_BYTES = {"rife": (164 * 2 ** 20, 611 * 2 ** 20 / 1e6), "flow": (0, 88 * 2 ** 20 / 1e6)}
+
+
+def motion_base_bytes(flow_height: int, flow_width: int, base: str) -> int:
+    """Peak bytes of estimating one pair's flows at this size with this base (0 for the blend)."""
+    if base not in MOTION_BASE_BYTES:
+        return 0
+    fixed, per_pixel = MOTION_BASE_BYTES[base]
+    return int(fixed + per_pixel * flow_height * flow_width)
+
+
 def pair_io_bytes(height: int, width: int) -> int:
     """The two float32 RGB input frames and the interpolated output."""
     return 3 * height * width * 3 * 4
@@ -81,6 +106,10 @@ def plan_patch_batch(config: UNetConfig, patch_height: int, patch_width: int, *,
     every run uses, and what the ComfyUI readout shows.
 
     Args:
+        config (UNetConfig): the network.
+        patch_height, patch_width (int): the patch size in pixels.
+        device (torch.device, default cpu): where it runs (sets the cap and the free memory).
+        dtype (torch.dtype, default float32): the activations' type.
         budget_bytes: memory allowed for the U-Net's working set; None = `runtime.memory_budget`
             (80% of the device's free memory).
         max_batch: the cap; None = `runtime.max_patch_batch` (4 on a CPU, 64 on CUDA).

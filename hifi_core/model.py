@@ -48,7 +48,13 @@ LOG_L2_FLOOR = 1e-6
 
 
 class HiFIModel(nn.Module):
-    """Conditional diffusion model for frame interpolation (v- or x-prediction; the sampler gets v)."""
+    """Conditional diffusion model for frame interpolation (v- or x-prediction; the sampler gets v).
+
+    Args:
+        config (ModelConfig): the U-Net and the diffusion parameterisation.
+        operations (module, default torch.nn): where the layer classes come from (ComfyUI's
+            `comfy.ops` for its weight casting and offloading).
+    """
 
     def __init__(self, config: ModelConfig, operations: ModuleType = nn):
         super().__init__()
@@ -198,5 +204,6 @@ class HiFIModel(nn.Module):
 
 
 def build_model(preset: Union[str, ModelConfig], operations: ModuleType = nn) -> HiFIModel:
-    """A freshly initialised (untrained) model from a preset name or a config."""
+    """A freshly initialised (untrained) model from a preset name ("tiny", "small", "lean",
+    "base", "paper") or a `ModelConfig`; `operations` as in `HiFIModel`."""
     return HiFIModel(get_preset(preset) if isinstance(preset, str) else preset, operations=operations)

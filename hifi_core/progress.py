@@ -19,6 +19,13 @@ class ProgressEvent:
 
     `units_done` / `units_total` count network evaluations of single patches over the whole
     job (all pairs, levels, samples and steps), so a progress bar can be driven from them alone.
+
+    Attributes:
+        level, num_levels (int): the cascade level being denoised (0 = coarsest) and how many.
+        step, num_steps (int): the DDIM step within the level and the steps per level.
+        sample, num_samples (int): the averaged sample being drawn and how many.
+        patches_done, patches_total (int): patches of this step finished, and the level's patches.
+        units_done, units_total (int): patch evaluations of the whole job, done and in all.
     """
 
     level: int

@@ -42,6 +42,16 @@ def check_device(device) -> torch.device:
     return resolved
 
 
+def resolve_device(choice: Optional[str] = "auto", host_default: Optional[torch.device] = None) -> torch.device:
+    """The device a user names: "auto" (or None) is the host's (`host_default`, e.g. ComfyUI's),
+    else CUDA when present, else the CPU; anything else goes through `check_device`."""
+    if choice is None or choice == "auto":
+        if host_default is not None:
+            return torch.device(host_default)
+        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    return check_device(choice)
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """"auto" -> bf16 on a CUDA GPU that has it, else fp16 on CUDA, fp32 elsewhere."""
     if precision not in PRECISION_CHOICES:
@@ -60,19 +70,32 @@ def autocast_context(device: torch.device, precision: str):
     return torch.autocast(device_type=torch.device(device).type, dtype=PRECISIONS[precision])
 
 
+def _meminfo_bytes(field: str) -> Optional[int]:
+    """A /proc/meminfo figure in bytes (Linux), or None."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def total_memory_bytes() -> Optional[int]:
+    """The machine's RAM in bytes (Linux MemTotal), or None where the platform does not say."""
+    return _meminfo_bytes("MemTotal")
+
+
 def available_memory_bytes(device: torch.device = torch.device("cpu")) -> Optional[int]:
     """Free bytes on the device (CUDA: the driver's figure; CPU: Linux MemAvailable, else the
     OS's available pages), or None where the platform does not say."""
     if torch.device(device).type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return int(free)
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    available = _meminfo_bytes("MemAvailable")
+    if available is not None:
+        return available
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):

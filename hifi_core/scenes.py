@@ -31,10 +31,12 @@ from __future__ import annotations
 import statistics
 from collections import deque
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterable, List, Optional, Sequence, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from kornia.color import rgb_to_grayscale
 
 from .errors import HiFIInputError
 
@@ -47,8 +49,6 @@ DEFAULT_DUP_THRESHOLD = 0.004
 DEFAULT_DUP_MAX_THRESHOLD = 0.05
 DEFAULT_DUP_MAX_RUN = 4
 
-_LUMA = (0.299, 0.587, 0.114)
-
 
 def thumbnail(frame: torch.Tensor, size: int = THUMB_SIZE) -> torch.Tensor:
     """Grey, area-downscaled copy of a frame: float32 `[h, w]` in [0, 1], max(h, w) <= size."""
@@ -59,7 +59,7 @@ def thumbnail(frame: torch.Tensor, size: int = THUMB_SIZE) -> torch.Tensor:
     if frame.dim() != 3 or frame.shape[0] != 3:
         raise HiFIInputError(f"expected a frame [3, H, W] in [0, 1], got shape {tuple(frame.shape)}")
     frame = frame.detach().to("cpu", torch.float32)
-    grey = (frame[0] * _LUMA[0] + frame[1] * _LUMA[1] + frame[2] * _LUMA[2])[None, None]
+    grey = rgb_to_grayscale(frame)[None]  # BT.601 weights
     h, w = grey.shape[-2:]
     scale = min(1.0, size / max(h, w))
     if scale < 1.0:
@@ -184,3 +184,24 @@ class DuplicateDetector:
             return True
         self._kept, self._run = thumb, 0
         return False
+
+
+def frame_tensor(frame: Union[np.ndarray, torch.Tensor]) -> torch.Tensor:
+    """A frame as the detectors take it: uint8 `[H, W, 3]` RGB arrays (as video stores them)
+    become float `[3, H, W]` in [0, 1]; tensors pass through."""
+    if isinstance(frame, torch.Tensor):
+        return frame
+    return torch.from_numpy(np.array(frame)).permute(2, 0, 1).float() / 255.0  # a copy: memmaps are read-only
+
+
+def find_cuts(frames: Iterable[Union[np.ndarray, torch.Tensor]],
+              settings: Optional[SceneSettings] = None) -> List[int]:
+    """Indices i with a scene cut between frame i and frame i + 1, by `SceneCutDetector` (the
+    one detector the retime, the training windows and the bench all use)."""
+    detector = SceneCutDetector(settings)
+    return [i - 1 for i, frame in enumerate(frames) if detector.update(frame_tensor(frame))]
+
+
+def spans_cut(first: int, last: int, cuts: Sequence[int]) -> bool:
+    """True when a cut lies between two consecutive frames of [first, last]."""
+    return any(first <= c < last for c in cuts)

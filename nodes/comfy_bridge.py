@@ -26,6 +26,7 @@ from typing import Callable, List, Optional
 
 import torch
 
+from ..hifi_core import runtime
 from ..hifi_core.motion_base import add_motion_dir
 from ..hifi_core.video_io import VIDEO_EXTENSIONS
 
@@ -50,20 +51,18 @@ def in_comfyui() -> bool:
 
 # device and memory
 def resolve_device(choice: str) -> torch.device:
-    """auto (ComfyUI's device, else CUDA if present, else CPU), cpu or cuda."""
-    if choice == "cpu":
-        return torch.device("cpu")
-    if choice == "cuda":
-        if not torch.cuda.is_available():  # hifi_core's check_device would say "use 'cpu'"
-            raise ValueError("device: 'cuda' was chosen but this PyTorch sees no CUDA GPU; "
-                             "choose 'auto' or 'cpu'")
-        return torch.device("cuda", torch.cuda.current_device())
-    if choice != "auto":
+    """auto (ComfyUI's device, else CUDA if present, else CPU), cpu or cuda: `runtime.resolve_device`
+    with ComfyUI's device as the host's."""
+    if choice not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device: {choice!r} is unknown; choose auto, cpu or cuda")
+    if choice == "cuda" and not torch.cuda.is_available():  # the library would say "use 'cpu'"
+        raise ValueError("device: 'cuda' was chosen but this PyTorch sees no CUDA GPU; choose 'auto' or 'cpu'")
     management = comfy_module("comfy.model_management")
-    if management is not None:
-        return management.get_torch_device()
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    host = management.get_torch_device() if management is not None else None
+    device = runtime.resolve_device(choice, host_default=host)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def offload_device(device: torch.device) -> torch.device:

@@ -2,8 +2,8 @@
 
 Frames here are hifi_core frames ([B, 3, H, W] float32 in [0, 1], CPU); nothing in this
 module does model maths: it builds `CascadeSettings`, attaches ComfyUI's progress bar,
-interrupt check and free-memory figure, and calls `hifi_core.interpolate.cascade_pairs` for the levels a
-node owns (the split graph) or `hifi_core.interpolate` (the all-in-one node).
+interrupt check and free-memory figure, and runs the levels a node owns through a
+`hifi_core.Interpolator` (which owns device, precision, plan and patch batch).
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 
 from ..hifi_core import CascadeSettings, runtime
-from ..hifi_core.errors import HiFIInputError
-from ..hifi_core.interpolate import cascade_pairs, level_context, plan_for
-from ..hifi_core.progress import ProgressCounter
+from ..hifi_core.interpolate import Interpolator, plan_for
 from . import comfy_bridge
 from .handles import HiFIModelHandle
 
@@ -62,21 +60,9 @@ def run_levels(handle: HiFIModelHandle, rgb: torch.Tensor, pairs: Sequence[int],
     Returns:
         (estimates, variances, last level run); estimates per pair per tau, [1, 3, h, w] CPU.
     """
-    model = handle.ready()
-    device = handle.device
-    cascade_plan = plan(handle, tuple(rgb.shape[-2:]), settings)
-    last = cascade_plan.num_levels - 1 if stop_level is None else min(stop_level, cascade_plan.num_levels - 1)
-    if start_level > last:
-        raise HiFIInputError(f"the cascade has {cascade_plan.num_levels} levels; level {start_level} "
-                             "does not exist (the intermediate is already at full resolution)")
-    per_level = cascade_plan.patches_per_level()
-    units = sum(per_level[start_level:last + 1]) * settings.steps * settings.samples
-    counter = ProgressCounter(units * sum(len(t) for t in taus), progress)
-    # hifi_core's own context builder: patch batch from the memory budget, OOM back-off.
-    ctx = level_context(model, cascade_plan, settings, device, counter, comfy_bridge.cancel_check())
-    results = cascade_pairs(model, [rgb[i:i + 1] for i in pairs], [rgb[i + 1:i + 2] for i in pairs], taus,
-                            cascade_plan, ctx, device, start_level=start_level, stop_level=last,
-                            previous=previous, pair_indices=pairs)
+    hifi = Interpolator(handle.ready(), settings, progress=progress, cancel=comfy_bridge.cancel_check())
+    results, last = hifi.run_levels(rgb, pairs, taus, start_level=start_level, stop_level=stop_level,
+                                    previous=previous)
     estimates = [[mean for mean, _ in row] for row in results]
     variances = [[var for _, var in row] for row in results]
     return estimates, variances, last

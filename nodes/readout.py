@@ -56,7 +56,8 @@ def cascade_readout(*, checkpoint: Optional[str], width: int, height: int, level
                      "overlap_work": round(grid.overlap_work_fraction, 3)})
     return {"model": model_label, "levels": rows, "patch_bytes": job.patch_bytes, "patch_batch": job.patch_batch,
             "budget_bytes": budget, "working_bytes": job.working_bytes, "frame_buffer_bytes": job.frame_buffer_bytes,
-            "total_bytes": job.total_bytes, "padded": [plan.padded_height, plan.padded_width]}
+            "io_bytes": job.io_bytes, "motion_bytes": job.motion_bytes, "peak_bytes": job.peak_bytes,
+            "padded": [plan.padded_height, plan.padded_width]}
 
 
 def eta_readout(*, checkpoint: str, device, width: int, height: int, levels: int, steps: int,

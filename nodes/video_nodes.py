@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from ..hifi_core import video_io
 from ..hifi_core.errors import HiFIInputError
-from ..hifi_core.retime import retime_video
+from ..hifi_core.retime import Detection, Encoding, RetimeTarget, RunOptions, retime_video
 from ..hifi_core.scenes import DEFAULT_SCENE_THRESHOLD
 from . import comfy_bridge, engine, pace, widgets
 from .inputs import resolve_video_path
@@ -364,15 +364,16 @@ class HiFIRetimeVideo:
                                         samples=samples, seed=seed)
         model = hifi_model.ready()
         bar = comfy_bridge.ComfyProgress()
-        timing = ({"fps": target_fps} if target_fps > 0 else
-                  {"slowmo": multiplier} if slow_motion else {"multiplier": multiplier})
         started = time.monotonic()
         try:
-            result = retime_video(source, target, model=model, settings=settings, **timing,
-                                  scene_detect=scene_detect, scene_threshold=scene_threshold,
-                                  dedup=dedup, codec=codec,
-                                  crf=crf if codec in ("h264", "h265") else None, resume=resume,
-                                  metadata=_container_tags(_workflow_metadata(prompt, extra_pnginfo)),
+            timing = (RetimeTarget(fps=target_fps) if target_fps > 0 else
+                      RetimeTarget(slowmo=multiplier) if slow_motion else RetimeTarget(multiplier=multiplier))
+            encoding = Encoding(codec=codec, crf=crf if codec in ("h264", "h265") else None,
+                                metadata=_container_tags(_workflow_metadata(prompt, extra_pnginfo)))
+            result = retime_video(source, target, timing, model=model, settings=settings,
+                                  detection=Detection(scene_cuts=scene_detect, scene_threshold=scene_threshold,
+                                                      dedup=dedup),
+                                  encoding=encoding, run=RunOptions(resume=resume),
                                   progress=lambda p: bar.step(p.frames_done, p.frames_total),
                                   cancel=comfy_bridge.cancel_check())
         except HiFIInputError as error:

@@ -16,3 +16,7 @@ torch.set_num_threads(2)
 @pytest.fixture
 def rng():
     return torch.Generator().manual_seed(1234)
+
+
+# The node pack's fixtures (pack, comfy, nodes, tiny_model), defined next to the constants its tests share.
+from node_pack import comfy, nodes, pack, tiny_model  # noqa: E402,F401

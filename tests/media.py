@@ -90,67 +90,87 @@ def write_clip(path: PathLike, *, num_frames: int = 24, width: int = 64, height:
     """
     path = Path(path)
     fps = Fraction(fps)
-    ext = path.suffix.lower()
     if pix_fmt is None:
-        if codec == "ffv1":
-            pix_fmt = "bgr0" if bits <= 8 else "yuv444p10le"
-        elif codec == "prores_ks":
-            pix_fmt = "yuv422p10le"
-        else:
-            pix_fmt = "yuv420p" if bits <= 8 else "yuv420p10le"
+        pix_fmt = _default_pix_fmt(codec, bits)
     options = {**({"x265-params": "log-level=error"} if codec == "libx265" else {}), **(options or {})}
     out = av.open(str(path), "w")
     try:
-        vs = out.add_stream(codec, rate=fps, options=options)
-        vs.width, vs.height, vs.pix_fmt = width, height, pix_fmt
-        vs.codec_context.time_base = 1 / fps
-        if color_range is not None:
-            vs.codec_context.color_range = color_range
-        if colorspace is not None:
-            vs.codec_context.colorspace = colorspace
+        vs = _add_video_stream(out, codec, fps, options, width, height, pix_fmt, color_range, colorspace)
         as_ = None
         if audio:
-            acodec = audio_codec or ("aac" if ext in (".mp4", ".mov", ".m4v") else "pcm_s16le")
+            acodec = audio_codec or ("aac" if path.suffix.lower() in (".mp4", ".mov", ".m4v") else "pcm_s16le")
             as_ = out.add_stream(acodec, rate=sample_rate, layout="stereo")
-        rgb_fmt = "rgb24" if bits <= 8 else "rgb48le"
-        for i in range(num_frames):
-            img = clip_frame(i, width=width, height=height, speed=speed, cut_at=cut_at,
-                             hold=hold, bits=8 if bits <= 8 else 16)
-            frame = av.VideoFrame.from_ndarray(img, format=rgb_fmt)
-            kwargs = {}
-            if colorspace is not None:
-                kwargs["dst_colorspace"] = {1: "itu709", 5: "itu601", 6: "itu601", 9: "bt2020"}.get(
-                    colorspace, "default")
-            if color_range is not None:
-                kwargs["dst_color_range"] = color_range
-            frame = frame.reformat(format=pix_fmt, **kwargs)
-            frame.pts = i
-            frame.time_base = 1 / fps
-            out.mux(vs.encode(frame))
-        out.mux(vs.encode(None))
+        content = dict(width=width, height=height, speed=speed, cut_at=cut_at, hold=hold,
+                       bits=8 if bits <= 8 else 16)
+        _encode_pictures(out, vs, num_frames, fps, pix_fmt, content, color_range, colorspace)
         if as_ is not None:
-            total = int(round(num_frames / fps * sample_rate))
-            wave = tone(total, sample_rate)
-            fmt = as_.codec_context.format.name if as_.codec_context.format else "fltp"
-            step = 1024
-            for s in range(0, total, step):
-                chunk = wave[:, s:s + step]
-                if fmt.startswith("s16"):
-                    data = (chunk * 32767).astype(np.int16)
-                    data = data.T.reshape(1, -1) if not fmt.endswith("p") else data
-                    af = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=fmt,
-                                                    layout="stereo")
-                else:
-                    af = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp",
-                                                    layout="stereo")
-                af.sample_rate = sample_rate
-                af.pts = s
-                af.time_base = Fraction(1, sample_rate)
-                out.mux(as_.encode(af))
-            out.mux(as_.encode(None))
+            _encode_tone(out, as_, int(round(num_frames / fps * sample_rate)), sample_rate)
     finally:
         out.close()
     return path
+
+
+def _default_pix_fmt(codec: str, bits: int) -> str:
+    """The pixel format `write_clip` uses for a codec and bit depth when none is given."""
+    if codec == "ffv1":
+        return "bgr0" if bits <= 8 else "yuv444p10le"
+    if codec == "prores_ks":
+        return "yuv422p10le"
+    return "yuv420p" if bits <= 8 else "yuv420p10le"
+
+
+def _add_video_stream(out, codec: str, fps: Fraction, options: dict, width: int, height: int,
+                      pix_fmt: str, color_range: Optional[int], colorspace: Optional[int]):
+    """The clip's video stream, with its size, pixel format, time base and colour tags."""
+    vs = out.add_stream(codec, rate=fps, options=options)
+    vs.width, vs.height, vs.pix_fmt = width, height, pix_fmt
+    vs.codec_context.time_base = 1 / fps
+    if color_range is not None:
+        vs.codec_context.color_range = color_range
+    if colorspace is not None:
+        vs.codec_context.colorspace = colorspace
+    return vs
+
+
+def _encode_pictures(out, vs, num_frames: int, fps: Fraction, pix_fmt: str, content: dict,
+                     color_range: Optional[int], colorspace: Optional[int]) -> None:
+    """Encode `clip_frame(i, **content)` for every frame, converted to the stream's format; flush."""
+    rgb_fmt = "rgb24" if content["bits"] <= 8 else "rgb48le"
+    convert = {}
+    if colorspace is not None:
+        convert["dst_colorspace"] = {1: "itu709", 5: "itu601", 6: "itu601", 9: "bt2020"}.get(
+            colorspace, "default")
+    if color_range is not None:
+        convert["dst_color_range"] = color_range
+    for i in range(num_frames):
+        frame = av.VideoFrame.from_ndarray(clip_frame(i, **content), format=rgb_fmt)
+        frame = frame.reformat(format=pix_fmt, **convert)
+        frame.pts = i
+        frame.time_base = 1 / fps
+        out.mux(vs.encode(frame))
+    out.mux(vs.encode(None))
+
+
+def _encode_tone(out, as_, total: int, sample_rate: int) -> None:
+    """Encode `total` samples of `tone` in 1024-sample frames of the stream's sample format; flush."""
+    wave = tone(total, sample_rate)
+    fmt = as_.codec_context.format.name if as_.codec_context.format else "fltp"
+    step = 1024
+    for s in range(0, total, step):
+        chunk = wave[:, s:s + step]
+        if fmt.startswith("s16"):
+            data = (chunk * 32767).astype(np.int16)
+            data = data.T.reshape(1, -1) if not fmt.endswith("p") else data
+            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=fmt,
+                                            layout="stereo")
+        else:
+            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp",
+                                            layout="stereo")
+        af.sample_rate = sample_rate
+        af.pts = s
+        af.time_base = Fraction(1, sample_rate)
+        out.mux(as_.encode(af))
+    out.mux(as_.encode(None))
 
 
 def audio_duration(path: PathLike) -> float:

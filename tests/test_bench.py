@@ -19,6 +19,7 @@ import torch
 
 from hifi_core.bench import data, flops, peers
 from hifi_core.bench.memory import run_child
+from hifi_core.triplet import to_tensor, to_uint8
 from hifi_core.bench.probe import ProbeSpec
 from hifi_core.errors import HiFIInputError
 
@@ -104,12 +105,14 @@ def test_quick_memory_and_speed_figures_are_sane(quick):
 def test_stress_truth_is_the_half_way_rendering():
     height, width, d = 64, 96, 96.0  # 96 px at 1080p -> 5.69 px here
     for triplet in data.stress_triplets([], height, width, displacements=[d, 2 * 1080 * 8 / height]):
-        assert triplet.frame0.shape == (height, width, 3) and triplet.frame0.dtype == np.uint8
-        assert not np.array_equal(triplet.frame0, triplet.frame2)
+        assert triplet.frame0.shape == (3, height, width) and triplet.frame0.dtype == torch.float32
+        frame0, truth, frame2 = (to_uint8(f) for f in (triplet.frame0, triplet.target, triplet.frame2))
+        assert np.array_equal(to_tensor(frame0), triplet.frame0)  # made from 8-bit frames, exactly
+        assert not np.array_equal(frame0, frame2)
         if triplet.source == "pan" and triplet.meta["displacement_px"] == 16.0:
             # A 16 px pan: the truth is frame0 moved by exactly 8 px, frame2 by 16.
-            assert np.array_equal(triplet.truth[:, :-8], triplet.frame0[:, 8:])
-            assert np.array_equal(triplet.frame2[:, :-16], triplet.frame0[:, 16:])
+            assert np.array_equal(truth[:, :-8], frame0[:, 8:])
+            assert np.array_equal(frame2[:, :-16], frame0[:, 16:])
 
 
 def test_triplet_sampling_and_clip_reading(tmp_path):
@@ -120,7 +123,7 @@ def test_triplet_sampling_and_clip_reading(tmp_path):
     triplets = data.clip_triplets(video, group="t", gaps=[1, 3], per_clip=2)
     assert [t.case for t in triplets] == ["gap1@0", "gap1@4", "gap3@0"]
     frames = data.read_frames(video, [0, 1, 2])
-    assert np.array_equal(triplets[0].truth, frames[1])  # ffv1 bgr0 round-trips exactly
+    assert np.array_equal(to_uint8(triplets[0].target), frames[1])  # ffv1 bgr0 round-trips exactly
     with pytest.raises(HiFIInputError, match="does not exist"):
         data.find_clips([tmp_path / "missing"])
 

@@ -6,7 +6,7 @@ from torch import nn
 
 from hifi_core import (Cancelled, CascadeSettings, HiFIInputError, build_model, interpolate,
                        make_patch_grid, plan_cascade)
-from hifi_core.cascade import patch_starts, patch_weight
+from hifi_core.patches import patch_starts, patch_weight
 from hifi_core.memory import AdaptiveBatchSize
 
 

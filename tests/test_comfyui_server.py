@@ -122,7 +122,7 @@ def test_pack_loads_with_its_nodes_routes_and_web_extension(server):
     estimate = _get(f"{server['url']}/hifi/estimate?width=3840&height=2160&levels=3&patch_width=768"
                     "&patch_height=512&overlap=64&checkpoint=preset:small")
     print("readout for 4K, 768x512 patches:", [(l["level"], l["rows"], l["columns"]) for l in estimate["levels"]],
-          f"batch {estimate['patch_batch']}, {estimate['total_bytes'] / 2**30:.2f} GiB")
+          f"batch {estimate['patch_batch']}, {estimate['peak_bytes'] / 2**30:.2f} GiB")
     assert [l["patches"] for l in estimate["levels"]][-1] == 30
     eta = _get(f"{server['url']}/hifi/eta?checkpoint=preset:tiny&device=cpu&width=64&height=48&levels=2"
                "&steps=1&samples=1&frame_count=5&multiplier=2")

@@ -15,7 +15,7 @@ def test_the_interpolator_plans_what_it_runs_and_seeds_by_pair():
     job = hifi.plan(48, 64)
     assert job == plan_job(model.config, 48, 64, settings, torch.device("cpu"))
     ctx = level_context(model, plan_for(model, 48, 64, settings), settings, torch.device("cpu"), None, None)
-    assert job.patch_batch == ctx.batcher.batch_size == 4 and job.total_bytes > job.working_bytes > 0
+    assert job.patch_batch == ctx.batcher.batch_size == 4 and job.peak_bytes > job.working_bytes > 0
     frame0, _, frame2 = textured_pair(4, 48, 64, seed=2)
     made = hifi(frame0, frame2, [0.25, 0.5], pair=3)
     assert made.shape == (2, 3, 48, 64)

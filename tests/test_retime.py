@@ -12,11 +12,11 @@ import pytest
 
 from hifi_core import retime
 from hifi_core.errors import Cancelled, HiFIInputError
-from hifi_core.retime import RetimeTarget, retime_video
+from hifi_core.retime import Detection, Encoding, RetimeTarget, RunOptions, retime_video
 from hifi_core.timeline import interval_schedule, output_schedule
 from media import audio_duration, clip_frame, decode_all, write_clip
 
-LOSSLESS = dict(codec="ffv1", pix_fmt="bgr0")  # decoded output == the frames written
+LOSSLESS = Encoding(codec="ffv1", pix_fmt="bgr0")  # decoded output == the frames written
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_target_validation():
 
 def test_multiplier_two_frames_times_audio_and_cut(tmp_path, clip):
     out = tmp_path / "x2.mkv"
-    result = retime_video(clip, out, method="blend", multiplier=2, **LOSSLESS)
+    result = retime_video(clip, out, RetimeTarget(multiplier=2), method="blend", encoding=LOSSLESS)
     assert result.cuts == [12] and result.frames_written == 40 and result.audio == "copied"
     frames, times, rate = decode_all(out)
     assert rate == 48 and len(frames) == 40
@@ -104,7 +104,7 @@ def test_multiplier_two_frames_times_audio_and_cut(tmp_path, clip):
 
 def test_fps_target_timestamps_and_cut_copies(tmp_path, clip):
     out = tmp_path / "60.mkv"
-    result = retime_video(clip, out, method="blend", fps=60, **LOSSLESS)
+    result = retime_video(clip, out, RetimeTarget(fps=60), method="blend", encoding=LOSSLESS)
     frames, times, rate = decode_all(out)
     assert rate == 60 and len(frames) == result.frames_written == math.ceil(20 * 60 / 24)
     assert times == pytest.approx([k / 60 for k in range(len(frames))], abs=1e-3)
@@ -118,20 +118,22 @@ def test_fps_target_timestamps_and_cut_copies(tmp_path, clip):
 
 def test_slowmo_drops_or_stretches_audio(tmp_path, clip):
     out = tmp_path / "slow.mkv"
-    r = retime_video(clip, out, method="blend", slowmo=3, **LOSSLESS)
+    r = retime_video(clip, out, RetimeTarget(slowmo=3), method="blend", encoding=LOSSLESS)
     frames, times, rate = decode_all(out)
     assert rate == 24 and len(frames) == 60 and r.audio == "dropped"
     assert audio_duration(out) == 0.0
     assert np.array_equal(frames[3], source(1))
     stretched = tmp_path / "stretch.mp4"
-    r = retime_video(clip, stretched, method="blend", slowmo=3, slowmo_audio="stretch")
+    r = retime_video(clip, stretched, RetimeTarget(slowmo=3), method="blend",
+                     encoding=Encoding(slowmo_audio="stretch"))
     assert r.audio == "stretched"
     assert audio_duration(stretched) == pytest.approx(3 * 20 / 24, abs=0.06)
 
 
 def test_no_scene_detect_blends_across_the_cut(tmp_path, clip):
     out = tmp_path / "nocut.mkv"
-    r = retime_video(clip, out, method="blend", multiplier=2, scene_detect=False, **LOSSLESS)
+    r = retime_video(clip, out, RetimeTarget(multiplier=2), method="blend",
+                     detection=Detection(scene_cuts=False), encoding=LOSSLESS)
     frames, _, _ = decode_all(out)
     assert r.cuts == []
     assert np.abs(frames[23].astype(int) - blend(source(11), source(12), 0.5)).max() <= 1
@@ -140,7 +142,8 @@ def test_no_scene_detect_blends_across_the_cut(tmp_path, clip):
 def test_dedup_retimes_motion_across_duplicates(tmp_path):
     twos = write_clip(tmp_path / "twos.mkv", num_frames=12, hold=2)
     out = tmp_path / "dedup.mkv"
-    r = retime_video(twos, out, method="blend", multiplier=1, dedup=True, **LOSSLESS)
+    r = retime_video(twos, out, RetimeTarget(multiplier=1), method="blend",
+                     detection=Detection(dedup=True), encoding=LOSSLESS)
     frames, _, _ = decode_all(out)
     assert r.duplicates_dropped == 6 and len(frames) == 12
     pic = [clip_frame(2 * j, hold=2) for j in range(6)]
@@ -152,7 +155,7 @@ def test_dedup_retimes_motion_across_duplicates(tmp_path):
 
 def test_png_sequence_output(tmp_path, clip):
     out = tmp_path / "seq"
-    r = retime_video(clip, out, method="blend", multiplier=2, codec="png")
+    r = retime_video(clip, out, RetimeTarget(multiplier=2), method="blend", encoding=Encoding(codec="png"))
     names = sorted(p.name for p in out.iterdir())
     assert names[:2] == ["audio.mka", "frame_000000.png"] and len(names) == 41
     assert r.frames_written == 40
@@ -171,10 +174,11 @@ class CancelAfter:
 
 @pytest.mark.parametrize("codec", ["ffv1", "png"])
 def test_cancel_leaves_partial_output_and_resume_equals_uninterrupted(tmp_path, clip, codec):
-    opts = dict(LOSSLESS) if codec == "ffv1" else {"codec": "png"}
+    opts = LOSSLESS if codec == "ffv1" else Encoding(codec="png")
     name = "out.mkv" if codec == "ffv1" else "seq"
     whole = tmp_path / f"whole_{name}"
-    retime_video(clip, whole, method="blend", fps=60, segment_seconds=0.2, **opts)
+    retime_video(clip, whole, RetimeTarget(fps=60), method="blend", encoding=opts,
+                 run=RunOptions(segment_seconds=0.2))
     out = tmp_path / name
     calls = []
 
@@ -184,15 +188,16 @@ def test_cancel_leaves_partial_output_and_resume_equals_uninterrupted(tmp_path, 
 
     stop = CancelAfter(21)
     with pytest.raises(Cancelled):
-        retime_video(clip, out, interpolator=spy, fps=60, segment_seconds=0.2, cancel=stop,
-                     progress=stop.progress, **opts)
+        retime_video(clip, out, RetimeTarget(fps=60), interpolator=spy, cancel=stop,
+                     progress=stop.progress, encoding=opts, run=RunOptions(segment_seconds=0.2))
     if codec == "ffv1":
         partial, times, _ = decode_all(out)  # playable, holds the frames finished so far
         assert len(partial) == stop.done and times[-1] == pytest.approx((stop.done - 1) / 60, abs=1e-3)
         state = json.loads((tmp_path / f".{name}.hifi-parts" / "progress.json").read_text())
         assert state["frames_done"] == stop.done
     first = sum(calls)
-    r = retime_video(clip, out, interpolator=spy, fps=60, segment_seconds=0.2, resume=True, **opts)
+    r = retime_video(clip, out, RetimeTarget(fps=60), interpolator=spy, encoding=opts,
+                     run=RunOptions(segment_seconds=0.2, resume=True))
     assert r.resumed_from == stop.done and r.frames_written == 50
     assert sum(calls) - first < 36 - 10  # 36 in-betweens in all; the finished ones not redone
     if codec == "ffv1":
@@ -209,7 +214,8 @@ def test_cancel_leaves_partial_output_and_resume_equals_uninterrupted(tmp_path, 
 
 def test_ctrl_c_inside_interpolation_then_resume_h264(tmp_path, clip):
     whole = tmp_path / "whole.mp4"
-    retime_video(clip, whole, method="blend", multiplier=3, segment_seconds=0.25)
+    retime_video(clip, whole, RetimeTarget(multiplier=3), method="blend",
+                 run=RunOptions(segment_seconds=0.25))
     state = {"calls": 0}
 
     def interrupted(frame0, frame2, taus):
@@ -220,11 +226,12 @@ def test_ctrl_c_inside_interpolation_then_resume_h264(tmp_path, clip):
 
     out = tmp_path / "out.mp4"
     with pytest.raises(KeyboardInterrupt):
-        retime_video(clip, out, interpolator=interrupted, multiplier=3, segment_seconds=0.25)
+        retime_video(clip, out, RetimeTarget(multiplier=3), interpolator=interrupted,
+                     run=RunOptions(segment_seconds=0.25))
     partial = decode_all(out)[0]
     assert 0 < len(partial) < 60
-    r = retime_video(clip, out, interpolator=interrupted, multiplier=3, segment_seconds=0.25,
-                     resume=True)
+    r = retime_video(clip, out, RetimeTarget(multiplier=3), interpolator=interrupted,
+                     run=RunOptions(segment_seconds=0.25, resume=True))
     assert r.resumed_from == len(partial)
     got, times, _ = decode_all(out)
     ref = decode_all(whole)[0]
@@ -242,7 +249,7 @@ def test_segmented_h264_keeps_its_frame_rate_when_the_last_segment_is_short(tmp_
     clip = write_clip(tmp_path / "ntsc.mp4", num_frames=60, codec="libx264", pix_fmt="yuv420p",
                       fps=Fraction(24000, 1001))
     out = tmp_path / "out.mp4"
-    r = retime_video(clip, out, method="blend", fps=50, segment_seconds=0.5)
+    r = retime_video(clip, out, RetimeTarget(fps=50), method="blend", run=RunOptions(segment_seconds=0.5))
     assert r.frames_written == 126
     with av.open(str(out)) as container:
         stream = container.streams.video[0]
@@ -257,16 +264,18 @@ def test_resume_refuses_other_settings_and_restarts_without_resume(tmp_path, cli
     out = tmp_path / "o.mkv"
     stop = CancelAfter(5)
     with pytest.raises(Cancelled):
-        retime_video(clip, out, method="blend", multiplier=2, cancel=stop, progress=stop.progress,
-                     segment_seconds=0.1, **LOSSLESS)
+        retime_video(clip, out, RetimeTarget(multiplier=2), method="blend", cancel=stop,
+                     progress=stop.progress, encoding=LOSSLESS, run=RunOptions(segment_seconds=0.1))
     with pytest.raises(HiFIInputError, match="ratio"):
-        retime_video(clip, out, method="blend", multiplier=3, resume=True, **LOSSLESS)
+        retime_video(clip, out, RetimeTarget(multiplier=3), method="blend", encoding=LOSSLESS,
+                     run=RunOptions(resume=True))
     parts = tmp_path / ".o.mkv.hifi-parts"
     (parts / "part_000009999.mkv").write_bytes(b"left by a hard kill")
-    r = retime_video(clip, out, method="blend", multiplier=2, resume=True, segment_seconds=0.1,
-                     **LOSSLESS)
+    r = retime_video(clip, out, RetimeTarget(multiplier=2), method="blend", encoding=LOSSLESS,
+                     run=RunOptions(resume=True, segment_seconds=0.1))
     assert r.resumed_from > 0 and len(decode_all(out)[0]) == 40
-    r = retime_video(clip, out, method="blend", multiplier=2, resume=True, **LOSSLESS)
+    r = retime_video(clip, out, RetimeTarget(multiplier=2), method="blend", encoding=LOSSLESS,
+                     run=RunOptions(resume=True))
     assert r.resumed_from == 0  # nothing to resume: a normal run
 
 
@@ -283,11 +292,11 @@ def test_bad_paths_fail_before_any_work(tmp_path, clip):
     ]
     for src, dst, kw, match in cases:
         with pytest.raises(HiFIInputError, match=match):
-            retime_video(src, dst, interpolator=never, multiplier=2, **kw)
+            retime_video(src, dst, RetimeTarget(multiplier=2), interpolator=never, encoding=Encoding(**kw))
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 100)
     with pytest.raises(HiFIInputError, match="could not read"):
-        retime_video(bad, tmp_path / "o.mp4", interpolator=never, multiplier=2)
+        retime_video(bad, tmp_path / "o.mp4", RetimeTarget(multiplier=2), interpolator=never)
 
 
 def test_ten_bit_source_stays_ten_bit(tmp_path):
@@ -295,11 +304,11 @@ def test_ten_bit_source_stays_ten_bit(tmp_path):
 
     ten = write_clip(tmp_path / "ten.mkv", num_frames=4, bits=10)
     out = tmp_path / "ten_out.mp4"
-    retime_video(ten, out, method="blend", multiplier=2, codec="h265")
+    retime_video(ten, out, RetimeTarget(multiplier=2), method="blend", encoding=Encoding(codec="h265"))
     info = probe_video(out)
     assert info.bit_depth == 10 and info.pix_fmt == "yuv420p10le"
     with pytest.warns(UserWarning, match="8-bit output from 10-bit"):
-        retime_video(ten, tmp_path / "eight.mp4", method="blend", multiplier=2)  # h264 default
+        retime_video(ten, tmp_path / "eight.mp4", RetimeTarget(multiplier=2), method="blend")  # h264 default
 
 
 def test_hifi_model_path_with_tiny_preset(tmp_path, clip):
@@ -308,7 +317,7 @@ def test_hifi_model_path_with_tiny_preset(tmp_path, clip):
     model = build_model("tiny")
     settings = CascadeSettings(levels=1, patch_size=(64, 64), overlap=16, steps=1)
     out = tmp_path / "hifi.mkv"
-    r = retime_video(clip, out, model=model, settings=settings, multiplier=2, **LOSSLESS)
+    r = retime_video(clip, out, RetimeTarget(multiplier=2), model=model, settings=settings, encoding=LOSSLESS)
     frames, _, _ = decode_all(out)
     assert len(frames) == r.frames_written == 40
     assert np.array_equal(frames[4], source(2))
@@ -328,7 +337,8 @@ def test_cli_retime(tmp_path, clip, capsys):
 
 def test_max_frames_previews_the_start_with_matching_audio(tmp_path, clip):
     out = tmp_path / "head.mkv"
-    result = retime_video(clip, out, method="blend", multiplier=2, max_frames=8, **LOSSLESS)
+    result = retime_video(clip, out, RetimeTarget(multiplier=2), method="blend", encoding=LOSSLESS,
+                          run=RunOptions(max_frames=8))
     assert result.source_frames == 8 and result.frames_written == 16
     frames, times, rate = decode_all(out)
     assert len(frames) == 16 and np.array_equal(frames[14], source(7))
@@ -336,12 +346,14 @@ def test_max_frames_previews_the_start_with_matching_audio(tmp_path, clip):
     assert np.array_equal(frames[15], blend(source(7), source(8), 0.5))
     assert audio_duration(out) == pytest.approx(8 / 24, abs=0.03)  # cut to the video, not 20/24
     # stopping just before the cut (frame 12 starts a new shot): the tail holds, no cut counted
-    before_cut = retime_video(clip, tmp_path / "cut.mkv", method="blend", multiplier=2, max_frames=12, **LOSSLESS)
+    before_cut = retime_video(clip, tmp_path / "cut.mkv", RetimeTarget(multiplier=2), method="blend",
+                              encoding=LOSSLESS, run=RunOptions(max_frames=12))
     frames, _, _ = decode_all(tmp_path / "cut.mkv")
     assert before_cut.cuts == [] and before_cut.source_frames == 12
     assert np.array_equal(frames[23], source(11))
     with pytest.raises(HiFIInputError, match="max_frames"):
-        retime_video(clip, tmp_path / "one.mkv", method="blend", multiplier=2, max_frames=1, **LOSSLESS)
+        retime_video(clip, tmp_path / "one.mkv", RetimeTarget(multiplier=2), method="blend",
+                     encoding=LOSSLESS, run=RunOptions(max_frames=1))
 
 
 @pytest.mark.parametrize("limit, failing", [(150_000, "writing"), (400_000, "joining")])

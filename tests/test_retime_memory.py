@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = """
 import resource, sys, torch
 torch.set_num_threads(1)
-from hifi_core.retime import retime_video
-r = retime_video(sys.argv[1], sys.argv[2], method="blend", multiplier=2, segment_seconds=2.0)
+from hifi_core.retime import RetimeTarget, RunOptions, retime_video
+r = retime_video(sys.argv[1], sys.argv[2], RetimeTarget(multiplier=2), method="blend",
+                 run=RunOptions(segment_seconds=2.0))
 print(r.frames_written, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 

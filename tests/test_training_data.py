@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from hifi_core.errors import HiFIInputError
-from hifi_core.training.data import AugmentConfig, Triplet, crop_frames, flip_triplet, temporal_flip, to_tensor
+from hifi_core.training.data import AugmentConfig, crop_frames, flip_triplet, temporal_flip
+from hifi_core.triplet import Triplet, to_tensor
 from hifi_core.training.condition import ConditionConfig, make_condition
 from hifi_core.training.dataset import MixConfig, MixedTriplets, batch_indices, flow_average_error, load_batch
-from hifi_core.training.real import (RealClips, SplitConfig, detect_cuts, load_clip_frames,
-                                     pair_differences, split_ranges, windows_in)
+from hifi_core.scenes import find_cuts
+from hifi_core.training.real import RealClips, SplitConfig, load_clip_frames, split_ranges, windows_in
 from hifi_core.training.synthetic import Layer, LayerMotion, SyntheticScenes, render
 
 
@@ -74,7 +75,7 @@ def test_repeated_webcam_frames_are_dropped_before_windows_are_made(tmp_path):
 def test_scene_cut_is_detected_and_windows_avoid_it(data):
     clip, _, cache = data
     frames = load_clip_frames(clip, 1, cache)
-    assert detect_cuts(pair_differences(frames)) == [14]
+    assert find_cuts(frames) == [14]
     windows = windows_in(range(0, 30), [2, 4], [14], clip=0, scale=1)
     assert windows and all(not (w.first <= 14 < w.last) for w in windows)
 
@@ -234,3 +235,26 @@ def test_condition_mixes_toward_the_given_reference():
     got = pool(cond, 2) - low  # the bilinear x2 up then area x2 down is a mild blur: compare loosely
     share = (got * toward).flatten(1).sum(1) / (toward * toward).flatten(1).sum(1)
     assert float(share.min()) > -0.05 and float(share.max()) < 1.0 and float(share.mean()) > 0.25
+
+
+def test_training_the_bench_and_the_retime_see_the_same_cuts(tmp_path):
+    """One detector for the whole tree: the training windows, the bench's triplets and the
+    retime engine all skip the same cut of the same clip."""
+    from hifi_core import video_io
+    from hifi_core.bench import data as bench_data
+    from hifi_core.retime import Encoding, RetimeTarget, retime_video
+
+    clip = make_clip(tmp_path / "clip", frames=20, cut_at=9)
+    clips = RealClips([clip], spans=[2], scales=[1], cache_dir=tmp_path / "cache")
+    assert clips.cuts == [[9]]
+    skipped = []
+    triplets = bench_data.clip_triplets(clip, group="t", gaps=[1], per_clip=18, skipped=skipped)
+    assert skipped == [f"clip gap1@{s}: scene cut" for s in (8, 9)]
+    assert all(not (t.meta["frames"][0] <= 9 < t.meta["frames"][2]) for t in triplets) and len(triplets) == 16
+    video = tmp_path / "clip.mkv"
+    with video_io.VideoWriter(video, fps=24, width=64, height=48, codec="ffv1", pix_fmt="bgr0") as writer:
+        for _, frame in video_io.iter_clip_rgb8(clip):
+            writer.write(frame)
+    result = retime_video(video, tmp_path / "out.mkv", RetimeTarget(multiplier=2), method="blend",
+                          encoding=Encoding(codec="ffv1", pix_fmt="bgr0"))
+    assert result.cuts == [10]  # the engine names the first frame after the cut

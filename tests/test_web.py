@@ -1,7 +1,8 @@
 """The web extension (web/hifi.js): syntax, namespacing, and agreement with the Python side.
 
-The browser check itself (the readout and the inline preview in the real frontend) needs a
-ComfyUI server and Chromium; see docs/nodes.md. These checks run everywhere.
+The browser check itself (the previews and the readout in the real frontend) needs a ComfyUI
+server and Chromium: tests/test_browser.py. These checks run everywhere (the ones that run the
+module need node, and are skipped without it).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from comfy_stubs.graph import load_pack
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "web" / "hifi.js"
+JS_TESTS = Path(__file__).resolve().parent / "js"
+needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +28,28 @@ def source():
     return SCRIPT.read_text()
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+@needs_node
 def test_script_parses_as_an_es_module(tmp_path):
     module = tmp_path / "hifi.mjs"
     module.write_text(SCRIPT.read_text())
     result = subprocess.run(["node", "--check", str(module)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@needs_node
+def test_previews_size_order_and_labels_with_a_fake_frontend(tmp_path):
+    """tests/js/previews.test.mjs: the previews' heights (caption + video at the node's width and
+    the clip's aspect ratio, capped), the node growing on output and never shrinking, the input
+    preview labelled and ours kept after it, the readout sized to its text; node and a fake DOM."""
+    extension = tmp_path / "extensions" / "hifi" / "hifi.js"
+    extension.parent.mkdir(parents=True)
+    shutil.copy(SCRIPT, extension)  # where ../../scripts/app.js resolves to the stand-ins
+    shutil.copytree(JS_TESTS / "scripts", tmp_path / "scripts")
+    (tmp_path / "package.json").write_text('{"type": "module"}\n')
+    result = subprocess.run(["node", str(JS_TESTS / "previews.test.mjs"), str(extension)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "checks passed" in result.stdout, result.stdout
 
 
 def test_extension_is_namespaced_and_uses_the_frontend_api(source):

@@ -49,23 +49,158 @@ function viewUrl(entry) {
 }
 
 // ---- inline video preview -------------------------------------------------------------------
+//
+// The frontend lays DOM widgets out from their options' getMinHeight()/getMaxHeight() (a widget
+// that gives none gets 50 px and a share of any free space), so the preview reports the height
+// it needs: its caption plus the video at the widget's width and the clip's aspect ratio, capped
+// at PREVIEW_MAX_VIDEO. The node grows to that when a video is shown; it never shrinks.
+//
+// Retime Video also carries the frontend's own preview of its input clip (the "video-preview"
+// widget the frontend adds for a combo with video_upload, appended once the clip has loaded).
+// Ours is kept after it and each has a caption ("Input: …" above the clip, "Output: …" above the
+// written video), so the two cannot be mistaken for each other and never overlap.
+
+export const PREVIEW_MAX_VIDEO = 480;  // px: the tallest the output video is drawn
+export const CAPTION_LINE = 14;        // px: line height of the 11px monospace captions
+export const CHAR_WIDTH = 6.7;         // px: advance of an 11px monospace character (a bit wide)
+const PREVIEW_GAP = 2;
+const INPUT_PREVIEW = "video-preview"; // the frontend's preview of a video_upload combo
+const OUTPUT_PLACEHOLDER = "Output: the written video will play here after a run";
+
+export function textHeight(text, width, { lineHeight = CAPTION_LINE, charWidth = CHAR_WIDTH } = {}) {
+  // Height of monospace text in a block `width` px wide: wrapped at spaces, a word longer than a
+  // line broken anywhere (white-space: pre-wrap or normal, with overflow-wrap: anywhere).
+  const perLine = Math.max(1, Math.floor(width / charWidth));
+  let lines = 0;
+  for (const paragraph of String(text ?? "").split("\n")) {
+    let used = 0;
+    lines += 1;
+    for (const word of paragraph.split(" ")) {
+      let length = word.length;
+      const needed = used === 0 ? length : used + 1 + length;
+      if (needed <= perLine) { used = needed; continue; }
+      if (used > 0) lines += 1;  // the word starts a new line
+      while (length > perLine) { lines += 1; length -= perLine; }
+      used = length;
+    }
+  }
+  return lines * lineHeight;
+}
+
+export function previewHeight(width, videoWidth, videoHeight, captionHeight, maxVideo = PREVIEW_MAX_VIDEO) {
+  // Height of the preview box: the caption, then the video at `width` and its aspect ratio.
+  if (!(width > 0 && videoWidth > 0 && videoHeight > 0)) return Math.ceil(captionHeight);
+  const video = Math.min(maxVideo, width * videoHeight / videoWidth);
+  return Math.ceil(captionHeight + PREVIEW_GAP + video);
+}
+
+export function outputCaption(entry) {
+  if (!entry) return OUTPUT_PLACEHOLDER;
+  const fps = Number(entry.frame_rate ?? 0).toFixed(3).replace(/\.?0+$/, "");
+  const parts = [`${entry.width}×${entry.height}`, `${entry.frame_count} frames @ ${fps} fps`];
+  if (entry.codec) parts.push(entry.codec);
+  return `Output: ${entry.file ?? entry.filename} · ${parts.join(" · ")}`;
+}
+
+function widgetMargin(widget) {
+  return widget?.margin ?? 10;  // the frontend insets a DOM widget's element by this on each side
+}
+
+function fitNode(node) {
+  // Grow the node to what its widgets need now (never shrink what the user made bigger).
+  if (!node.computeSize || !node.setSize || !node.size) return;
+  const needed = node.computeSize()[1];
+  if (needed > node.size[1]) node.setSize([node.size[0], needed]);
+  node.setDirtyCanvas?.(true, true);
+}
+
+function orderPreviews(node) {
+  // Input caption + the frontend's input preview, then our output preview last.
+  const widgets = node.widgets;
+  if (!widgets) return;
+  const ours = new Set(["hifi_input_caption", "hifi_preview"]);
+  const ordered = widgets.filter((w) => !ours.has(w.name));
+  const inputCaption = widgets.find((w) => w.name === "hifi_input_caption");
+  if (inputCaption) {
+    const at = ordered.findIndex((w) => w.name === INPUT_PREVIEW);
+    ordered.splice(at < 0 ? ordered.length : at, 0, inputCaption);
+  }
+  const preview = widgets.find((w) => w.name === "hifi_preview");
+  if (preview) ordered.push(preview);
+  if (ordered.some((w, i) => w !== widgets[i])) widgets.splice(0, widgets.length, ...ordered);
+}
+
+function addInputCaption(node) {
+  // "Input: <clip>" above the frontend's preview of the clip the node reads.
+  const label = document.createElement("div");
+  label.className = "hifi-input-caption";
+  label.style.cssText = "box-sizing:border-box;width:100%;height:100%;overflow:hidden;" +
+    "white-space:nowrap;text-overflow:ellipsis;font:11px/14px monospace;color:#ccc";
+  const text = () => {
+    const path = String(widgetValue(node, "path") ?? "").trim();
+    return `Input: ${path || widgetValue(node, "video") || "?"}${path ? " (path)" : ""}`;
+  };
+  label.textContent = text();
+  let widget;
+  const height = () => CAPTION_LINE + 2 * widgetMargin(widget);
+  widget = node.addDOMWidget("hifi_input_caption", "hifi.caption", label, {
+    serialize: false, hideOnZoom: false, getMinHeight: height, getMaxHeight: height,
+    onDraw() {  // follows the video / path widgets (the frontend replaces their callbacks)
+      const now = text();
+      if (label.textContent !== now) { label.textContent = now; label.title = now; }
+    },
+  });
+  return widget;
+}
 
 function addVideoPreview(node) {
   const box = document.createElement("div");
   box.className = "hifi-preview";
-  box.style.cssText = "width:100%;display:flex;flex-direction:column;gap:2px;font:11px monospace;color:#ccc";
+  // The frontend sizes the element to the widget's box; the video takes what the caption leaves
+  // (object-fit: contain), so nothing can spill out of the box whatever the layout does.
+  box.style.cssText = "box-sizing:border-box;width:100%;height:100%;overflow:hidden;display:flex;" +
+    `flex-direction:column;gap:${PREVIEW_GAP}px;font:11px/${CAPTION_LINE}px monospace;color:#ccc`;
+  const caption = document.createElement("div");
+  caption.className = "hifi-preview-caption";
+  caption.style.cssText = "flex:none;overflow-wrap:anywhere";
+  caption.textContent = OUTPUT_PLACEHOLDER;
   const video = document.createElement("video");
   video.controls = true;
   video.loop = true;
   video.muted = true;
   video.autoplay = true;
   video.playsInline = true;
-  video.style.cssText = "width:100%;max-height:360px;background:#000;display:none";
-  const caption = document.createElement("div");
-  caption.textContent = "HiFI: the written video will play here";
-  box.append(video, caption);
-  node.addDOMWidget("hifi_preview", "hifi.preview", box, { serialize: false, hideOnZoom: false });
-  node.hifiPreview = { video, caption };
+  video.style.cssText = "flex:1 1 0;min-height:0;width:100%;object-fit:contain;background:#000;display:none";
+  box.append(caption, video);
+  const preview = { box, video, caption, size: null, widget: null };
+  const height = () => {
+    const width = Math.max(0, (node.size?.[0] ?? 0) - 2 * widgetMargin(preview.widget));
+    const [videoWidth, videoHeight] = preview.size ?? [0, 0];
+    return previewHeight(width, videoWidth, videoHeight, textHeight(caption.textContent, width)) +
+      2 * widgetMargin(preview.widget);
+  };
+  preview.widget = node.addDOMWidget("hifi_preview", "hifi.preview", box, {
+    serialize: false, hideOnZoom: false, getMinHeight: height, getMaxHeight: height,
+  });
+  video.addEventListener("loadedmetadata", () => {
+    if (video.videoWidth && video.videoHeight) preview.size = [video.videoWidth, video.videoHeight];
+    fitNode(node);
+  });
+  node.hifiPreview = preview;
+
+  // The frontend appends its input preview once the clip has loaded: keep ours after it.
+  const addCustomWidget = node.addCustomWidget;
+  if (typeof addCustomWidget === "function") {
+    node.addCustomWidget = function (widget, ...rest) {
+      const result = addCustomWidget.call(this, widget, ...rest);
+      if (widget?.name === INPUT_PREVIEW && !this.widgets?.some((w) => w.name === "hifi_input_caption")) {
+        addInputCaption(this);
+      }
+      orderPreviews(this);
+      return result;
+    };
+  }
+  orderPreviews(node);
 }
 
 function showVideo(node, entry) {
@@ -73,13 +208,13 @@ function showVideo(node, entry) {
   const { video, caption } = node.hifiPreview;
   video.src = viewUrl(entry);
   video.style.display = "block";
-  const fps = Number(entry.frame_rate ?? 0).toFixed(3).replace(/\.?0+$/, "");
-  caption.textContent = `${entry.file ?? entry.filename} · ${entry.width}×${entry.height} · ` +
-    `${entry.frame_count} frames @ ${fps} fps · ${entry.codec ?? ""}`;
+  caption.textContent = outputCaption(entry);
+  caption.title = caption.textContent;
+  if (entry.width > 0 && entry.height > 0) node.hifiPreview.size = [entry.width, entry.height];
   video.play?.().catch(() => {});
   node.properties = node.properties ?? {};
   node.properties.hifi_last_video = entry;  // so a reopened workflow shows it again
-  node.setDirtyCanvas?.(true, true);
+  fitNode(node);
 }
 
 // ---- cascade readout --------------------------------------------------------------------------
@@ -87,10 +222,19 @@ function showVideo(node, entry) {
 function addReadout(node, update = updateReadout) {
   const box = document.createElement("pre");
   box.className = "hifi-readout";
-  box.style.cssText = "margin:0;padding:4px 6px;font:11px/1.35 monospace;color:#d8e6ff;" +
-    "background:rgba(40,60,90,0.55);border-radius:4px;white-space:pre-wrap;overflow:hidden";
+  box.style.cssText = "box-sizing:border-box;margin:0;padding:4px 6px;font:11px/1.35 monospace;" +
+    "color:#d8e6ff;background:rgba(40,60,90,0.55);border-radius:4px;white-space:pre-wrap;" +
+    "overflow-wrap:anywhere;overflow:hidden";
   box.textContent = "HiFI readout: connect the node…";
-  node.addDOMWidget("hifi_readout", "hifi.readout", box, { serialize: false, hideOnZoom: false });
+  let readout;
+  const height = () => {  // its text, wrapped at the widget's width, and the padding
+    const margin = widgetMargin(readout);
+    const width = Math.max(0, (node.size?.[0] ?? 0) - 2 * margin - 12);
+    return Math.ceil(textHeight(box.textContent, width, { lineHeight: 11 * 1.35 })) + 8 + 2 * margin;
+  };
+  readout = node.addDOMWidget("hifi_readout", "hifi.readout", box, {
+    serialize: false, hideOnZoom: false, getMinHeight: height, getMaxHeight: height,
+  });
   node.hifiReadout = { box, timer: null, sizeCache: {}, update };
   for (const widget of node.widgets ?? []) {
     const original = widget.callback;
@@ -206,7 +350,7 @@ async function updateEta(node) {
     lines.push("time: not measured at these settings yet; the first run calibrates it");
   }
   box.textContent = lines.join("\n");
-  node.setDirtyCanvas?.(true, true);
+  fitNode(node);
 }
 
 function cascadeLevels(node) {
@@ -249,10 +393,11 @@ async function updateReadout(node) {
   }
   lines.push(`patch batch ${data.patch_batch} × ${formatBytes(data.patch_bytes)} = ` +
     `${formatBytes(data.working_bytes)} working`);
-  lines.push(`+ ${formatBytes(data.frame_buffer_bytes)} frame buffers ≈ ${formatBytes(data.total_bytes)}` +
-    ` on ${data.device ?? "?"}`);
+  if (data.motion_bytes) lines.push(`motion base (flows, before the patches) ${formatBytes(data.motion_bytes)}`);
+  lines.push(`+ ${formatBytes(data.frame_buffer_bytes + data.io_bytes)} frames: ` +
+    `peak ≈ ${formatBytes(data.peak_bytes)} on ${data.device ?? "?"} (this job, besides loaded models)`);
   box.textContent = lines.join("\n");
-  node.setDirtyCanvas?.(true, true);
+  fitNode(node);
 }
 
 // ---- registration -------------------------------------------------------------------------------

@@ -6,9 +6,9 @@ methods see the same 8-bit inputs and the scores use [0, 255]-rounded ground tru
 
 Real clips: a video file (anything PyAV decodes, OpenCV as a fallback) or a folder of
 numbered images (PNG/JPEG/...; sorted by name). A triplet at gap g is frames (i, i+g, i+2g):
-the outer two are the inputs, the middle one the truth at tau = 0.5. Triplets whose outer
-frames straddle a scene cut (colour-histogram correlation below `CUT_CORRELATION`) are
-dropped, since no method should interpolate across a cut.
+the outer two are the inputs, the middle one the truth at tau = 0.5. Triplets that span a
+scene cut (`hifi_core.scenes`, the detector the retime uses, run over every frame decoded)
+are dropped, since no method should interpolate across a cut.
 
 Synthetic stress set (`stress_triplets`): a photo background with a layer cut from another
 photo moving by a known displacement between frame0 and frame2 (the truth is the same scene
@@ -25,51 +25,17 @@ at 1080p and scaled with the frame height. Scenes:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import HiFIInputError
-from ..video_io import VIDEO_EXTENSIONS
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".exr"}
-CUT_CORRELATION = 0.5
+from ..triplet import Triplet
+from ..scenes import SceneCutDetector, frame_tensor, spans_cut
+from ..video_io import IMAGE_SUFFIXES, VIDEO_EXTENSIONS, count_clip_frames, iter_clip_rgb8
 STRESS_DISPLACEMENTS = (8, 32, 96, 256)
 STRESS_SCENES = ("object", "texture", "thin", "pan")
-
-
-@dataclass
-class Triplet:
-    """Two input frames and the true in-between at `tau`, uint8 [H, W, 3] RGB each.
-
-    Attributes:
-        group: which data set ("tuning", "evaluation", "synthetic", ...).
-        source: clip name (or synthetic scene).
-        case: label of this triplet within its source (e.g. "gap2@120", "d=96").
-        gap: frame gap for real clips (None for synthetic).
-        meta: extra facts for the report (displacement in px, frame indices, ...).
-    """
-
-    group: str
-    source: str
-    case: str
-    frame0: np.ndarray = field(repr=False)
-    truth: np.ndarray = field(repr=False)
-    frame2: np.ndarray = field(repr=False)
-    tau: float = 0.5
-    gap: Optional[int] = None
-    meta: Dict[str, object] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        shapes = {self.frame0.shape, self.truth.shape, self.frame2.shape}
-        if len(shapes) != 1 or self.frame0.ndim != 3 or self.frame0.shape[2] != 3:
-            raise HiFIInputError(f"triplet {self.source}/{self.case}: frames must all be [H, W, 3]; "
-                                 f"got {sorted(shapes)}")
-        for name in ("frame0", "truth", "frame2"):
-            if getattr(self, name).dtype != np.uint8:
-                raise HiFIInputError(f"triplet {self.source}/{self.case}: {name} must be uint8")
 
 
 # clips
@@ -95,97 +61,28 @@ def find_clips(paths: Sequence[Path]) -> List[Path]:
     return clips
 
 
-def _image_files(folder: Path) -> List[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _read_image_rgb8(path: Path) -> np.ndarray:
-    import cv2
-
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise HiFIInputError(f"{path}: OpenCV cannot read this image")
-    if image.dtype == np.uint16:
-        image = (image.astype(np.float32) / 257.0).round().astype(np.uint8)
-    elif image.dtype != np.uint8:
-        image = (np.clip(image.astype(np.float32), 0, 1) * 255).round().astype(np.uint8)
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(image[:, :, 2::-1])  # BGR(A) -> RGB
-
-
 def count_frames(clip: Path) -> int:
-    """Number of frames of a video file (`video_io.count_frames`) or of a frame folder; OpenCV
-    counts a file PyAV cannot open (evaluation clips come in many containers)."""
-    if clip.is_dir():
-        return len(_image_files(clip))
-    from ..video_io import count_frames as count_video_frames
-
-    try:
-        return count_video_frames(clip)
-    except HiFIInputError:
-        import cv2
-
-        capture = cv2.VideoCapture(str(clip))
-        if not capture.isOpened():
-            raise HiFIInputError(f"{clip}: neither PyAV nor OpenCV can read this video") from None
-        count = 0
-        while capture.grab():
-            count += 1
-        capture.release()
-        return count
+    """Number of frames of a video file or a frame folder."""
+    return count_clip_frames(clip)
 
 
-def read_frames(clip: Path, indices: Iterable[int]) -> Dict[int, np.ndarray]:
-    """The frames at `indices` (0-based) as uint8 RGB, decoding the clip once, in order."""
+def read_frames(clip: Path, indices: Iterable[int], cuts: Optional[List[int]] = None) -> Dict[int, np.ndarray]:
+    """The frames at `indices` (0-based) as uint8 RGB, decoding the clip once, in order.
+
+    `cuts`, when given, receives the scene cuts (`hifi_core.scenes.find_cuts` indices) among
+    all frames up to the last one asked for, found in the same pass.
+    """
     wanted = set(indices)
     if not wanted:
         return {}
-    if clip.is_dir():
-        files = _image_files(clip)
-        return {i: _read_image_rgb8(files[i]) for i in sorted(wanted) if i < len(files)}
-    last = max(wanted)
+    detector = SceneCutDetector() if cuts is not None else None
     frames: Dict[int, np.ndarray] = {}
-    try:
-        import av
-
-        with av.open(str(clip)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for index, frame in enumerate(container.decode(stream)):
-                if index in wanted:
-                    frames[index] = frame.to_ndarray(format="rgb24")
-                if index >= last:
-                    break
-        return frames
-    except Exception:
-        import cv2
-
-        capture = cv2.VideoCapture(str(clip))
-        if not capture.isOpened():
-            raise HiFIInputError(f"{clip}: neither PyAV nor OpenCV can read this video") from None
-        index = 0
-        while index <= last:
-            ok, bgr = capture.read()
-            if not ok:
-                break
-            if index in wanted:
-                frames[index] = np.ascontiguousarray(bgr[:, :, ::-1])
-            index += 1
-        capture.release()
-        return frames
-
-
-def is_scene_cut(frame0: np.ndarray, frame2: np.ndarray) -> bool:
-    """True when the two frames' HSV colour histograms correlate below CUT_CORRELATION."""
-    import cv2
-
-    hists = []
-    for frame in (frame0, frame2):
-        hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV)
-        hist = cv2.calcHist([hsv], [0, 1], None, [30, 32], [0, 180, 0, 256])
-        hists.append(cv2.normalize(hist, hist).flatten())
-    return cv2.compareHist(hists[0], hists[1], cv2.HISTCMP_CORREL) < CUT_CORRELATION
+    for index, frame in iter_clip_rgb8(clip, stop=max(wanted) + 1):
+        if index in wanted:
+            frames[index] = frame
+        if detector is not None and detector.update(frame_tensor(frame)):
+            cuts.append(index - 1)
+    return frames
 
 
 def triplet_starts(num_frames: int, gap: int, per_clip: int) -> List[int]:
@@ -206,7 +103,8 @@ def clip_triplets(clip: Path, *, group: str, gaps: Sequence[int], per_clip: int,
     total = count_frames(clip)
     plan = {gap: triplet_starts(total, gap, per_clip) for gap in gaps}
     needed = {s + k * gap for gap, starts in plan.items() for s in starts for k in (0, 1, 2)}
-    frames = read_frames(clip, needed)
+    cuts: List[int] = []
+    frames = read_frames(clip, needed, cuts)
     triplets = []
     for gap, starts in plan.items():
         for start in starts:
@@ -214,12 +112,13 @@ def clip_triplets(clip: Path, *, group: str, gaps: Sequence[int], per_clip: int,
             if any(i not in frames for i in idx):
                 continue
             f0, truth, f2 = (frames[i] for i in idx)
-            if is_scene_cut(f0, f2):
+            if spans_cut(idx[0], idx[2], cuts):
                 if skipped is not None:
                     skipped.append(f"{clip.name} gap{gap}@{start}: scene cut")
                 continue
-            triplets.append(Triplet(group, clip.name, f"gap{gap}@{start}", f0, truth, f2, 0.5,
-                                    gap, {"frames": list(idx), "size": f"{f0.shape[1]}x{f0.shape[0]}"}))
+            triplets.append(Triplet.from_uint8(f0, truth, f2, 0.5, source=clip.name, case=f"gap{gap}@{start}",
+                                               group=group, gap=gap,
+                                               meta={"frames": list(idx), "size": f"{f0.shape[1]}x{f0.shape[0]}"}))
     return triplets
 
 
@@ -407,9 +306,9 @@ def stress_triplets(photos: Sequence[Path], height: int, width: int, *,
             d_px = d_1080 * scale
             f0, truth, f2 = render_stress_scene(scene, d_px, background, foreground, scale,
                                                 np.random.default_rng([seed, s_index, int(d_1080)]))
-            yield Triplet("synthetic", scene, f"d={d_1080:g}", f0, truth, f2, 0.5, None,
-                          {"displacement_1080p": d_1080, "displacement_px": round(d_px, 2),
-                           "size": f"{width}x{height}", "photos": source})
+            yield Triplet.from_uint8(f0, truth, f2, 0.5, source=scene, case=f"d={d_1080:g}", group="synthetic",
+                                     meta={"displacement_1080p": d_1080, "displacement_px": round(d_px, 2),
+                                           "size": f"{width}x{height}", "photos": source})
 
 
 # quick-mode fixtures

@@ -189,6 +189,7 @@ def run_child(spec: ProbeSpec, timeout_s: float, server: Optional[ProbeServer] =
 
 
 def _hifi_estimates(model_config, plan, spec: ProbeSpec) -> Dict[str, int]:
+    from ..interpolate import CascadeSettings, job_plan
     from ..memory import SAFETY_FACTOR, estimate_patch_bytes, frame_buffer_bytes, pair_io_bytes, plan_patch_batch
     import torch
 
@@ -200,7 +201,12 @@ def _hifi_estimates(model_config, plan, spec: ProbeSpec) -> Dict[str, int]:
                                  budget_bytes=spec.memory_budget, device=torch.device(spec.device))
     per_patch = estimate_patch_bytes(model_config.unet, largest.patch_height, largest.patch_width)
     patches_at_once = min(batch, max(len(g.boxes) for g in plan.grids))
+    settings = CascadeSettings(levels=spec.levels, patch_size=spec.patch, overlap=spec.overlap, samples=spec.samples,
+                               patch_batch=batch)
+    # what the ComfyUI readout shows for this job (`hifi_core.interpolate.plan_job`)
+    planned = job_plan(model_config, plan, settings, torch.device(spec.device))
     return {"patch_batch": batch, "inputs": pair_io_bytes(spec.height, spec.width),
+            "planned_peak": planned.peak_bytes, "planned_motion": planned.motion_bytes,
             "cascade_buffers": frame_buffer_bytes(spec.height, spec.width, spec.samples, model_config.diffusion),
             "working_estimate": per_patch * patches_at_once,
             "working_estimate_unpadded": int(per_patch * patches_at_once / SAFETY_FACTOR)}
@@ -236,77 +242,125 @@ def run_memory(resolutions: Sequence[Resolution], out_dir: Path, *,
 def _run_memory(server: ProbeServer, resolutions: Sequence[Resolution], out_dir: Path,
                 options: MemoryOptions, flop_rate: Optional[float], started: float,
                 log: Callable[[str], None]) -> Dict[str, Any]:
+    """Load the model, measure every (method, size) in the server's children, write the reports."""
     from ..checkpoint import load_model
-    from ..interpolate import CascadeSettings, plan_for
-    from .flops import time_forward, unet_flops
+    from ..interpolate import CascadeSettings
 
     model = load_model(options.model, options.device)
     settings = CascadeSettings(levels=options.levels, patch_size=options.patch, overlap=options.overlap,
                                steps=options.steps, samples=options.samples)
     if flop_rate is None:
-        ph, pw = options.patch
-        flop_rate = unet_flops(model, 1, ph, pw)[0] / time_forward(model, 1, ph, pw, repeats=2)
-    base = ProbeSpec(method="hifi", height=8, width=8, model=options.model, steps=options.steps,
-                     samples=options.samples, levels=options.levels, patch=options.patch,
-                     overlap=options.overlap, memory_budget=options.memory_budget,
-                     device=options.device, cap_bytes=options.cap_bytes, threads=options.threads)
+        flop_rate = _measure_flop_rate(model, options.patch)
+    runner = _JobRunner(server, model, settings, options, flop_rate)
     rows: List[Dict[str, Any]] = []
-    peer_times: Dict[str, tuple] = {}
     jobs = [("hifi", "cascade")] + ([("hifi", "full")] if options.full_frame else [])
     jobs += [(p, "cascade") for p in options.peers]
     for res in resolutions:
         for method, mode in jobs:
-            spec = replace(base, method=method, mode=mode, height=res.height, width=res.width)
-            row: Dict[str, Any] = {"resolution": res.name, "height": res.height, "width": res.width,
-                                   "megapixels": res.megapixels,
-                                   "method": f"hifi-{mode}" if method == "hifi" else method}
-            predicted = None
-            if method == "hifi":
-                plan = plan_for(model, res.height, res.width, settings)
-                if mode == "full":
-                    plan = plan_for(model, res.height, res.width, replace(
-                        settings, levels=plan.num_levels,
-                        patch_size=(plan.padded_height, plan.padded_width)))
-                    spec = replace(spec, patch_batch=1)
-                est = _hifi_estimates(model.config, plan, spec)
-                row.update(estimate=est, patches=plan.patches_per_level(), levels=plan.num_levels)
-                flops = _hifi_flops(model.config, plan, spec)
-                predicted = flops / flop_rate
-                row["flops"] = flops
-                minimum = est["inputs"] + est["cascade_buffers"] + est["working_estimate_unpadded"]
-                if minimum > options.cap_bytes:
-                    row.update(status="OOM", note=f"refused: the estimate {report.fmt_bytes(minimum)} "
-                               f"exceeds the cap {report.fmt_bytes(options.cap_bytes)}")
-            elif method in peer_times:
-                prev_mp, prev_s = peer_times[method]
-                predicted = prev_s * res.megapixels / prev_mp
-            row["predicted_seconds"] = predicted
-            if "status" not in row and predicted is not None and predicted > options.max_run_seconds:
-                row.update(status="skipped", note=f"predicted {predicted:.0f} s > "
-                           f"{options.max_run_seconds:.0f} s limit")
-            if "status" not in row:
-                result = server.run(spec, timeout_s=max(options.max_run_seconds * 2, 120))
-                row["child"] = result
-                row["peak"] = result.get("cuda_peak") if options.device.startswith("cuda") else result.get("peak_rss")
-                row["setup"] = result.get("setup_rss")
-                row["seconds"] = result.get("seconds")
-                if result.get("ok"):
-                    row["status"] = "ok"
-                    if method != "hifi" and result.get("seconds"):
-                        peer_times[method] = (res.megapixels, result["seconds"])
-                elif result.get("oom"):
-                    row.update(status="OOM", note=result.get("error"))
-                elif "ModuleNotFoundError" in str(result.get("error")):
-                    row.update(status="unavailable", note=result.get("error"))
-                else:
-                    row.update(status="error", note=result.get("error"))
-                if method == "hifi" and row["status"] == "ok" and not options.device.startswith("cuda"):
-                    est = row["estimate"]
-                    row["working"] = row["peak"] - row["setup"] - est["inputs"] - est["cascade_buffers"]
+            row = runner.row(res, method, mode)
             log(f"[memory] {res.name} {row['method']}: {row.get('status')} "
                 f"peak={report.fmt_bytes(row.get('peak'))} t={report.fmt(row.get('seconds'))} s "
                 f"{row.get('note') or ''}")
             rows.append(row)
+    return _write_reports(out_dir, rows, options, flop_rate, started)
+
+
+def _measure_flop_rate(model, patch: tuple) -> float:
+    """The U-Net's achieved FLOP/s on one patch of this size (for run-time predictions)."""
+    from .flops import time_forward, unet_flops
+
+    ph, pw = patch
+    return unet_flops(model, 1, ph, pw)[0] / time_forward(model, 1, ph, pw, repeats=2)
+
+
+def _base_spec(options: MemoryOptions) -> ProbeSpec:
+    """The probe spec every run starts from (method and frame size are set per run)."""
+    return ProbeSpec(method="hifi", height=8, width=8, model=options.model, steps=options.steps,
+                     samples=options.samples, levels=options.levels, patch=options.patch,
+                     overlap=options.overlap, memory_budget=options.memory_budget,
+                     device=options.device, cap_bytes=options.cap_bytes, threads=options.threads)
+
+
+class _JobRunner:
+    """Measures one (method, mode, size) at a time, keeping each peer's last time for predictions."""
+
+    def __init__(self, server: ProbeServer, model, settings, options: MemoryOptions, flop_rate: float) -> None:
+        self.server, self.model, self.settings = server, model, settings
+        self.options, self.flop_rate = options, flop_rate
+        self.base = _base_spec(options)
+        self.peer_times: Dict[str, tuple] = {}
+
+    def row(self, res: Resolution, method: str, mode: str) -> Dict[str, Any]:
+        """The row of one run: refused (OOM), skipped (too slow), or measured in a child."""
+        options = self.options
+        spec = replace(self.base, method=method, mode=mode, height=res.height, width=res.width)
+        row: Dict[str, Any] = {"resolution": res.name, "height": res.height, "width": res.width,
+                               "megapixels": res.megapixels,
+                               "method": f"hifi-{mode}" if method == "hifi" else method}
+        predicted = None
+        if method == "hifi":
+            spec, predicted = self._plan_hifi(row, spec, res, mode)
+        elif method in self.peer_times:
+            prev_mp, prev_s = self.peer_times[method]
+            predicted = prev_s * res.megapixels / prev_mp
+        row["predicted_seconds"] = predicted
+        if "status" not in row and predicted is not None and predicted > options.max_run_seconds:
+            row.update(status="skipped", note=f"predicted {predicted:.0f} s > "
+                       f"{options.max_run_seconds:.0f} s limit")
+        if "status" not in row:
+            self._measure(row, spec, method, res)
+        return row
+
+    def _plan_hifi(self, row: Dict[str, Any], spec: ProbeSpec, res: Resolution, mode: str) -> tuple:
+        """Add HiFI's plan, estimates and FLOPs to the row (OOM past the cap); returns (spec, seconds)."""
+        from ..interpolate import plan_for
+
+        plan = plan_for(self.model, res.height, res.width, self.settings)
+        if mode == "full":
+            plan = plan_for(self.model, res.height, res.width, replace(
+                self.settings, levels=plan.num_levels,
+                patch_size=(plan.padded_height, plan.padded_width)))
+            spec = replace(spec, patch_batch=1)
+        est = _hifi_estimates(self.model.config, plan, spec)
+        row.update(estimate=est, patches=plan.patches_per_level(), levels=plan.num_levels)
+        flops = _hifi_flops(self.model.config, plan, spec)
+        row["flops"] = flops
+        minimum = est["inputs"] + est["cascade_buffers"] + est["working_estimate_unpadded"]
+        if minimum > self.options.cap_bytes:
+            row.update(status="OOM", note=f"refused: the estimate {report.fmt_bytes(minimum)} "
+                       f"exceeds the cap {report.fmt_bytes(self.options.cap_bytes)}")
+        return spec, flops / self.flop_rate
+
+    def _measure(self, row: Dict[str, Any], spec: ProbeSpec, method: str, res: Resolution) -> None:
+        """Run the spec in a child and record its peak, time and status in the row."""
+        cuda = self.options.device.startswith("cuda")
+        result = self.server.run(spec, timeout_s=max(self.options.max_run_seconds * 2, 120))
+        row["child"] = result
+        row["peak"] = result.get("cuda_peak") if cuda else result.get("peak_rss")
+        row["setup"] = result.get("setup_rss")
+        row["seconds"] = result.get("seconds")
+        row.update(_status_of(result))
+        if result.get("ok") and method != "hifi" and result.get("seconds"):
+            self.peer_times[method] = (res.megapixels, result["seconds"])
+        if method == "hifi" and row["status"] == "ok" and not cuda:
+            est = row["estimate"]
+            row["working"] = row["peak"] - row["setup"] - est["inputs"] - est["cascade_buffers"]
+
+
+def _status_of(result: Dict[str, Any]) -> Dict[str, Any]:
+    """A child's result as the row's status (ok, OOM, unavailable, error) and note."""
+    if result.get("ok"):
+        return {"status": "ok"}
+    if result.get("oom"):
+        return {"status": "OOM", "note": result.get("error")}
+    if "ModuleNotFoundError" in str(result.get("error")):
+        return {"status": "unavailable", "note": result.get("error")}
+    return {"status": "error", "note": result.get("error")}
+
+
+def _write_reports(out_dir: Path, rows: List[Dict[str, Any]], options: MemoryOptions,
+                   flop_rate: float, started: float) -> Dict[str, Any]:
+    """Write memory.json and memory.md; returns the data with its markdown."""
     data = {"options": {**asdict(options), "patch": list(options.patch), "peers": list(options.peers)},
             "flop_rate_for_predictions": flop_rate, "rows": rows,
             "ratios": _ratios(rows), "seconds": time.perf_counter() - started}
@@ -352,14 +406,17 @@ def _markdown(data: Dict[str, Any], options: MemoryOptions) -> str:
              f"{report.fmt_bytes(options.memory_budget)}. `hifi-full` denoises each level as a single "
              "patch (no patching). setup = interpreter + torch + model; inputs = two frames + output "
              "(computed); cascade buffers = `hifi_core.memory.frame_buffer_bytes` (computed); working "
-             "= peak - setup - inputs - buffers (the model's working memory).", ""]
-    header = ["size", "method", "status", "peak", "setup", "inputs", "cascade buffers", "working",
-              "estimated working", "time s", "note"]
+             "= peak - setup - inputs - buffers (the model's working memory); job = peak - setup, beside "
+             "the planned peak the ComfyUI readout shows (`JobPlan.peak_bytes`, motion base included).", ""]
+    header = ["size", "method", "status", "peak", "setup", "job", "planned peak", "inputs", "cascade buffers",
+              "working", "estimated working", "time s", "note"]
     rows = []
     for r in data["rows"]:
         est = r.get("estimate") or {}
+        job = r["peak"] - r["setup"] if r.get("peak") and r.get("setup") else None
         rows.append([r["resolution"], r["method"], r.get("status", "?"), report.fmt_bytes(r.get("peak")),
-                     report.fmt_bytes(r.get("setup")), report.fmt_bytes(est.get("inputs")),
+                     report.fmt_bytes(r.get("setup")), report.fmt_bytes(job), report.fmt_bytes(est.get("planned_peak")),
+                     report.fmt_bytes(est.get("inputs")),
                      report.fmt_bytes(est.get("cascade_buffers")), report.fmt_bytes(r.get("working")),
                      report.fmt_bytes(est.get("working_estimate")), report.fmt(r.get("seconds"), 2),
                      (r.get("note") or "")[:90]])

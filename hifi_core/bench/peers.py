@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from ..errors import HiFIInputError
+from ..triplet import to_tensor, to_uint8
 
 MidFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
 PEER_NAMES = ("blend", "dis", "minterpolate", "rife", "base")
@@ -206,13 +207,12 @@ def dis_method() -> Method:
 
 def to_uint8_hwc(frame: torch.Tensor) -> np.ndarray:
     """[1, 3, H, W] float in [0, 1] -> uint8 [H, W, 3] (rounded)."""
-    return (frame[0].clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    return to_uint8(frame)
 
 
 def from_uint8_hwc(image: np.ndarray) -> torch.Tensor:
     """uint8 [H, W, 3] -> [1, 3, H, W] float32 in [0, 1]."""
-    image = np.ascontiguousarray(image) if image.flags.writeable else np.array(image)
-    return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
+    return to_tensor(image)[None]
 
 
 def minterpolate_method(timeout_s: float = 600.0) -> Method:

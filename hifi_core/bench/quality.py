@@ -1,6 +1,6 @@
 """Quality benchmark: every method on the same triplets, PSNR and SSIM against the truth.
 
-Inputs are `data.Triplet`s (uint8 [H, W, 3] RGB); each method gets them as [1, 3, H, W]
+Inputs are `hifi_core.triplet.Triplet`s (made from 8-bit frames); each method gets them as [1, 3, H, W]
 float in [0, 1] and its output is rounded to 8 bit before scoring, exactly like the truth
 (`hifi_core.metrics.psnr` / `ssim` on [0, 255]-rounded RGB). A method that fails on a
 triplet is recorded with its error and left out of that triplet's averages, never fatal.
@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import HiFIInputError
 from . import report
-from .data import Triplet
+from ..triplet import Triplet, to_uint8
 from .peers import Method, from_uint8_hwc, to_uint8_hwc
 
 GROUP_CAPTIONS = {
@@ -92,7 +92,8 @@ def evaluate(methods: Sequence[Method], triplets: Iterable[Triplet], *,
     records: List[Dict[str, Any]] = []
     worst_rows: Dict[str, List[Dict[str, Any]]] = defaultdict(list)
     for triplet in triplets:
-        f0, f2 = from_uint8_hwc(triplet.frame0), from_uint8_hwc(triplet.frame2)
+        f0, f2 = triplet.frame0[None], triplet.frame2[None]
+        truth = to_uint8(triplet.target)
         outputs: Dict[str, np.ndarray] = {}
         for method in methods:
             record = {"group": triplet.group, "source": triplet.source, "case": triplet.case,
@@ -103,7 +104,7 @@ def evaluate(methods: Sequence[Method], triplets: Iterable[Triplet], *,
                 pred = method(f0, f2, triplet.tau)
                 record["seconds"] = time.perf_counter() - start
                 outputs[method.name] = to_uint8_hwc(pred)
-                record.update(score(outputs[method.name], triplet.truth))
+                record.update(score(outputs[method.name], truth))
             except Exception as error:  # noqa: BLE001 - one failing peer must not stop the run
                 record["error"] = f"{type(error).__name__}: {error}"
             records.append(record)
@@ -112,7 +113,7 @@ def evaluate(methods: Sequence[Method], triplets: Iterable[Triplet], *,
         key = next(r for r in records[-len(methods):] if r["method"] == primary.name)["psnr"]
         if worst > 0 and key is not None:
             rows = worst_rows[triplet.group]
-            rows.append({"psnr": key, "triplet": triplet, "outputs": outputs})
+            rows.append({"psnr": key, "triplet": triplet, "truth": truth, "outputs": outputs})
             rows.sort(key=lambda r: r["psnr"])
             del rows[worst:]
     return {"records": records, "worst": dict(worst_rows), "primary": primary.name}
@@ -202,13 +203,13 @@ def write_contact_sheets(out_dir: Path, worst: Dict[str, List[Dict[str, Any]]],
         sheet_rows = []
         for row in rows:
             t: Triplet = row["triplet"]
-            overlay = ((t.frame0.astype(np.uint16) + t.frame2) // 2).astype(np.uint8)
+            overlay = to_uint8((t.frame0 + t.frame2) / 2)
             tiles = [("inputs overlaid", overlay)]
             tiles += [(m, row["outputs"][m]) for m in methods if m in row["outputs"]]
-            tiles.append(("ground truth", t.truth))
+            tiles.append(("ground truth", row["truth"]))
             if primary in row["outputs"]:
-                tiles.append((f"|error| x4 {primary}", report.error_map(row["outputs"][primary], t.truth)))
-            title = (f"{t.group}/{t.source}/{t.case} ({t.frame0.shape[1]}x{t.frame0.shape[0]}): "
+                tiles.append((f"|error| x4 {primary}", report.error_map(row["outputs"][primary], row["truth"])))
+            title = (f"{t.group}/{t.source}/{t.case} ({t.frame0.shape[-1]}x{t.frame0.shape[-2]}): "
                      f"{primary} PSNR {report.fmt(row['psnr'])} dB")
             sheet_rows.append({"title": title, "tiles": tiles})
         path = report.contact_sheet(out_dir / f"quality_worst_{group}.png", sheet_rows, tile_width)

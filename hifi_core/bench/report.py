@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..runtime import total_memory_bytes
+
 
 def machine_info(device: str = "cpu") -> Dict[str, Any]:
     """What ran the benchmark: CPU model, cores, memory, torch build, accelerator."""
@@ -30,15 +32,7 @@ def machine_info(device: str = "cpu") -> Dict[str, Any]:
                     break
     except OSError:
         pass
-    memory = None
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemTotal:"):
-                    memory = int(line.split()[1]) * 1024
-                    break
-    except OSError:
-        pass
+    memory = total_memory_bytes()
     info = {"date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
             "platform": platform.platform(), "python": platform.python_version(),
             "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),

@@ -118,99 +118,171 @@ def run_speed(peers: Sequence[Method], model, base_settings,
         memory: the memory benchmark's result, for the plot.
         model_name: label of the model in the report (e.g. "tiny-untrained").
     """
-    from ..interpolate import interpolate, plan_for, units_per_pair
-    from .flops import count_on_meta, reference_gflops
-
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     device = str(next(model.parameters()).device)
+    reference, throughput = _measure_rates(model, base_settings, device, options, log)
+    settings_by_name = {
+        "default": base_settings,
+        "fast": replace(base_settings, steps=options.fast_steps, samples=options.fast_samples),
+    }
+    timer = _SizeTimer(model, peers, settings_by_name, options, throughput["gflops"], device, log)
+    rows = _time_every_size(timer, resolutions, photos, log)
+    data = {"device": device, "reference": reference, "unet_patch": throughput,
+            "settings": {n: _settings_summary(s) for n, s in settings_by_name.items()},
+            "model": model_name or getattr(model.config, "preset", "custom"),
+            "rows": rows,
+            "seconds": time.perf_counter() - started}
+    return _write_reports(out_dir, data, memory)
+
+
+def _measure_rates(model, base_settings, device: str, options: SpeedOptions,
+                   log: Callable[[str], None]) -> tuple:
+    """The reference matmul rate and the U-Net's patch throughput, both logged."""
+    from .flops import reference_gflops
+
     reference = reference_gflops(device, options.matmul_size)
     log(f"[speed] reference fp32 matmul {options.matmul_size}^3: {reference['gflops']:.1f} GFLOP/s")
     throughput = patch_throughput(model, base_settings, reference)
     log(f"[speed] U-Net patch {throughput['patch']} x{throughput['batch']}: "
         f"{throughput['flops'] / 1e9:.2f} GFLOP in {throughput['seconds']:.3f} s = "
         f"{throughput['gflops']:.1f} GFLOP/s ({throughput['percent_of_reference']:.0f}% of reference)")
-    settings_by_name = {
-        "default": base_settings,
-        "fast": replace(base_settings, steps=options.fast_steps, samples=options.fast_samples),
-    }
+    return reference, throughput
+
+
+def _time_every_size(timer: "_SizeTimer", resolutions: Sequence[Resolution], photos: Sequence[Path],
+                     log: Callable[[str], None]) -> List[Dict[str, Any]]:
+    """Every size's HiFI and peer rows, in order, after one untimed warm-up on the first size."""
     rows: List[Dict[str, Any]] = []
-    flops_cache: Dict[tuple, int] = {}
-    peer_times: Dict[str, tuple] = {}
-    warm = False
-    for res in resolutions:
+    for index, res in enumerate(resolutions):
         frame0, frame2 = _frame_pair(res, photos)
-        if not warm:
-            # One-off costs (allocator growth, kernel choice, ffmpeg start) are not per-frame costs.
-            for method in peers:
-                try:
-                    method(frame0, frame2, 0.5)
-                except Exception:  # noqa: BLE001 - reported in the timed run below
-                    pass
-            interpolate(model, frame0, frame2, 0.5, settings=settings_by_name["fast"])
-            warm = True
-        for name, settings in settings_by_name.items():
-            if name == "fast" and settings == settings_by_name["default"]:
-                # the default already is 1 step, 1 sample: report it once, do not time it twice
-                rows.append(dict(rows[-1], method="hifi-fast", note="same settings as default"))
-                log(f"[speed] {res.name} hifi-fast: same settings as default")
-                continue
-            plan = plan_for(model, res.height, res.width, settings)
-            flops = 0
-            for grid in plan.grids:
-                key = (grid.patch_height, grid.patch_width)
-                if key not in flops_cache:
-                    flops_cache[key] = count_on_meta(model.config, 1, *key)
-                flops += flops_cache[key] * len(grid.boxes)
-            flops *= settings.steps * settings.samples
-            finest = plan.grids[-1]
-            all_area = sum(len(g.boxes) * g.patch_height * g.patch_width for g in plan.grids)
-            level_area = sum(g.height * g.width for g in plan.grids)
-            row = {"resolution": res.name, "megapixels": res.megapixels, "method": f"hifi-{name}",
-                   "steps": settings.steps, "samples": settings.samples, "levels": plan.num_levels,
-                   "patches": plan.patches_per_level(), "units": units_per_pair(plan, settings),
-                   "flops": flops, "predicted_seconds": flops / (throughput["gflops"] * 1e9),
-                   "overlap_fraction_finest": finest.overlap_work_fraction,
-                   "overlap_fraction_all_levels": all_area / level_area - 1.0}
-            if row["predicted_seconds"] > options.max_run_seconds:
-                row.update(status="skipped", note=f"predicted {row['predicted_seconds']:.0f} s > "
-                           f"{options.max_run_seconds:.0f} s limit")
-            else:
-                run = functools.partial(interpolate, settings=settings)
-                seconds = _timed(run, model, frame0, frame2, 0.5, device=device)
-                row.update(status="ok", seconds=seconds, gflops_end_to_end=flops / seconds / 1e9)
-            log(f"[speed] {res.name} {row['method']}: {row.get('status')} "
-                f"{report.fmt(row.get('seconds'), 2)} s (predicted {row['predicted_seconds']:.1f} s)")
-            rows.append(row)
-        for method in peers:
-            row = {"resolution": res.name, "megapixels": res.megapixels, "method": method.name}
-            if method.name in peer_times:
-                mp, s = peer_times[method.name]
-                row["predicted_seconds"] = s * res.megapixels / mp
-            if row.get("predicted_seconds", 0) > options.max_run_seconds:
-                row.update(status="skipped", note=f"predicted {row['predicted_seconds']:.0f} s > "
-                           f"{options.max_run_seconds:.0f} s limit")
-            else:
-                try:
-                    seconds = _timed(method, frame0, frame2, 0.5, device=method.device)
-                    row.update(status="ok", seconds=seconds)
-                    peer_times[method.name] = (res.megapixels, seconds)
-                except Exception as error:  # noqa: BLE001 - e.g. OOM of a peer at 8K
-                    row.update(status="error", note=f"{type(error).__name__}: {str(error)[:150]}")
-            log(f"[speed] {res.name} {method.name}: {row.get('status')} {report.fmt(row.get('seconds'), 3)} s")
-            rows.append(row)
+        if index == 0:
+            timer.warm_up(frame0, frame2)
+        rows.extend(timer.hifi_rows(res, frame0, frame2))
+        rows.extend(timer.peer_rows(res, frame0, frame2))
         ratio = ratio_to_rife(rows, res.name)
         if ratio is not None:
             log(f"[speed] {res.name} hifi-default / rife: {ratio:.2f}x (target <= 1.5x)")
-    data = {"device": device, "reference": reference, "unet_patch": throughput,
-            "settings": {n: {"levels": s.levels, "patch": list(s.patch_size), "overlap": s.overlap,
-                             "steps": s.steps, "samples": s.samples, "precision": s.precision,
-                             "memory_budget": s.memory_budget, "patch_batch": s.patch_batch}
-                         for n, s in settings_by_name.items()},
-            "model": model_name or getattr(model.config, "preset", "custom"),
-            "rows": rows,
-            "seconds": time.perf_counter() - started}
-    plot_path = plot(out_dir / "speed_memory.png", rows, (memory or {}).get("rows", []))
+    return rows
+
+
+def _over_limit_note(predicted: float, options: SpeedOptions) -> str:
+    """The note of a run skipped because its predicted time passes the limit."""
+    return f"predicted {predicted:.0f} s > {options.max_run_seconds:.0f} s limit"
+
+
+class _SizeTimer:
+    """Times HiFI's settings and the peers size by size, reusing per-shape FLOPs and peer times."""
+
+    def __init__(self, model, peers: Sequence[Method], settings_by_name: Dict[str, Any],
+                 options: SpeedOptions, unet_gflops: float, device: str,
+                 log: Callable[[str], None]) -> None:
+        self.model, self.peers, self.settings_by_name = model, peers, settings_by_name
+        self.options, self.unet_gflops, self.device, self.log = options, unet_gflops, device, log
+        self.flops_cache: Dict[tuple, int] = {}
+        self.peer_times: Dict[str, tuple] = {}
+
+    def warm_up(self, frame0, frame2) -> None:
+        """Run every peer and HiFI (fast setting) once, untimed."""
+        from ..interpolate import interpolate
+
+        # One-off costs (allocator growth, kernel choice, ffmpeg start) are not per-frame costs.
+        for method in self.peers:
+            try:
+                method(frame0, frame2, 0.5)
+            except Exception:  # noqa: BLE001 - reported in the timed run below
+                pass
+        interpolate(self.model, frame0, frame2, 0.5, settings=self.settings_by_name["fast"])
+
+    def hifi_rows(self, res: Resolution, frame0, frame2) -> List[Dict[str, Any]]:
+        """One row per HiFI setting at this size: timed, or skipped with its prediction."""
+        from ..interpolate import interpolate
+
+        rows: List[Dict[str, Any]] = []
+        for name, settings in self.settings_by_name.items():
+            if name == "fast" and settings == self.settings_by_name["default"]:
+                # the default already is 1 step, 1 sample: report it once, do not time it twice
+                rows.append(dict(rows[-1], method="hifi-fast", note="same settings as default"))
+                self.log(f"[speed] {res.name} hifi-fast: same settings as default")
+                continue
+            row = self._hifi_prediction(res, name, settings)
+            if row["predicted_seconds"] > self.options.max_run_seconds:
+                row.update(status="skipped", note=_over_limit_note(row["predicted_seconds"], self.options))
+            else:
+                run = functools.partial(interpolate, settings=settings)
+                seconds = _timed(run, self.model, frame0, frame2, 0.5, device=self.device)
+                row.update(status="ok", seconds=seconds, gflops_end_to_end=row["flops"] / seconds / 1e9)
+            self.log(f"[speed] {res.name} {row['method']}: {row.get('status')} "
+                     f"{report.fmt(row.get('seconds'), 2)} s (predicted {row['predicted_seconds']:.1f} s)")
+            rows.append(row)
+        return rows
+
+    def _hifi_prediction(self, res: Resolution, name: str, settings) -> Dict[str, Any]:
+        """A HiFI row before timing: the cascade plan, its FLOPs, predicted time and patch overlap."""
+        from ..interpolate import plan_for, units_per_pair
+
+        plan = plan_for(self.model, res.height, res.width, settings)
+        flops = self._cascade_flops(plan) * settings.steps * settings.samples
+        finest = plan.grids[-1]
+        all_area = sum(len(g.boxes) * g.patch_height * g.patch_width for g in plan.grids)
+        level_area = sum(g.height * g.width for g in plan.grids)
+        return {"resolution": res.name, "megapixels": res.megapixels, "method": f"hifi-{name}",
+                "steps": settings.steps, "samples": settings.samples, "levels": plan.num_levels,
+                "patches": plan.patches_per_level(), "units": units_per_pair(plan, settings),
+                "flops": flops, "predicted_seconds": flops / (self.unet_gflops * 1e9),
+                "overlap_fraction_finest": finest.overlap_work_fraction,
+                "overlap_fraction_all_levels": all_area / level_area - 1.0}
+
+    def _cascade_flops(self, plan) -> int:
+        """U-Net FLOPs of one denoising pass over every patch of every level of the plan."""
+        from .flops import count_on_meta
+
+        flops = 0
+        for grid in plan.grids:
+            key = (grid.patch_height, grid.patch_width)
+            if key not in self.flops_cache:
+                self.flops_cache[key] = count_on_meta(self.model.config, 1, *key)
+            flops += self.flops_cache[key] * len(grid.boxes)
+        return flops
+
+    def peer_rows(self, res: Resolution, frame0, frame2) -> List[Dict[str, Any]]:
+        """One row per peer at this size: timed, skipped by prediction, or its error."""
+        rows = []
+        for method in self.peers:
+            row = self._peer_row(method, res, frame0, frame2)
+            self.log(f"[speed] {res.name} {method.name}: {row.get('status')} "
+                     f"{report.fmt(row.get('seconds'), 3)} s")
+            rows.append(row)
+        return rows
+
+    def _peer_row(self, method: Method, res: Resolution, frame0, frame2) -> Dict[str, Any]:
+        """Time one peer, predicting from its previous size (pixel-scaled) to skip slow runs."""
+        row = {"resolution": res.name, "megapixels": res.megapixels, "method": method.name}
+        if method.name in self.peer_times:
+            mp, s = self.peer_times[method.name]
+            row["predicted_seconds"] = s * res.megapixels / mp
+        if row.get("predicted_seconds", 0) > self.options.max_run_seconds:
+            row.update(status="skipped", note=_over_limit_note(row["predicted_seconds"], self.options))
+            return row
+        try:
+            seconds = _timed(method, frame0, frame2, 0.5, device=method.device)
+            row.update(status="ok", seconds=seconds)
+            self.peer_times[method.name] = (res.megapixels, seconds)
+        except Exception as error:  # noqa: BLE001 - e.g. OOM of a peer at 8K
+            row.update(status="error", note=f"{type(error).__name__}: {str(error)[:150]}")
+        return row
+
+
+def _settings_summary(settings) -> Dict[str, Any]:
+    """The cascade settings the report states for one named setting."""
+    return {"levels": settings.levels, "patch": list(settings.patch_size), "overlap": settings.overlap,
+            "steps": settings.steps, "samples": settings.samples, "precision": settings.precision,
+            "memory_budget": settings.memory_budget, "patch_batch": settings.patch_batch}
+
+
+def _write_reports(out_dir: Path, data: Dict[str, Any], memory: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """Draw the plot, write speed.json and speed.md; returns `data` with plot and markdown added."""
+    plot_path = plot(out_dir / "speed_memory.png", data["rows"], (memory or {}).get("rows", []))
     data["plot"] = plot_path.name if plot_path else None
     markdown = _markdown(data)
     report.write_json(out_dir / "speed.json", data)

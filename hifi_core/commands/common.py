@@ -12,7 +12,7 @@ from ..config import PRESETS
 from ..interpolate import CascadeSettings
 from ..model import HiFIModel
 from ..progress import ProgressEvent
-from ..runtime import check_device
+from ..runtime import resolve_device as runtime_resolve_device
 
 
 def parse_size(text: str) -> Tuple[int, int]:
@@ -89,12 +89,8 @@ def add_cascade_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_device(name: Optional[str]) -> str:
-    import torch
-
-    if name is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    check_device(name)  # one device check for the CLI and the library
-    return name
+    """--device as a string for the library (`runtime.resolve_device`: none given = CUDA if present)."""
+    return str(runtime_resolve_device(name))
 
 
 def model_from_args(args: argparse.Namespace) -> HiFIModel:

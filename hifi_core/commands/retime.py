@@ -63,10 +63,15 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..errors import Cancelled
-    from ..retime import RetimeTarget, check_retime_io, retime_video
+    from ..retime import Detection, Encoding, RetimeTarget, RunOptions, check_retime_io, retime_video
 
-    # fail fast, before a model is loaded: bad target, input file, output path or codec
-    RetimeTarget(multiplier=args.multiplier, fps=args.fps, slowmo=args.slowmo)
+    # fail fast, before a model is loaded: bad target, options, input file, output path or codec
+    target = RetimeTarget(multiplier=args.multiplier, fps=args.fps, slowmo=args.slowmo)
+    detection = Detection(scene_cuts=not args.no_scene_detect, scene_threshold=args.scene_threshold,
+                          dedup=args.dedup, dedup_threshold=args.dedup_threshold)
+    encoding = Encoding(codec=args.codec, crf=args.crf, pix_fmt=args.pix_fmt, bit_depth=args.bit_depth,
+                        preset=args.encoder_preset, slowmo_audio=args.slowmo_audio)
+    options = RunOptions(resume=args.resume, segment_seconds=args.segment_seconds, max_frames=args.max_frames)
     check_retime_io(args.input, args.output, codec=args.codec, crf=args.crf,
                     pix_fmt=args.pix_fmt, bit_depth=args.bit_depth)
     model = settings = None
@@ -93,13 +98,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = retime_video(
-            args.input, args.output, model=model, settings=settings, method=args.method,
-            multiplier=args.multiplier, fps=args.fps, slowmo=args.slowmo,
-            scene_detect=not args.no_scene_detect, scene_threshold=args.scene_threshold,
-            dedup=args.dedup, dedup_threshold=args.dedup_threshold, codec=args.codec,
-            crf=args.crf, pix_fmt=args.pix_fmt, bit_depth=args.bit_depth, preset=args.encoder_preset,
-            slowmo_audio=args.slowmo_audio, resume=args.resume,
-            segment_seconds=args.segment_seconds, max_frames=args.max_frames, progress=progress,
+            args.input, args.output, target, model=model, settings=settings, method=args.method,
+            detection=detection, encoding=encoding, run=options, progress=progress,
             model_progress=model_progress if args.method == "hifi" else None)
     except (Cancelled, KeyboardInterrupt):
         done = bar.n if bar is not None else 0

@@ -1,6 +1,7 @@
 """Streaming retime engine: decode -> (duplicates, scene cuts) -> interpolate -> encode.
 
-Modules: `targets` (multiplier / fps / slow motion), `interpolators`, `keyframes` (cuts and
+Modules: `targets` (multiplier / fps / slow motion), `options` (detection, encoding, run),
+`interpolators`, `keyframes` (cuts and
 duplicates), `output` (segments, resume state, finishing), `engine` (`retime_video`). Public
 names are importable from `hifi_core.retime`.
 
@@ -43,10 +44,11 @@ Output, interruption and resume:
 """
 
 from .engine import RetimeProgress, RetimeResult, check_retime_io, retime_video
-from .interpolators import Interpolator, ModelInterpolator, blend_interpolator, make_interpolator, model_interpolator
+from .interpolators import FrameInterpolator, blend_interpolator, make_interpolator, model_interpolator
 from .keyframes import DetectionStats, Keyframe, keyframes
+from .options import Detection, Encoding, RunOptions
 from .targets import RetimeTarget, parse_fps
 
-__all__ = ["DetectionStats", "Interpolator", "Keyframe", "ModelInterpolator", "RetimeProgress", "RetimeResult",
-           "RetimeTarget", "blend_interpolator", "check_retime_io", "keyframes", "make_interpolator",
-           "model_interpolator", "parse_fps", "retime_video"]
+__all__ = ["Detection", "DetectionStats", "Encoding", "FrameInterpolator", "Keyframe", "RetimeProgress",
+           "RetimeResult", "RetimeTarget", "RunOptions", "blend_interpolator", "check_retime_io", "keyframes",
+           "make_interpolator", "model_interpolator", "parse_fps", "retime_video"]

@@ -17,16 +17,17 @@ import torch
 
 from ..errors import HiFIInputError
 from ..progress import CancelCheck, check_cancel
-from ..scenes import DEFAULT_SCENE_THRESHOLD, DuplicateSettings, SceneSettings
 from ..timeline import ScheduledFrame, interval_schedule, total_output_frames
 from ..validation import check_not_an_input
 from ..video_io import (OutputFormat, VideoInfo, check_output_path, iter_frames, probe_video,
                         resolve_output_format)
-from .interpolators import Interpolator, ModelInterpolator, make_interpolator
+from ..interpolate import Interpolator
+from .interpolators import FrameInterpolator, make_interpolator
 from .keyframes import DetectionStats, Keyframe, keyframes
 from .output import (WRITE_ERRNOS, _abandon_open_segment, _finish, _finish_partial, _load_or_new_state,
                      _Output, _parts_dir, _probe_writer, _remove_strays)
-from .targets import RetimeTarget, X264_PRESETS
+from .options import Detection, Encoding, RunOptions
+from .targets import RetimeTarget
 
 PathLike = Union[str, os.PathLike]
 
@@ -35,7 +36,14 @@ PathLike = Union[str, os.PathLike]
 
 @dataclass(frozen=True)
 class RetimeProgress:
-    """Reported after every written output frame."""
+    """Reported after every written output frame.
+
+    Attributes:
+        frames_done (int): output frames written, the resumed ones included.
+        frames_total (int): output frames in all (an estimate until the input is fully read).
+        source_frames_read (int): source frames decoded so far.
+        resumed_from (int): the output frame this run started at (0 for a fresh run).
+    """
 
     frames_done: int
     frames_total: int  # estimate until the input is fully decoded
@@ -59,43 +67,28 @@ class RetimeResult:
 # ---------------------------------------------------------------- engine
 
 
-def retime_video(input: PathLike, output: PathLike, *, model=None, settings=None,
-                 interpolator: Optional[Interpolator] = None, method: str = "hifi",
-                 multiplier: Optional[int] = None, fps=None, slowmo: Optional[int] = None,
-                 scene_detect: bool = True, scene_threshold: float = DEFAULT_SCENE_THRESHOLD,
-                 dedup: bool = False, dedup_threshold: Optional[float] = None,
-                 codec: str = "h264", crf: Optional[int] = None, pix_fmt: Optional[str] = None,
-                 bit_depth: Optional[int] = None, preset: Optional[str] = None,
-                 slowmo_audio: str = "drop",
-                 resume: bool = False, tau_batch: int = 4, segment_seconds: float = 10.0,
-                 max_frames: Optional[int] = None, metadata: Optional[dict] = None,
+def retime_video(input: PathLike, output: PathLike, target: RetimeTarget, *, model=None, settings=None,
+                 method: str = "hifi", interpolator: Optional[FrameInterpolator] = None,
+                 detection: Detection = Detection(), encoding: Encoding = Encoding(),
+                 run: RunOptions = RunOptions(),
                  progress: Optional[Callable[[RetimeProgress], None]] = None,
                  model_progress: Optional[Callable] = None,
                  cancel: Optional[CancelCheck] = None) -> RetimeResult:
-    """Retime a video file into another, streaming (see the module docstring).
+    """Retime a video file into another, streaming (see the package docstring).
 
     Args:
         input: the source video.
         output: the output file (its extension picks the container), or a directory for
             `codec="png"`. Overwritten if it exists.
+        target (RetimeTarget): a multiplier, a target fps or slow motion.
         model, settings: a `HiFIModel` and `CascadeSettings` for `method="hifi"`.
+        method (str, default "hifi"): "hifi", "blend" (cross-fade stand-in) or "dis"
+            (optical-flow baseline).
         interpolator: a custom `(frame0 [1,3,H,W], frame2, taus) -> [T,3,H,W]` callable
-            (overrides `method`).
-        method: "hifi", "blend" (cross-fade stand-in) or "dis" (optical-flow baseline).
-        multiplier, fps, slowmo: the target, exactly one (see `RetimeTarget`).
-        scene_detect, scene_threshold: never interpolate across detected cuts.
-        dedup, dedup_threshold: drop duplicate frames and re-time the motion across the gap.
-        codec, crf, pix_fmt, bit_depth: output encoding (`bit_depth=None` keeps the source's
-            when the codec can; see `video_io.resolve_output_format`).
-        preset: x264/x265 speed preset ("ultrafast" ... "veryslow"; default "medium").
-        slowmo_audio: "drop" (default) or "stretch" (atempo, pitch kept) for slow motion.
-        resume: continue an interrupted run of the same command.
-        tau_batch: in-betweens computed per interpolator call (bounds memory).
-        segment_seconds: output seconds per segment (what a hard kill can lose).
-        max_frames: retime only the first `max_frames` source frames (a quick preview);
-            the audio is cut to the same length.
-        metadata: container tags for the output file (e.g. a ComfyUI workflow in
-            "comment"); not written for image sequences.
+            (overrides `method`); a `hifi_core.Interpolator` is also told each pair's index.
+        detection (Detection): scene cuts and duplicates.
+        encoding (Encoding): codec, quality, pixel format, preset, slow-motion audio, tags.
+        run (RunOptions): resume, tau batch, segment length, a preview's frame limit.
         progress: called with a `RetimeProgress` after every output frame.
         model_progress: passed to `interpolate` (patch-level `ProgressEvent`s, method "hifi").
         cancel: polled between frames and inside the model; True (or raising) stops.
@@ -107,41 +100,27 @@ def retime_video(input: PathLike, output: PathLike, *, model=None, settings=None
         HiFIInputError: bad input file, output path, codec or settings (before any work).
         Cancelled / KeyboardInterrupt: after writing the partial output (see above).
     """
-    target = RetimeTarget(multiplier=multiplier, fps=fps, slowmo=slowmo)
-    _check_options(slowmo_audio, tau_batch, segment_seconds, max_frames)
-    scene = SceneSettings(threshold=scene_threshold) if scene_detect else None
-    dups = (DuplicateSettings(**({"threshold": dedup_threshold} if dedup_threshold else {}))
-            if dedup else None)
-    info, fmt, out_path = check_retime_io(input, output, codec=codec, crf=crf, pix_fmt=pix_fmt,
-                                          bit_depth=bit_depth)
+    info, fmt, out_path = check_retime_io(input, output, codec=encoding.codec, crf=encoding.crf,
+                                          pix_fmt=encoding.pix_fmt, bit_depth=encoding.bit_depth)
     in_path = Path(info.path)
     ratio, out_fps = target.resolve(info.fps)
     method_key = method if interpolator is None else "custom"
     if interpolator is None:
-        interpolator = make_interpolator(method, model, settings, progress=model_progress,
-                                         cancel=cancel)
-    audio_mode, audio_tempo = _audio_plan(target, info, slowmo_audio)
-    writer_kwargs = _writer_kwargs(info, fmt, out_fps, preset)
+        interpolator = make_interpolator(method, model, settings, progress=model_progress, cancel=cancel)
+    audio_mode, audio_tempo = _audio_plan(target, info, encoding.slowmo_audio)
+    writer_kwargs = _writer_kwargs(info, fmt, out_fps, encoding.preset)
     # fail now, not after an hour of work, if the encoder refuses the size/format
     _probe_writer(out_path, fmt, writer_kwargs)
-    settings_key = dict(_settings_key(ratio, out_fps, fmt, scene, dups, method_key, settings, tau_batch,
-                                      segment_seconds, slowmo_audio, model), preset=preset, max_frames=max_frames)
-    source_frames = info.frame_count if max_frames is None else min(info.frame_count, max_frames)
-    out = _open_output(out_path, fmt, in_path, settings_key, resume, writer_kwargs,
-                       max(1, round(segment_seconds * float(out_fps))), metadata)
-    resumed_from = out.frames_done
+    settings_key = _settings_key(ratio, out_fps, fmt, detection, method_key, settings, run, encoding, model)
+    out = _open_output(out_path, fmt, in_path, settings_key, run.resume, writer_kwargs,
+                       max(1, round(run.segment_seconds * float(out_fps))), encoding.metadata)
+    source_frames = info.frame_count if run.max_frames is None else min(info.frame_count, run.max_frames)
     stats = DetectionStats()
-    estimate = total_output_frames(source_frames, ratio)
-    trim_audio = max_frames is not None
-
-    def report(done: int) -> None:
-        if progress is not None:
-            total = estimate if stats.source_frames < source_frames else max(estimate, done)
-            progress(RetimeProgress(done, max(total, done), stats.source_frames, resumed_from))
-
-    pairs = _PairWriter(out, interpolator, tau_batch, cancel, report)
+    report = _reporter(progress, stats, source_frames, total_output_frames(source_frames, ratio),
+                       out.frames_done)
+    pairs = _PairWriter(out, interpolator, run.tau_batch, cancel, report)
     try:
-        _walk_keyframes(in_path, ratio, scene, dups, stats, max_frames, pairs.emit)
+        _walk_keyframes(in_path, ratio, detection, stats, run.max_frames, pairs.emit)
         out.close_segment()
     except OSError as error:
         if error.errno not in WRITE_ERRNOS:
@@ -153,25 +132,38 @@ def retime_video(input: PathLike, output: PathLike, *, model=None, settings=None
         raise
     if out.frames_done == 0:
         raise HiFIInputError(f"{str(in_path)!r} produced no frames")
+    _join(out, in_path, out_fps, audio_mode, audio_tempo, trim_audio=run.max_frames is not None)
+    return RetimeResult(out_path, out.frames_done, stats.source_frames, out_fps, ratio,
+                        list(stats.cuts), stats.duplicates, out.resumed_from, audio_mode)
+
+
+def _reporter(progress: Optional[Callable[[RetimeProgress], None]], stats: DetectionStats,
+              source_frames: int, estimate: int, resumed_from: int) -> Callable[[int], None]:
+    """The per-frame progress call: the total is an estimate until the input is fully read."""
+    def report(done: int) -> None:
+        if progress is not None:
+            total = estimate if stats.source_frames < source_frames else max(estimate, done)
+            progress(RetimeProgress(done, max(total, done), stats.source_frames, resumed_from))
+    return report
+
+
+def _join(out: _Output, in_path: Path, out_fps: Fraction, audio_mode: str, audio_tempo: float,
+          trim_audio: bool) -> None:
+    """Join the finished segments with the audio; a full disk keeps the segments for --resume."""
     try:
         _finish(out, in_path, out_fps, audio_mode, audio_tempo, trim_audio)
     except OSError as error:
         if error.errno not in WRITE_ERRNOS:
             raise
         raise HiFIInputError(
-            f"joining the finished segments into {str(out_path)!r} failed: {error.strerror or error} "
+            f"joining the finished segments into {str(out.output)!r} failed: {error.strerror or error} "
             f"(errno {errno.errorcode.get(error.errno, error.errno)}); no partial file was left. All "
             f"{out.frames_done} frames are kept in {str(out.parts)!r}: free space (or raise the "
             "file-size limit) and run the same command with --resume") from None
-    return RetimeResult(out_path, out.frames_done, stats.source_frames, out_fps, ratio,
-                        list(stats.cuts), stats.duplicates, resumed_from, audio_mode)
 
 
 def _writer_kwargs(info: VideoInfo, fmt: OutputFormat, out_fps: Fraction, preset: Optional[str]) -> dict:
     """`VideoWriter` arguments for every segment of the output."""
-    if preset is not None and (fmt.codec not in ("h264", "h265") or preset not in X264_PRESETS):
-        raise HiFIInputError(f"preset {preset!r} needs --codec h264 or h265 and one of "
-                             f"{', '.join(X264_PRESETS)}")
     return dict(fps=out_fps, width=info.width, height=info.height, codec=fmt.codec, crf=fmt.quality,
                 pix_fmt=fmt.pix_fmt, color=info.color, options={"preset": preset} if preset else None)
 
@@ -184,15 +176,6 @@ def _open_output(out_path: Path, fmt: OutputFormat, in_path: Path, settings_key:
     out = _Output(out_path, fmt, writer_kwargs, state, segment_frames, metadata)
     _remove_strays(out)
     return out
-
-
-def _check_options(slowmo_audio: str, tau_batch: int, segment_seconds: float, max_frames: Optional[int]) -> None:
-    if slowmo_audio not in ("drop", "stretch"):
-        raise HiFIInputError(f"slowmo_audio={slowmo_audio!r} must be 'drop' or 'stretch'")
-    if tau_batch < 1 or segment_seconds <= 0:
-        raise HiFIInputError("tau_batch must be >= 1 and segment_seconds > 0")
-    if max_frames is not None and max_frames < 2:
-        raise HiFIInputError(f"max_frames={max_frames}: interpolation needs at least 2 source frames")
 
 
 def _write_failure(error: OSError, out_path: Path, out: _Output) -> HiFIInputError:
@@ -224,13 +207,13 @@ class _PairWriter:
     chunk is held. A model interpolator is told the pair's index (its noise is the pair's).
     """
 
-    def __init__(self, out: _Output, interpolator: Interpolator, tau_batch: int,
+    def __init__(self, out: _Output, interpolator: FrameInterpolator, tau_batch: int,
                  cancel: Optional[CancelCheck], report: Callable[[int], None]):
         self.out, self.interpolator, self.tau_batch = out, interpolator, tau_batch
         self.cancel, self.report = cancel, report
 
     def _interpolate(self, a: Keyframe, b: Keyframe, taus: List[float]) -> torch.Tensor:
-        if isinstance(self.interpolator, ModelInterpolator):
+        if isinstance(self.interpolator, Interpolator):
             return self.interpolator(a.image[None], b.image[None], taus, pair=a.position)
         return self.interpolator(a.image[None], b.image[None], taus)
 
@@ -256,15 +239,16 @@ class _PairWriter:
         check_cancel(self.cancel)
 
 
-def _walk_keyframes(in_path: Path, ratio: Fraction, scene: Optional[SceneSettings],
-                    dups: Optional[DuplicateSettings], stats: DetectionStats, max_frames: Optional[int],
+def _walk_keyframes(in_path: Path, ratio: Fraction, detection: Detection, stats: DetectionStats,
+                    max_frames: Optional[int],
                     emit: Callable[[List[ScheduledFrame], Keyframe, Optional[Keyframe]], None]) -> None:
     """Decode, find keyframes and hand every interval's schedule to `emit`, in order."""
     prev = lookahead = None
     # with max_frames one more frame is read: the partner of the last interval (a preview's
     # tail moves toward the next real frame instead of holding the last one); not output
     frames = itertools.islice(iter_frames(in_path), None if max_frames is None else max_frames + 1)
-    for key in keyframes(frames, scene=scene, dedup=dups, stats=stats):
+    for key in keyframes(frames, scene=detection.scene_settings(), dedup=detection.duplicate_settings(),
+                         stats=stats):
         if max_frames is not None and key.position >= max_frames:
             lookahead = key
             break
@@ -284,6 +268,10 @@ def check_retime_io(input: PathLike, output: PathLike, *, codec: str = "h264",
                     bit_depth: Optional[int] = None) -> tuple[VideoInfo, OutputFormat, Path]:
     """Validate the input video, the output path and the encoding before any work.
 
+    Args:
+        input, output: the source video and the output file (or folder for "png").
+        codec, crf, pix_fmt, bit_depth: as `Encoding`'s.
+
     Returns:
         (input info, resolved output format, output path).
 
@@ -302,8 +290,9 @@ def check_retime_io(input: PathLike, output: PathLike, *, codec: str = "h264",
     return info, fmt, out_path
 
 
-def _settings_key(ratio, out_fps, fmt, scene, dups, method, settings, tau_batch, segment_seconds,
-                  slowmo_audio, model) -> dict:
+def _settings_key(ratio: Fraction, out_fps: Fraction, fmt: OutputFormat, detection: Detection, method: str,
+                  settings, run: RunOptions, encoding: Encoding, model) -> dict:
+    """Everything that shapes the output frames: a resume must find the same key."""
     model_id = None
     if model is not None:
         digest = hashlib.sha256()
@@ -315,11 +304,12 @@ def _settings_key(ratio, out_fps, fmt, scene, dups, method, settings, tau_batch,
     if settings is not None:
         cascade = {k: (str(v) if not isinstance(v, (int, float, str, bool, type(None))) else v)
                    for k, v in asdict(settings).items() if k not in ("device", "memory_budget", "patch_batch")}
+    scene, dups = detection.scene_settings(), detection.duplicate_settings()
     return {"ratio": str(ratio), "fps": str(out_fps), "codec": fmt.codec, "pix_fmt": fmt.pix_fmt,
             "quality": fmt.quality, "scene": asdict(scene) if scene else None,
             "dedup": asdict(dups) if dups else None, "method": method, "cascade": cascade,
-            "model": model_id, "tau_batch": tau_batch, "segment_seconds": segment_seconds,
-            "slowmo_audio": slowmo_audio}
+            "model": model_id, "tau_batch": run.tau_batch, "segment_seconds": run.segment_seconds,
+            "slowmo_audio": encoding.slowmo_audio, "preset": encoding.preset, "max_frames": run.max_frames}
 
 
 def _forget_lookahead(stats: DetectionStats, max_frames: int, lookahead: Optional[Keyframe]) -> None:

@@ -7,36 +7,42 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from ..errors import HiFIInputError
-from ..interpolate import Interpolator as ModelBackedInterpolator
+from ..interpolate import Interpolator
 from ..progress import CancelCheck
 
 
-Interpolator = Callable[[torch.Tensor, torch.Tensor, Sequence[float]], torch.Tensor]
+# what the engine calls: (frame0 [1,3,H,W], frame2, taus) -> in-betweens [T,3,H,W]
+FrameInterpolator = Callable[[torch.Tensor, torch.Tensor, Sequence[float]], torch.Tensor]
 
 # ---------------------------------------------------------------- interpolators
 
 
 def blend_interpolator(frame0: torch.Tensor, frame2: torch.Tensor, taus: Sequence[float]) -> torch.Tensor:
-    """Cheap stand-in: linear cross-fade, `[T, 3, H, W]` (for tests and memory proofs)."""
+    """Cheap stand-in: the linear cross-fade of `frame0` and `frame2` ([1, 3, H, W]) at each of
+    `taus`, `[T, 3, H, W]` (for tests and memory proofs)."""
     t = torch.tensor([float(x) for x in taus], dtype=frame0.dtype).view(-1, 1, 1, 1)
     return (1 - t) * frame0[0] + t * frame2[0]
 
 
-class ModelInterpolator(ModelBackedInterpolator):
-    """`hifi_core.interpolate.Interpolator` as the streaming engine's interpolator: called with
-    the pair's index in the clip, so its noise is the pair's own (the IMAGE path and a resumed
-    file then give the same frames)."""
-
-
 def model_interpolator(model, settings=None, *, progress=None, cancel: Optional[CancelCheck] = None
-                       ) -> ModelInterpolator:
-    """Wrap a `HiFIModel` and `CascadeSettings` as an interpolator (one pair, several taus)."""
-    return ModelInterpolator(model, settings, progress=progress, cancel=cancel)
+                       ) -> Interpolator:
+    """`model` (HiFIModel) and `settings` (CascadeSettings or None) as the engine's interpolator: a
+    `hifi_core.Interpolator` (with its `progress` and `cancel` hooks), which the engine calls
+    with each pair's index (its noise is the pair's, so the IMAGE path and a resumed file give
+    the same frames)."""
+    return Interpolator(model, settings, progress=progress, cancel=cancel)
 
 
 def make_interpolator(method: str, model=None, settings=None, *, progress=None,
-                      cancel: Optional[CancelCheck] = None) -> Interpolator:
-    """'hifi' (needs `model`), 'blend', or 'dis' (OpenCV DIS optical flow, if available)."""
+                      cancel: Optional[CancelCheck] = None) -> FrameInterpolator:
+    """The engine's interpolator for a method name.
+
+    Args:
+        method (str): "hifi" (needs `model`), "blend" (cross-fade) or "dis" (OpenCV DIS flow).
+        model (HiFIModel or None), settings (CascadeSettings or None): for "hifi".
+        progress (callable or None): patch-level `ProgressEvent`s ("hifi").
+        cancel (callable or None): polled between patch batches ("hifi").
+    """
     if method == "hifi":
         if model is None:
             raise HiFIInputError("method 'hifi' needs a model (load one with hifi_core.load_model)")

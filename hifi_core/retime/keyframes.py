@@ -22,7 +22,13 @@ class Keyframe(NamedTuple):
 
 @dataclass
 class DetectionStats:
-    """Counters filled while decoding (no per-frame lists)."""
+    """Counters filled while decoding (no per-frame lists).
+
+    Attributes:
+        source_frames (int): source frames read so far.
+        duplicates (int): frames dropped as duplicates.
+        cuts (list of int): the first source frame after each scene cut.
+    """
 
     source_frames: int = 0
     duplicates: int = 0
@@ -31,7 +37,14 @@ class DetectionStats:
 
 def keyframes(frames: Iterator, *, scene: Optional[SceneSettings], dedup: Optional[DuplicateSettings],
               stats: DetectionStats) -> Iterator[Keyframe]:
-    """Kept source frames with their cut flags, from a stream of `DecodedFrame`s."""
+    """Kept source frames with their cut flags, from a stream of `DecodedFrame`s.
+
+    Args:
+        frames: `DecodedFrame`s in order (`video_io.iter_frames`).
+        scene (SceneSettings or None): look for scene cuts with these settings; None = do not.
+        dedup (DuplicateSettings or None): drop duplicates with these settings; None = keep all.
+        stats (DetectionStats): filled as the frames go by.
+    """
     cut_detector = SceneCutDetector(scene) if scene is not None else None
     dup_detector = DuplicateDetector(dedup) if dedup is not None else None
     for frame in frames:

@@ -51,6 +51,7 @@ class _Output:
         self.parts = _parts_dir(output, fmt)
         self.state_path = _state_path(output, fmt)
         self.frames_done = int(state["frames_done"])
+        self.resumed_from = self.frames_done
         self._writer: Optional[VideoWriter] = None
         self._segment_start = 0
         self._last_save = 0.0

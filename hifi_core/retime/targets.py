@@ -18,7 +18,8 @@ _NTSC = {23.976: Fraction(24000, 1001), 29.97: Fraction(30000, 1001), 47.952: Fr
 
 
 def parse_fps(value: Union[str, float, int, Fraction]) -> Fraction:
-    """A frame rate as an exact Fraction: '60', 59.94 (-> 60000/1001), '24000/1001'."""
+    """`value` (a frame rate: str, number or Fraction) as an exact Fraction: '60', 59.94
+    (-> 60000/1001), '24000/1001'. Raises HiFIInputError outside (0, 10000]."""
     try:
         if isinstance(value, str) and "/" in value:
             fps = Fraction(value)

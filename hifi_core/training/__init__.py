@@ -6,14 +6,15 @@ and export a training run.
 
 from .condition import ConditionConfig, make_condition
 from .config import TrainConfig, config_from_dict, load_config
-from .data import AugmentConfig, Triplet
+from ..triplet import Triplet
+from .data import AugmentConfig
 from .dataset import MixConfig, MixedTriplets, batch_indices, load_batch
-from .real import RealClips, SplitConfig, detect_cuts, split_ranges
+from .real import RealClips, SplitConfig, split_ranges
 from .synthetic import SyntheticConfig, SyntheticScenes
 from .state import export_ema
 from .trainer import Trainer
 
 __all__ = ["AugmentConfig", "ConditionConfig", "MixConfig", "MixedTriplets", "RealClips", "SplitConfig",
            "SyntheticConfig", "SyntheticScenes", "TrainConfig", "Trainer", "Triplet", "batch_indices",
-           "config_from_dict", "detect_cuts", "export_ema", "load_batch", "load_config", "make_condition",
+           "config_from_dict", "export_ema", "load_batch", "load_config", "make_condition",
            "split_ranges"]

@@ -29,8 +29,10 @@ from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from kornia.filters import gaussian_blur2d
 
-from ..cascade import LevelContext, denoise_level, level_condition, level_inputs, make_patch_grid
+from ..cascade import LevelContext, denoise_level, level_condition, level_inputs
+from ..patches import make_patch_grid
 from ..errors import HiFIInputError
 from ..flow_base import estimate_flows, warp_average
 from ..memory import AdaptiveBatchSize
@@ -60,18 +62,15 @@ class ConditionConfig:
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Per-sample separable Gaussian blur (sigma [B]; 0 = identity), radius 3 px."""
-    radius = 3
-    coords = torch.arange(-radius, radius + 1, dtype=x.dtype)
-    s = sigma.clamp_min(1e-3).view(-1, 1)
-    kernel = torch.exp(-coords[None] ** 2 / (2 * s ** 2))
-    kernel = kernel / kernel.sum(dim=1, keepdim=True)  # [B, K]
-    b, c, h, w = x.shape
-    xp = F.pad(x.reshape(1, b * c, h, w), (radius, radius, radius, radius), mode="replicate")
-    kx = kernel.repeat_interleave(c, 0).view(b * c, 1, 1, -1)
-    ky = kernel.repeat_interleave(c, 0).view(b * c, 1, -1, 1)
-    out = F.conv2d(F.conv2d(xp, kx, groups=b * c), ky, groups=b * c)
-    return out.view(b, c, h, w)
+    """Per-sample Gaussian blur, 7x7 (radius 3 px), edges replicated.
+
+    Args:
+        x: [B, C, H, W].
+        sigma: [B] in pixels; 0 leaves the sample as it is.
+    """
+    # kornia needs sigma > 0; at 1e-3 px the kernel is the identity to float rounding
+    s = sigma.clamp_min(1e-3).to(x)
+    return gaussian_blur2d(x, 7, torch.stack([s, s], dim=1), border_type="replicate")
 
 
 def make_condition(target: torch.Tensor, frame0: torch.Tensor, frame2: torch.Tensor,

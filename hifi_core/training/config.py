@@ -121,7 +121,7 @@ class TimeSamplingConfig:
     """Diffusion time t for training: a fraction `p_one` exactly at t = 1, the rest t = 1 - u**power.
 
     power = 1 is uniform; power > 1 moves mass toward t = 1, where the one-step sample (the
-    network's regression estimate) is evaluated (training-notes.md).
+    network's regression estimate) is evaluated (../shared/docs/training-notes.md).
     """
 
     p_one: float = 0.25

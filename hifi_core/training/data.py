@@ -1,8 +1,8 @@
 """Training triplets, frame caches and augmentation shared by the real and synthetic sources.
 
-A `Triplet` holds float32 tensors [3, h, w] in [0, 1] (RGB): frame0, target (the frame at
-tau) and frame2, plus tau in (0, 1). Sources produce uint8 [H, W, 3] numpy arrays (OpenCV
-layout, but RGB order) and convert to tensors at the end.
+Examples are `hifi_core.triplet.Triplet`s (float32 tensors [3, h, w] in [0, 1]: frame0, target
+at tau, frame2). Sources produce uint8 [H, W, 3] numpy arrays (OpenCV layout, but RGB order)
+and convert to tensors at the end (`to_tensor`).
 
 Augmentation (paper, Sec. 4): random crop, multi-resolution crop (a random rectangle between
 the crop size and the full frame, resized to the crop size with area averaging), horizontal,
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
@@ -23,35 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import HiFIInputError
-
-
-@dataclass
-class Triplet:
-    """One training/validation example: frames [3, h, w] float32 in [0, 1] and tau in (0, 1)."""
-
-    frame0: torch.Tensor
-    target: torch.Tensor
-    frame2: torch.Tensor
-    tau: float
-    source: str = ""
-
-    def __post_init__(self) -> None:
-        shapes = {tuple(f.shape) for f in (self.frame0, self.target, self.frame2)}
-        if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[0] != 3:
-            raise HiFIInputError(f"triplet frames must share one [3, h, w] shape, got {sorted(shapes)}")
-        if not 0.0 < float(self.tau) < 1.0:
-            raise HiFIInputError(f"tau={self.tau} must be in (0, 1)")
-        self.tau = float(self.tau)
-
-
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 [H, W, 3] -> float32 [3, H, W] in [0, 1]."""
-    return torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1).div_(255.0).contiguous()
-
-
-def to_uint8(frame: torch.Tensor) -> np.ndarray:
-    """float [3, H, W] in [0, 1] -> uint8 [H, W, 3] (rounded)."""
-    return (frame.detach().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+from ..triplet import Triplet
 
 
 def default_cache_dir() -> Path:
@@ -142,7 +114,7 @@ def flip_triplet(frame0: np.ndarray, target: np.ndarray, frame2: np.ndarray, tau
 
 def temporal_flip(triplet: Triplet) -> Triplet:
     """The same triplet played backwards: frame0 <-> frame2, tau -> 1 - tau."""
-    return Triplet(triplet.frame2, triplet.target, triplet.frame0, 1.0 - triplet.tau, triplet.source)
+    return replace(triplet, frame0=triplet.frame2, frame2=triplet.frame0, tau=1.0 - triplet.tau)
 
 
 def collate(triplets: Sequence[Triplet]):

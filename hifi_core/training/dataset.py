@@ -20,7 +20,8 @@ import torch
 
 from ..errors import HiFIInputError
 from ..flow_base import flow_average
-from .data import AugmentConfig, Triplet, collate, crop_frames, flip_triplet, to_tensor
+from ..triplet import Triplet, to_tensor
+from .data import AugmentConfig, collate, crop_frames, flip_triplet
 from .real import RealClips
 from .synthetic import SyntheticScenes
 

@@ -16,7 +16,6 @@ checkpoint's):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Sequence
 
@@ -27,31 +26,12 @@ import torch.nn.functional as F
 from ..baselines import blend_interpolate, dis_flow_interpolate
 from ..cascade import pad_to_plan, resize_to_level, run_cascade
 from ..flow_base import flow_average
-from ..interpolate import CascadeSettings, interpolate, level_context, plan_for
-from ..metrics import psnr, ssim
+from ..interpolate import CascadeSettings, level_context, plan_for
+from ..metrics import psnr
 from ..model import HiFIModel
 from ..progress import ProgressCounter
 from ..motion_base import ifnet_interpolate, motion_net
-from .validation import ValTriplet, summarise
-
-
-@dataclass(frozen=True)
-class EvalSetting:
-    """One HiFI configuration to score."""
-
-    levels: int
-    steps: int
-    samples: int = 1
-
-    @property
-    def name(self) -> str:
-        return f"hifi L{self.levels} {self.steps}step" + (f" x{self.samples}" if self.samples > 1 else "")
-
-
-def _record(item: ValTriplet, method: str, output: torch.Tensor) -> dict:
-    t = item.triplet
-    return {"clip": item.clip, "gap": item.gap, "method": method, "case": f"{t.source}@{t.tau}",
-            "psnr": float(psnr(output, t.target)), "ssim": float(ssim(output, t.target))}
+from .validation import EvalSetting, ValTriplet, hifi_output, score_record, summarise
 
 
 def _triplets(val: Sequence[ValTriplet], desc: str, progress: bool):
@@ -70,20 +50,17 @@ def score_methods(model: HiFIModel, val: Sequence[ValTriplet], settings: Sequenc
     records = []
     for item in _triplets(val, "scoring", progress):
         t = item.triplet
-        records.append(_record(item, "blend", blend_interpolate(t.frame0, t.frame2, t.tau)))
-        records.append(_record(item, "dis", dis_flow_interpolate(t.frame0, t.frame2, t.tau)))
+        records.append(score_record(item, "blend", blend_interpolate(t.frame0, t.frame2, t.tau)))
+        records.append(score_record(item, "dis", dis_flow_interpolate(t.frame0, t.frame2, t.tau)))
         f0, f2 = t.frame0[None], t.frame2[None]  # triplet frames are [3, h, w]
         if rife is not None and t.tau == 0.5:  # its weights make the midpoint only
-            records.append(_record(item, "rife", ifnet_interpolate(rife, f0, f2).clamp(0, 1)[0]))
+            records.append(score_record(item, "rife", ifnet_interpolate(rife, f0, f2).clamp(0, 1)[0]))
         if model.uses_flow:
             base = flow_average(f0, f2, t.tau, base=model.motion_base).clamp(0, 1)[0]
-            records.append(_record(item, f"base {model.motion_base}", base))
-        for s in settings:
-            cascade = CascadeSettings(levels=s.levels, patch_size=tuple(patch), overlap=overlap,
-                                      steps=s.steps, samples=s.samples, seed=seed)
-            with torch.no_grad():
-                out = interpolate(model, t.frame0, t.frame2, tau=t.tau, settings=cascade)
-            records.append(_record(item, s.name, out))
+            records.append(score_record(item, f"base {model.motion_base}", base))
+        for setting in settings:
+            out = hifi_output(model, item, setting, patch=patch, overlap=overlap, seed=seed)
+            records.append(score_record(item, setting.name, out))
     return records
 
 

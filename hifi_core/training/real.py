@@ -1,6 +1,6 @@
 """Real-footage triplets: video files and frame folders, cached, split, scene cuts removed.
 
-Frames are decoded once (PyAV for video files, OpenCV for image folders) into a uint8
+Frames are decoded once (`video_io.iter_clip_rgb8`: PyAV for video files, OpenCV for folders) into a uint8
 [N, H, W, 3] RGB array saved as .npy under the cache directory and memory-mapped afterwards,
 so an epoch never re-decodes. Repeated frames (webcams that re-send a frame when capture
 lags) are dropped first with the product's detector (`hifi_core.scenes.DuplicateDetector`,
@@ -10,17 +10,15 @@ per pixel) is cached the same way when asked for.
 
 Triplet windows: a *span* s is the distance in source frames from frame0 to frame2; for
 every k in 1..s-1 the target is frame i + k and tau = k / s (span 2: tau 1/2; span 4:
-1/4, 1/2, 3/4). Validation triplets use the "gap g" convention of training-notes.md:
+1/4, 1/2, 3/4). Validation triplets use the "gap g" convention of ../shared/docs/training-notes.md:
 frame0 = i, target = i + g, frame2 = i + 2g (the midpoint, span 2g).
 
 Train / validation split by frame ranges per clip: the first `train_fraction` of the frames
 are training frames, the validation range starts `max_span` frames later (so no window of one
 set touches a frame of the other) and runs to the end of the clip.
 
-Scene cuts (documented detector): d_i is the mean absolute difference (0..255) between grey
-64-px-wide thumbnails of frames i and i+1. There is a cut between i and i+1 when
-d_i > `cut_min` (8) and d_i > `cut_ratio` (3) x the median of the d's of the 4 pairs on each
-side. Every window that spans a cut is dropped. (bikes: cuts after frames 29, 75, 136.)
+Scene cuts: the product's detector (`hifi_core.scenes.find_cuts`, the one the retime uses);
+every window that spans a cut is dropped. (bikes: cuts after frames 29, 75, 136.)
 """
 
 from __future__ import annotations
@@ -32,40 +30,18 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import HiFIInputError
+from ..scenes import DuplicateDetector, find_cuts, frame_tensor, spans_cut
+from ..video_io import IMAGE_SUFFIXES, iter_clip_rgb8
 from .data import cache_key, default_cache_dir, save_array_atomic
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-CUT_MIN = 8.0
-CUT_RATIO = 3.0
-CUT_NEIGHBOURS = 4
 
 
-def _decode_video(path: Path) -> np.ndarray:
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    except av.error.FFmpegError as error:
-        raise HiFIInputError(f"{path}: cannot decode this video ({error}); re-encode it (e.g. to "
-                             "FFV1 or H.264) or point the data config at another clip") from None
+def decode_clip(path: Path) -> np.ndarray:
+    """Every frame of a video file or frame folder, uint8 [N, H, W, 3] RGB."""
+    frames = [frame for _, frame in iter_clip_rgb8(path)]
     if not frames:
-        raise HiFIInputError(f"{path}: the video has no frames")
-    return np.stack(frames)
-
-
-def _decode_folder(path: Path) -> np.ndarray:
-    import cv2
-
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise HiFIInputError(f"{path}: the folder holds no frame images ({sorted(IMAGE_SUFFIXES)})")
-    frames = []
-    for file in files:
-        image = cv2.imread(str(file), cv2.IMREAD_COLOR)
-        if image is None:
-            raise HiFIInputError(f"{file}: cannot read this image; remove it from the frame folder")
-        frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        raise HiFIInputError(f"{path}: the clip has no frames (a frame folder needs images named in "
+                             f"order, {sorted(IMAGE_SUFFIXES)})")
     if len({f.shape for f in frames}) != 1:
         raise HiFIInputError(f"{path}: frames have different sizes; every frame of a clip must match")
     return np.stack(frames)
@@ -73,13 +49,8 @@ def _decode_folder(path: Path) -> np.ndarray:
 
 def drop_repeated_frames(frames: np.ndarray) -> np.ndarray:
     """The frames that `DuplicateDetector` keeps (each compared with the last kept one)."""
-    import torch
-
-    from ..scenes import DuplicateDetector
-
     detector = DuplicateDetector()
-    keep = [i for i, frame in enumerate(frames)
-            if not detector.update(torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float() / 255.0)]
+    keep = [i for i, frame in enumerate(frames) if not detector.update(frame_tensor(frame))]
     return frames if len(keep) == len(frames) else np.ascontiguousarray(frames[keep])
 
 
@@ -103,40 +74,11 @@ def load_clip_frames(path: Path, scale: int = 1, cache_dir: Optional[Path] = Non
     cached = cache_dir / "clips" / f"{path.stem}-{cache_key(path, scale)}-x{scale}-unique.npy"
     if not cached.exists():
         if scale == 1:
-            frames = drop_repeated_frames(_decode_folder(path) if path.is_dir() else _decode_video(path))
+            frames = drop_repeated_frames(decode_clip(path))
         else:
             frames = downscale_frames(load_clip_frames(path, 1, cache_dir), scale)
         save_array_atomic(cached, frames)
     return np.load(cached, mmap_mode="r")
-
-
-def pair_differences(frames: np.ndarray, width: int = 64) -> np.ndarray:
-    """d_i = mean |grey thumb(i+1) - grey thumb(i)| for every consecutive pair (0..255)."""
-    import cv2
-
-    height = max(1, int(round(width * frames.shape[1] / frames.shape[2])))
-    thumbs = [cv2.resize(cv2.cvtColor(np.asarray(f), cv2.COLOR_RGB2GRAY), (width, height),
-                         interpolation=cv2.INTER_AREA).astype(np.float32) for f in frames]
-    return np.array([np.abs(thumbs[i + 1] - thumbs[i]).mean() for i in range(len(thumbs) - 1)],
-                    dtype=np.float64)
-
-
-def detect_cuts(diffs: np.ndarray, cut_min: float = CUT_MIN, cut_ratio: float = CUT_RATIO,
-                neighbours: int = CUT_NEIGHBOURS) -> List[int]:
-    """Indices i with a cut between frame i and i+1 (see the module docstring)."""
-    cuts = []
-    for i, d in enumerate(diffs):
-        lo, hi = max(0, i - neighbours), min(len(diffs), i + neighbours + 1)
-        around = np.concatenate([diffs[lo:i], diffs[i + 1:hi]])
-        reference = float(np.median(around)) if around.size else 0.0
-        if d > cut_min and d > cut_ratio * reference:
-            cuts.append(i)
-    return cuts
-
-
-def spans_cut(start: int, end: int, cuts: Sequence[int]) -> bool:
-    """True when a cut lies between two consecutive frames of [start, end]."""
-    return any(start <= c < end for c in cuts)
 
 
 @dataclass(frozen=True)
@@ -221,7 +163,7 @@ class RealClips:
         for c in range(len(self.paths)):
             for s in sorted(set(self.scales) | {1}):
                 self.clip_frames(c, s)
-            self.cuts.append(detect_cuts(pair_differences(self.frames[(c, 1)])))
+            self.cuts.append(find_cuts(self.frames[(c, 1)]))
         self.train_windows: List[Window] = []
         for c in range(len(self.paths)):
             train, _ = split_ranges(len(self.frames[(c, 1)]), self.split)

@@ -14,7 +14,7 @@ import torch
 from ..errors import HiFIInputError
 from ..model import HiFIModel
 from .config import TrainConfig
-from .data import Triplet, to_tensor
+from ..triplet import Triplet, to_tensor
 from .real import RealClips
 
 # ---------------------------------------------------------------- validation
@@ -28,6 +28,8 @@ def real_clips(config: TrainConfig) -> RealClips:
 
 @dataclass
 class ValTriplet:
+    """A held-out triplet with the clip it comes from and its frame gap (what scores group by)."""
+
     clip: str
     gap: int
     triplet: Triplet
@@ -47,10 +49,39 @@ def validation_set(real: RealClips, config: TrainConfig) -> List[ValTriplet]:
     return out
 
 
-def _score(method_out: torch.Tensor, target: torch.Tensor) -> Tuple[float, float]:
+@dataclass(frozen=True)
+class EvalSetting:
+    """One HiFI configuration to score: cascade levels, sampling steps, averaged samples."""
+
+    levels: int
+    steps: int
+    samples: int = 1
+
+    @property
+    def name(self) -> str:
+        return f"hifi L{self.levels} {self.steps}step" + (f" x{self.samples}" if self.samples > 1 else "")
+
+
+def score_record(item: ValTriplet, method: str, output: torch.Tensor) -> dict:
+    """The one scoring of a method's output on a held-out triplet: PSNR and SSIM of the
+    8-bit-rounded frames (`hifi_core.metrics`), with what `summarise` groups by."""
     from ..metrics import psnr, ssim
 
-    return float(psnr(method_out, target)), float(ssim(method_out, target))
+    t = item.triplet
+    return {"clip": item.clip, "gap": item.gap, "method": method, "case": f"{t.source}@{t.tau}",
+            "psnr": float(psnr(output, t.target)), "ssim": float(ssim(output, t.target))}
+
+
+def hifi_output(model: HiFIModel, item: ValTriplet, setting: EvalSetting, *, patch=(256, 256),
+                overlap: int = 32, seed: int = 0) -> torch.Tensor:
+    """The model's in-between of a validation triplet under one setting."""
+    from ..interpolate import CascadeSettings, interpolate
+
+    t = item.triplet
+    settings = CascadeSettings(levels=setting.levels, patch_size=tuple(patch), overlap=overlap,
+                               steps=setting.steps, samples=setting.samples, seed=seed)
+    with torch.no_grad():
+        return interpolate(model, t.frame0, t.frame2, tau=t.tau, settings=settings)
 
 
 def baseline_scores(val: List[ValTriplet], cache: Path) -> List[dict]:
@@ -62,12 +93,8 @@ def baseline_scores(val: List[ValTriplet], cache: Path) -> List[dict]:
         cached = json.loads(cache.read_text())
         if cached.get("keys") == keys:
             return cached["records"]
-    records = []
-    for v, key in zip(val, keys):
-        t = v.triplet
-        for name, fn in (("blend", blend_interpolate), ("dis", dis_flow_interpolate)):
-            p, s = _score(fn(t.frame0, t.frame2, t.tau), t.target)
-            records.append({"clip": v.clip, "gap": v.gap, "method": name, "case": key, "psnr": p, "ssim": s})
+    records = [score_record(v, name, fn(v.triplet.frame0, v.triplet.frame2, v.triplet.tau))
+               for v in val for name, fn in (("blend", blend_interpolate), ("dis", dis_flow_interpolate))]
     tmp = cache.with_name(cache.name + ".tmp")
     tmp.write_text(json.dumps({"keys": keys, "records": records}, indent=1))
     os.replace(tmp, cache)
@@ -75,21 +102,11 @@ def baseline_scores(val: List[ValTriplet], cache: Path) -> List[dict]:
 
 
 def hifi_scores(model: HiFIModel, val: List[ValTriplet], config: TrainConfig) -> List[dict]:
-    from ..interpolate import CascadeSettings, interpolate
-
+    """The EMA model's scores at every validation step count (methods "hifi-{steps}step")."""
     v = config.validation
-    records = []
-    for steps in v.steps:
-        settings = CascadeSettings(levels=v.levels, patch_size=v.patch, overlap=v.overlap,
-                                   steps=steps, samples=1, seed=0)
-        for item in val:
-            t = item.triplet
-            with torch.no_grad():
-                out = interpolate(model, t.frame0, t.frame2, tau=t.tau, settings=settings)
-            p, s = _score(out, t.target)
-            records.append({"clip": item.clip, "gap": item.gap, "method": f"hifi-{steps}step",
-                            "case": f"{t.source}@{t.tau}", "psnr": p, "ssim": s})
-    return records
+    return [score_record(item, f"hifi-{steps}step",
+                         hifi_output(model, item, EvalSetting(v.levels, steps), patch=v.patch, overlap=v.overlap))
+            for steps in v.steps for item in val]
 
 
 def summarise(records: List[dict]) -> Dict[str, Dict[str, float]]:

@@ -1,7 +1,8 @@
 """Streaming video reading and writing with PyAV, with audio passthrough and colour metadata.
 
 Modules: `formats` (colour tags, codecs, output formats), `reader` (probe, frames, whether a
-batch fits), `audio`, `writer` (`VideoWriter`), `segments` (lossless joins). Everything public
+batch fits), `audio`, `writer` (`VideoWriter`), `segments` (lossless joins), `clips` (a video
+or an image folder as 8-bit frames, for training and benchmarks). Everything public
 is importable from `hifi_core.video_io`.
 
 Frames:
@@ -55,10 +56,11 @@ from .reader import (
 from .audio import read_audio, write_audio_file
 from .writer import VideoWriter
 from .segments import container_options, join_segments
+from .clips import IMAGE_SUFFIXES, clip_image_files, count_clip_frames, iter_clip_rgb8, read_image_rgb8
 
 
-__all__ = ["CODECS", "CodecSpec", "ColorInfo", "DecodedFrame", "OutputFormat", "PathLike", "VIDEO_EXTENSIONS",
-           "VideoInfo", "VideoWriter", "available_codecs", "check_frames_fit", "check_output_path",
-           "container_options", "count_frames", "frames_nbytes", "iter_frames", "join_segments",
-           "probe_video", "read_audio", "remove_tree", "resolve_output_format",
+__all__ = ["CODECS", "CodecSpec", "ColorInfo", "DecodedFrame", "IMAGE_SUFFIXES", "OutputFormat", "PathLike",
+           "VIDEO_EXTENSIONS", "VideoInfo", "VideoWriter", "available_codecs", "check_frames_fit",
+           "check_output_path", "clip_image_files", "container_options", "count_clip_frames", "count_frames", "frames_nbytes", "iter_clip_rgb8", "iter_frames", "join_segments",
+           "probe_video", "read_audio", "read_image_rgb8", "remove_tree", "resolve_output_format",
            "write_audio_file"]

@@ -266,7 +266,17 @@ def _waveform_array(waveform) -> np.ndarray:
 def write_audio_file(path: PathLike, *, audio_from: Optional[PathLike] = None, waveform=None,
                      sample_rate: Optional[int] = None, tempo: float = 1.0,
                      max_seconds: Optional[float] = None) -> Optional[Path]:
-    """Write audio alone (a Matroska file: any codec is copied untouched). None if no audio."""
+    """Write audio alone to `path` (a Matroska file: any codec is copied untouched).
+
+    Args:
+        audio_from (path or None): a file whose first audio stream is copied.
+        waveform, sample_rate: or a float waveform [channels, samples] in [-1, 1] at this rate.
+        tempo (float, default 1.0): time-stretch factor (FFmpeg atempo, pitch kept; re-encoded).
+        max_seconds (float or None): cut the audio to this length.
+
+    Returns:
+        The path written, or None when there was no audio.
+    """
     if waveform is None and not _has_audio(audio_from):
         return None
     out = av.open(str(path), "w", format="matroska")

@@ -34,7 +34,8 @@ VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".m4v", ".avi", "
 
 @dataclass(frozen=True)
 class ColorInfo:
-    """Colour tags of a stream as FFmpeg codes (2 / 0 mean unspecified)."""
+    """Colour tags of a stream as FFmpeg codes: `range` (0 unspecified, 1 limited "tv", 2 full
+    "pc"), `matrix`, `primaries`, `transfer` (2 = unspecified; 1 = BT.709, 5/6 = BT.601, ...)."""
 
     range: int = 0
     matrix: int = 2
@@ -73,7 +74,15 @@ def _format_bits(pix_fmt: str) -> int:
 
 @dataclass(frozen=True)
 class CodecSpec:
-    """An output codec: encoders to try, containers, pixel format per bit depth, quality knob."""
+    """An output codec.
+
+    Attributes:
+        name (str): the codec's name here ("h264", "prores", ...); encoders (tuple): FFmpeg
+            encoders to try, in order; extensions (tuple): containers that hold it;
+        pix_fmts (dict): bit depth -> pixel format; quality_option (str or None): the encoder
+            option the quality goes to (e.g. "crf"), default_quality (int or None) its default;
+        options (dict): fixed encoder options.
+    """
 
     name: str
     encoders: tuple
@@ -118,7 +127,8 @@ def available_codecs() -> list[str]:
 
 @dataclass(frozen=True)
 class OutputFormat:
-    """A resolved output: codec, encoder, pixel format, bit depth, container kind."""
+    """A resolved output: `codec`, `encoder` (None for PNG sequences), `pix_fmt`, `bit_depth`,
+    `is_sequence` (a folder of PNGs) and `quality` (the codec's quality value, or None)."""
 
     codec: str
     encoder: Optional[str]
@@ -133,7 +143,9 @@ def resolve_output_format(path: PathLike, codec: str = "h264", *, bit_depth: Opt
                           source_bit_depth: Optional[int] = None) -> OutputFormat:
     """Check codec, container extension, pixel format and bit depth; pick defaults.
 
-    `bit_depth=None` keeps `source_bit_depth` (8 when unknown). Asking for fewer bits than
+    `path` is the output (its extension is the container; a folder for "png"), `pix_fmt` an
+    explicit pixel format (None: from codec and depth), `crf` the codec's quality (None: its
+    default). `bit_depth=None` keeps `source_bit_depth` (8 when unknown). Asking for fewer bits than
     the source, or a codec that cannot store the bits asked for, warns (never silently).
 
     Raises:

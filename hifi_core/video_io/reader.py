@@ -25,8 +25,17 @@ PathLike = Union[str, os.PathLike]
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What `probe_video` found. `frame_count` is estimated from the duration when the
-    container does not store it (`frame_count_exact` is then False)."""
+    """What `probe_video` found.
+
+    Attributes:
+        path (Path): the file.
+        width, height (int): the frame size; fps (Fraction): the average frame rate.
+        frame_count (int): frames; estimated from the duration when the container does not
+            store it (`frame_count_exact` is then False). duration (float): seconds.
+        pix_fmt (str), bit_depth (int), color (ColorInfo), codec (str): the video stream's.
+        has_audio (bool); audio_codec (str), audio_sample_rate (int), audio_channels (int):
+            the first audio stream's, or None.
+    """
 
     path: Path
     width: int

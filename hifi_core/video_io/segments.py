@@ -46,8 +46,8 @@ def join_segments(segments: Sequence[PathLike], output: PathLike, fps, *,
     The segments must come from identically configured encoders (same codec, size, pixel
     format, extradata), as `VideoWriter` produces. Video timestamps are rebuilt from frame
     indices at `fps`, so the result's timing equals one uninterrupted encode. The audio of
-    `audio_from` is muxed interleaved (untouched, see `VideoWriter`), trimmed to the video
-    length when `trim_audio`. `metadata` are container tags (see `VideoWriter`). The file is
+    `audio_from` is muxed interleaved (untouched, see `VideoWriter`; time-stretched when
+    `audio_tempo` != 1), trimmed to the video length when `trim_audio`. `metadata` are container tags (see `VideoWriter`). The file is
     written next to `output` and renamed over it only when complete.
 
     Returns:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from fractions import Fraction
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import av
 import numpy as np
@@ -43,6 +43,37 @@ def _to_hwc(frame, bits: int) -> np.ndarray:
     if bits <= 8:
         return q.to(torch.uint8).contiguous().numpy()
     return q.to(torch.int32).contiguous().numpy().astype(np.uint16)
+
+
+def _audio_feed_opener(audio_from: Optional[PathLike], audio_tempo: float, audio_waveform,
+                       audio_sample_rate: Optional[int]) -> Optional[Callable]:
+    """Check the audio inputs; returns `container -> _AudioFeed`, or None when there is no audio."""
+    wave = _waveform_array(audio_waveform) if audio_waveform is not None else None
+    if wave is not None and not audio_sample_rate:
+        audio_sample_rate = (audio_waveform.get("sample_rate")
+                             if isinstance(audio_waveform, dict) else None)
+        if not audio_sample_rate:
+            raise HiFIInputError("audio_waveform needs audio_sample_rate")
+    if audio_from is not None and not Path(audio_from).is_file():
+        raise HiFIInputError(f"audio source not found: {str(audio_from)!r}")
+    if wave is None and not _has_audio(audio_from):
+        return None
+
+    def audio_feed(container):  # the audio end is set at close(), once the length is known
+        return _AudioFeed(container, source=Path(audio_from) if wave is None else None,
+                          waveform=wave, sample_rate=audio_sample_rate, tempo=audio_tempo)
+
+    return audio_feed
+
+
+def _encoder_options(fmt, extra: Optional[dict]) -> dict:
+    """The codec's own options, its quality setting and the caller's extra options, as strings."""
+    spec = CODECS[fmt.codec]
+    opts = dict(spec.options)
+    if spec.quality_option and fmt.quality is not None:
+        opts[spec.quality_option] = str(fmt.quality)
+    opts.update({k: str(v) for k, v in (extra or {}).items()})
+    return opts
 
 
 class VideoWriter:
@@ -98,65 +129,65 @@ class VideoWriter:
         self._closed = False
         self._audio = None
         self._audio_container = None
-        wave = _waveform_array(audio_waveform) if audio_waveform is not None else None
-        if wave is not None and not audio_sample_rate:
-            audio_sample_rate = (audio_waveform.get("sample_rate")
-                                 if isinstance(audio_waveform, dict) else None)
-            if not audio_sample_rate:
-                raise HiFIInputError("audio_waveform needs audio_sample_rate")
-        if audio_from is not None and not Path(audio_from).is_file():
-            raise HiFIInputError(f"audio source not found: {str(audio_from)!r}")
-        want_audio = wave is not None or _has_audio(audio_from)
-
-        def audio_feed(container):  # the audio end is set at close(), once the length is known
-            return _AudioFeed(container, source=Path(audio_from) if wave is None else None,
-                              waveform=wave, sample_rate=audio_sample_rate, tempo=audio_tempo)
-
-        color = color or ColorInfo()
-        self.color = color.resolved(self.height, self.format.pix_fmt)
-        if _is_rgb_format(self.format.pix_fmt):
-            self.color = ColorInfo(2, 0, color.primaries, color.transfer)
+        audio_feed = _audio_feed_opener(audio_from, audio_tempo, audio_waveform, audio_sample_rate)
+        self.color = self._resolve_color(color or ColorInfo())
         self._trim = trim_audio
         self._png_text = {str(k): str(v) for k, v in (metadata or {}).items()}
         if self.format.is_sequence:
-            self.path.mkdir(parents=True, exist_ok=True)
-            if want_audio:
-                self._audio_container = av.open(str(self.path / "audio.mka"), "w", format="matroska")
-                self._audio = audio_feed(self._audio_container)
-            return
+            self._open_sequence(audio_feed)
+        else:
+            self._open_container(audio_feed, options, metadata)
+
+    def _resolve_color(self, color: ColorInfo) -> ColorInfo:
+        """The colour tags to write: unspecified ones by the module rule; full range, RGB matrix for RGB."""
+        resolved = color.resolved(self.height, self.format.pix_fmt)
+        if _is_rgb_format(self.format.pix_fmt):
+            return ColorInfo(2, 0, color.primaries, color.transfer)
+        return resolved
+
+    def _open_sequence(self, audio_feed: Optional[Callable]) -> None:
+        """Create the PNG directory, with the audio in audio.mka beside the frames."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        if audio_feed is not None:
+            self._audio_container = av.open(str(self.path / "audio.mka"), "w", format="matroska")
+            self._audio = audio_feed(self._audio_container)
+
+    def _open_container(self, audio_feed: Optional[Callable], options: Optional[dict],
+                        metadata: Optional[dict]) -> None:
+        """Open the video file with its video stream, tags and audio; closed again if any of it fails."""
         try:
             self._out = av.open(str(self.path), "w", options=container_options(self.path, metadata))
         except (av.error.FFmpegError, OSError) as exc:
             raise HiFIInputError(f"cannot open {str(self.path)!r} for writing ({exc})") from exc
         try:
-            spec = CODECS[self.format.codec]
-            opts = dict(spec.options)
-            if spec.quality_option and self.format.quality is not None:
-                opts[spec.quality_option] = str(self.format.quality)
-            opts.update({k: str(v) for k, v in (options or {}).items()})
-            bitrate_zero = opts.pop("b", None) == "0"  # libvpx: bit rate 0 = pure CRF mode
-            stream = self._out.add_stream(self.format.encoder, rate=self.fps, options=opts)
-            stream.width, stream.height = self.width, self.height
-            stream.pix_fmt = self.format.pix_fmt
-            stream.time_base = 1 / self.fps
-            cc = stream.codec_context
-            cc.time_base = 1 / self.fps
-            if bitrate_zero:
-                cc.bit_rate = 0
-            cc.color_range = self.color.range
-            cc.colorspace = self.color.matrix
-            cc.color_primaries = self.color.primaries
-            cc.color_trc = self.color.transfer
-            if self.format.codec == "h265" and self.path.suffix.lower() in (".mp4", ".mov"):
-                stream.codec_tag = "hvc1"  # the tag Apple players require for HEVC
-            self._stream = stream
+            self._stream = self._add_video_stream(options)
             for key, value in (metadata or {}).items():
                 self._out.metadata[str(key)] = str(value)
-            if want_audio:
+            if audio_feed is not None:
                 self._audio = audio_feed(self._out)
         except Exception:
             self._out.close()
             raise
+
+    def _add_video_stream(self, options: Optional[dict]):
+        """The encoder stream: codec options, frame size, pixel format, time base and colour tags."""
+        opts = _encoder_options(self.format, options)
+        bitrate_zero = opts.pop("b", None) == "0"  # libvpx: bit rate 0 = pure CRF mode
+        stream = self._out.add_stream(self.format.encoder, rate=self.fps, options=opts)
+        stream.width, stream.height = self.width, self.height
+        stream.pix_fmt = self.format.pix_fmt
+        stream.time_base = 1 / self.fps
+        cc = stream.codec_context
+        cc.time_base = 1 / self.fps
+        if bitrate_zero:
+            cc.bit_rate = 0
+        cc.color_range = self.color.range
+        cc.colorspace = self.color.matrix
+        cc.color_primaries = self.color.primaries
+        cc.color_trc = self.color.transfer
+        if self.format.codec == "h265" and self.path.suffix.lower() in (".mp4", ".mov"):
+            stream.codec_tag = "hvc1"  # the tag Apple players require for HEVC
+        return stream
 
     def _check_chroma(self, vf) -> None:
         if self.format.is_sequence or vf.is_rgb:
