@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from hifi_core.baselines import dis_both_ways, linear_tau_flows
+from hifi_core.dis_flow import dis_both_ways, linear_tau_flows
 from hifi_core.flow_base import warp_average
 from hifi_core.metrics import psnr
 from hifi_core.training.validation import real_clips, validation_set

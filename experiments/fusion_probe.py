@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hifi_core.baselines import dis_both_ways
+from hifi_core.dis_flow import dis_both_ways
 from hifi_core.flow_base import estimate_flows, warp_frames
 from hifi_core.model import LOG_L2_FLOOR
 from hifi_core.metrics import psnr

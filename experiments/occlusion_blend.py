@@ -24,7 +24,8 @@ import torch
 
 from .ablate_levels import flow_failure_mask, region_psnr
 from .validation_options import load_validation_config, validation_arguments
-from hifi_core.baselines import dis_both_ways, dis_flow_interpolate, linear_tau_flows
+from hifi_core.baselines import dis_flow_interpolate
+from hifi_core.dis_flow import dis_both_ways, linear_tau_flows
 from hifi_core.metrics import psnr
 from hifi_core.training.validation import real_clips, validation_set
 

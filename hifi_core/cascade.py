@@ -44,7 +44,7 @@ from .errors import HiFIInputError
 from .flow_base import estimate_flows, warp_average, warp_frames
 from .memory import AdaptiveBatchSize
 from .model import HiFIModel
-from .patches import Box, PatchGrid, make_patch_grid, patch_weight
+from .patches import Box, PatchGrid, make_patch_grid, patch_weight, plan_patch_grid
 from .progress import CancelCheck, ProgressCounter, check_cancel
 from .runtime import autocast_context
 
@@ -86,7 +86,7 @@ def resolve_levels(levels, height: int, width: int, patch_size: Tuple[int, int])
 
 
 def plan_cascade(height: int, width: int, *, levels, patch_size: Tuple[int, int], overlap: int,
-                 alignment: int) -> CascadePlan:
+                 alignment: int, max_patch_pixels: Optional[int] = None) -> CascadePlan:
     """Pad size, per-level sizes and patch grids for a frame of height x width.
 
     Args:
@@ -96,6 +96,9 @@ def plan_cascade(height: int, width: int, *, levels, patch_size: Tuple[int, int]
         patch_size ((int, int)): (height, width) of the patches; multiples of `alignment`.
         overlap (int): minimum overlap of neighbouring patches, 0 <= overlap < patch side.
         alignment (int): the model's size multiple (`HiFIModel.alignment`).
+        max_patch_pixels (int or None): lay every level out with the least denoised area under
+            this patch area (`patches.plan_patch_grid`); None = the fixed layout of
+            `patch_size` patches, the last flush with the edge (`patches.make_patch_grid`).
     """
     ph, pw = patch_size
     if ph % alignment or pw % alignment or ph < alignment or pw < alignment:
@@ -111,7 +114,10 @@ def plan_cascade(height: int, width: int, *, levels, patch_size: Tuple[int, int]
     padded_w = math.ceil(width / multiple) * multiple
     sizes = tuple((padded_h >> (num_levels - 1 - n), padded_w >> (num_levels - 1 - n))
                   for n in range(num_levels))
-    grids = tuple(make_patch_grid(h, w, patch_size, overlap) for h, w in sizes)
+    if max_patch_pixels is None:
+        grids = tuple(make_patch_grid(h, w, patch_size, overlap) for h, w in sizes)
+    else:
+        grids = tuple(plan_patch_grid(h, w, patch_size, overlap, alignment, max_patch_pixels) for h, w in sizes)
     return CascadePlan(height, width, padded_h, padded_w, sizes, grids)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .baselines import dis_tau_flows
+from .dis_flow import dis_tau_flows
 from .config import MOTION_BASES
 # one warp for both bases; the private name is what experiments.base_rules swaps for a bicubic one
 from .ifnet import backward_warp as _backward_warp

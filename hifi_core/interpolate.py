@@ -18,11 +18,13 @@ from .cascade import CascadePlan, LevelContext, plan_cascade, run_cascade
 from .errors import HiFIInputError, NonFiniteOutputError
 from .config import ModelConfig
 from .flow_base import flow_estimation_downscale
+from .patches import MAX_AREA_FACTOR
 from .memory import (AdaptiveBatchSize, estimate_patch_bytes, frame_buffer_bytes, motion_base_bytes, pair_io_bytes,
                      plan_patch_batch)
 from .model import HiFIModel
 from .progress import CancelCheck, ProgressCallback, ProgressCounter
-from .runtime import PRECISION_CHOICES, PRECISIONS, check_device, empty_device_cache, resolve_precision
+from .runtime import (PRECISION_CHOICES, PRECISIONS, CompiledOrEager, check_device, empty_device_cache,
+                      prepare_backend, resolve_channels_last, resolve_precision)
 from .timeline import retime_schedule
 from .validation import check_number, check_pair, check_sequence, check_taus
 
@@ -46,8 +48,14 @@ class CascadeSettings:
         patch_batch: patches per network call; None = planned from memory_budget.
         memory_budget: bytes for the network's working set; None = 80% of free memory.
         device: where to run ("cpu", "cuda", "cuda:1"); None = where the model is.
-        precision: "fp32", "fp16", "bf16" (autocast), or "auto" (bf16/fp16 on CUDA, fp32 on CPU).
-        channels_last: use channels_last memory format (faster convolutions on recent GPUs).
+        precision: "auto" (default: bf16, else fp16, on CUDA; fp32 on a CPU), "fp32", "fp16",
+            "bf16" (autocast).
+        channels_last: channels_last memory format; None (default) = on CUDA and CPUs.
+        compile: run the U-Net through torch.compile (falls back, with one warning, where no
+            compiler works); pays on GPUs for long jobs, costs a minute of compiling first.
+        adaptive_patches: lay each level out with the least denoised area, patches up to
+            `patches.MAX_AREA_FACTOR` nominal patches in area as the patch batch allows (the
+            batch then counts nominal patches' worth); False = fixed `patch_size` patches.
     """
 
     # 2 levels x 1 step: the bundled checkpoint's best setting on its held-out validation
@@ -63,8 +71,10 @@ class CascadeSettings:
     patch_batch: Optional[int] = None
     memory_budget: Optional[int] = None
     device: Optional[Union[str, torch.device]] = None
-    precision: str = "fp32"
-    channels_last: bool = False
+    precision: str = "auto"
+    channels_last: Optional[bool] = None
+    compile: bool = False
+    adaptive_patches: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.patch_size, (str, bytes)) or not hasattr(self.patch_size, "__len__") \
@@ -93,11 +103,15 @@ class CascadeSettings:
 
 
 def _prepare(model: HiFIModel, settings: CascadeSettings) -> torch.device:
+    """Put the model where the settings say and switch on what the device wants."""
     if settings.device is not None:
         model.to(settings.device)
     device = next(model.parameters()).device
-    if settings.channels_last:
+    prepare_backend(device)
+    if resolve_channels_last(settings.channels_last, device):
         model.to(memory_format=torch.channels_last)
+    if settings.compile and model.compiled_unet is None:
+        model.compiled_unet = CompiledOrEager(model.unet)
     return device
 
 
@@ -115,7 +129,8 @@ def level_context(model: HiFIModel, plan: CascadePlan, settings: CascadeSettings
         steps=settings.steps, samples=settings.samples, eta=settings.eta, overlap=settings.overlap,
         feather=settings.feather, seed=settings.seed,
         batcher=AdaptiveBatchSize(batch, on_out_of_memory=lambda: empty_device_cache(device)),
-        precision=precision, channels_last=settings.channels_last, counter=counter, cancel=cancel)
+        precision=precision, channels_last=resolve_channels_last(settings.channels_last, device),
+        counter=counter, cancel=cancel)
 
 
 @dataclass(frozen=True)
@@ -159,8 +174,26 @@ def plan_job(config: ModelConfig, height: int, width: int, settings: CascadeSett
         device (torch.device): where the job runs (precision "auto" and the batch cap depend on it).
     """
     cascade = plan_cascade(height, width, levels=settings.levels, patch_size=settings.patch_size,
-                           overlap=settings.overlap, alignment=config.unet.alignment)
+                           overlap=settings.overlap, alignment=config.unet.alignment,
+                           max_patch_pixels=max_patch_pixels(config, settings, device))
     return job_plan(config, cascade, settings, device)
+
+
+def _nominal_batch(config: ModelConfig, settings: CascadeSettings, device: torch.device, dtype) -> int:
+    """Nominal `patch_size` patches the budget (or `settings.patch_batch`) allows at once."""
+    height, width = settings.patch_size
+    return settings.patch_batch or plan_patch_batch(config.unet, height, width, budget_bytes=settings.memory_budget,
+                                                    device=device, dtype=dtype)
+
+
+def max_patch_pixels(config: ModelConfig, settings: CascadeSettings, device: torch.device) -> Optional[int]:
+    """The largest patch area an adaptive layout may use: the nominal patches the batch holds,
+    at most `MAX_AREA_FACTOR` of them (None for the fixed layout)."""
+    if not settings.adaptive_patches:
+        return None
+    dtype = PRECISIONS[resolve_precision(settings.precision, device)]
+    height, width = settings.patch_size
+    return min(_nominal_batch(config, settings, device, dtype), MAX_AREA_FACTOR) * height * width
 
 
 def job_plan(config: ModelConfig, cascade: CascadePlan, settings: CascadeSettings,
@@ -170,9 +203,14 @@ def job_plan(config: ModelConfig, cascade: CascadePlan, settings: CascadeSetting
     largest = max(cascade.grids, key=lambda g: g.patch_height * g.patch_width)
     dtype = PRECISIONS[precision]
     per_patch = estimate_patch_bytes(config.unet, largest.patch_height, largest.patch_width, dtype)
-    batch = settings.patch_batch or plan_patch_batch(config.unet, largest.patch_height, largest.patch_width,
-                                                     budget_bytes=settings.memory_budget, device=device,
-                                                     dtype=dtype)
+    if settings.adaptive_patches:  # as many large patches as the nominal ones hold in area
+        nominal_area = settings.patch_size[0] * settings.patch_size[1]
+        largest_area = largest.patch_height * largest.patch_width
+        batch = max(1, _nominal_batch(config, settings, device, dtype) * nominal_area // largest_area)
+    else:
+        batch = settings.patch_batch or plan_patch_batch(config.unet, largest.patch_height, largest.patch_width,
+                                                         budget_bytes=settings.memory_budget, device=device,
+                                                         dtype=dtype)
     frames = frame_buffer_bytes(cascade.padded_height, cascade.padded_width, settings.samples, config.diffusion)
     io = pair_io_bytes(cascade.padded_height, cascade.padded_width)
     # flows are estimated once per pair on the unpadded frames, area-reduced to FLOW_MAX_PIXELS
@@ -254,9 +292,9 @@ class Interpolator:
 
 def plan_for(model: HiFIModel, height: int, width: int, settings: CascadeSettings) -> CascadePlan:
     """The cascade plan (levels, padding, patch grids) of `model` for a `height` x `width`
-    frame under these settings (see `plan_cascade`)."""
-    return plan_cascade(height, width, levels=settings.levels, patch_size=settings.patch_size,
-                        overlap=settings.overlap, alignment=model.alignment)
+    frame under these settings, on the model's device (see `plan_job`)."""
+    device = settings.device or next(model.parameters()).device
+    return plan_job(model.config, height, width, settings, torch.device(device)).cascade
 
 
 def units_per_pair(plan: CascadePlan, settings: CascadeSettings) -> int:

@@ -60,6 +60,9 @@ class HiFIModel(nn.Module):
         super().__init__()
         self.config = config
         self.unet = EfficientUNet(config.unet, operations=operations)
+        # `runtime.CompiledOrEager` over the U-Net once a run asks for torch.compile (not a
+        # submodule: the weights stay those of `unet`)
+        self.compiled_unet = None
 
     @property
     def alignment(self) -> int:
@@ -146,7 +149,7 @@ class HiFIModel(nn.Module):
         cond_mask = torch.as_tensor(cond_mask, device=z.device).reshape(-1).expand(batch)
         cond_in = cond if self.uses_flow else cond * cond_mask.view(-1, 1, 1, 1).to(cond.dtype)
         x = torch.cat([z, frame0, frame2, cond_in], dim=1)
-        return self.unet(x, logsnr, tau, cond_mask)
+        return (self.compiled_unet or self.unet)(x, logsnr, tau, cond_mask)
 
     def predict_v(self, z: torch.Tensor, logsnr: torch.Tensor, frame0: torch.Tensor,
                   frame2: torch.Tensor, cond: torch.Tensor, cond_mask: torch.Tensor,

@@ -7,8 +7,9 @@ uses.
 from __future__ import annotations
 
 import os
+import warnings
 from contextlib import nullcontext
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -123,3 +124,55 @@ def max_patch_batch(device: torch.device) -> int:
 def empty_device_cache(device: torch.device) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.empty_cache()
+
+
+def resolve_channels_last(choice: Optional[bool], device: torch.device) -> bool:
+    """None -> channels_last on CUDA (tensor-core convolutions want it) and on a CPU (oneDNN's
+    convolutions too: the lean U-Net 14 % faster on 4 patches of 256^2, small 2.4x; 2-core AMD
+    EPYC, 2026-12-01); "mps" keeps the default layout."""
+    if choice is not None:
+        return bool(choice)
+    return torch.device(device).type in ("cuda", "cpu")
+
+
+def prepare_backend(device: torch.device) -> None:
+    """Per-device switches a run wants: cuDNN picks its fastest convolution per shape (our
+    patch shapes repeat, so the one-off search pays)."""
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+class CompiledOrEager:
+    """A module's forward through `torch.compile`, falling back to the plain module, with one
+    warning, where no compiler works (no C++ toolchain, an unsupported op or platform): the
+    compile error surfaces at the first call, so that is where the fallback catches it.
+
+    Args:
+        module (torch.nn.Module): what to run.
+        backend (str, default "inductor"): `torch.compile`'s backend ("eager" only traces).
+    """
+
+    def __init__(self, module: torch.nn.Module, backend: str = "inductor"):
+        self.module = module
+        self.backend = backend
+        self.compiled: Optional[Callable] = None
+        self.failed: Optional[str] = None
+        try:
+            self.compiled = torch.compile(module, backend=backend, dynamic=False)
+        except Exception as error:  # noqa: BLE001 - any failure means: run eagerly
+            self._fall_back(error)
+
+    def _fall_back(self, error: BaseException) -> None:
+        self.compiled, self.failed = None, f"{type(error).__name__}: {error}".splitlines()[0][:200]
+        warnings.warn(f"torch.compile ({self.backend}) is not available here ({self.failed}); "
+                      "running the network without it", RuntimeWarning, stacklevel=3)
+
+    def __call__(self, *args, **kwargs):
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001
+                if isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower():
+                    raise  # the batcher halves the batch; not a compiler problem
+                self._fall_back(error)
+        return self.module(*args, **kwargs)

@@ -67,8 +67,11 @@ def eta():
 
 def patch_side(side: str, default: int = 256):
     return ("INT", {"default": default, "min": PATCH_STEP, "max": 4096, "step": PATCH_STEP,
-                    "tooltip": (f"Patch {side} in pixels. Memory depends on the patch size, not the "
-                                "frame size: smaller patches fit smaller GPUs (paper: 512x768).")})
+                    "tooltip": (f"Nominal patch {side} in pixels. Memory depends on the patch size, not "
+                                "the frame size: smaller patches fit smaller GPUs (paper: 512x768). "
+                                "Each level is laid out with the least repeated work in patches of up "
+                                "to 4 nominal ones in area (2x a side), as the patch batch's memory "
+                                "allows; a level that fits is denoised in one piece.")})
 
 
 def overlap(default: int = 32):
@@ -84,8 +87,8 @@ def feather():
 
 def patch_batch():
     return ("INT", {"default": 0, "min": 0, "max": 256, "tooltip": (
-        "Patches per network call. 0 = as many as memory_budget_mb allows; halves by itself "
-        "after a GPU out-of-memory error.")})
+        "Nominal patches' worth per network call (larger patches count for several). 0 = as "
+        "many as memory_budget_mb allows; halves by itself after a GPU out-of-memory error.")})
 
 
 def memory_budget_mb():

@@ -72,7 +72,7 @@ class _ConstantFlow:
 def test_tau_flows_use_the_given_dis_and_the_linear_motion_split():
     # uniform motion d from frame0 to frame2: the flow from tau back to frame0 is -tau * d and
     # to frame2 is (1 - tau) * d, whatever tau
-    from hifi_core.baselines import dis_tau_flows
+    from hifi_core.dis_flow import dis_tau_flows
 
     frame = _pattern(0.0).permute(1, 2, 0).numpy()
     for tau in (0.25, 0.5, 0.8):

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from hifi_core import (Cancelled, CascadeSettings, HiFIInputError, build_model, interpolate,
-                       make_patch_grid, plan_cascade)
+                       make_patch_grid, plan_for, plan_cascade)
 from hifi_core.patches import patch_starts, patch_weight
 from hifi_core.memory import AdaptiveBatchSize
 
@@ -100,7 +100,8 @@ def test_progress_counts_every_patch_evaluation_and_cancel_stops():
     settings = CascadeSettings(levels=2, patch_size=(16, 16), overlap=4, steps=2, samples=2, patch_batch=3)
     events = []
     interpolate(model, f0, f2, [0.3, 0.6], settings=settings, progress=events.append)
-    plan = plan_cascade(40, 56, levels=2, patch_size=(16, 16), overlap=4, alignment=4)
+    plan = plan_for(model, 40, 56, settings)
+    assert plan.grids[-1].patch_height > 16  # patches up to 3 nominal ones (the batch) in area
     expected = sum(plan.patches_per_level()) * 2 * 2 * 2
     assert events[-1].units_done == events[-1].units_total == expected
     assert [e.units_done for e in events] == sorted(e.units_done for e in events)

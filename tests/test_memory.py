@@ -14,9 +14,13 @@ from hifi_core import HiFIInputError, estimate_patch_bytes, plan_patch_batch
 from hifi_core.config import PRESETS
 
 ROOT = Path(__file__).resolve().parent.parent
+# Pages the probes touch stay resident (mlockall, where permitted): otherwise the kernel may
+# reclaim freed-but-kept allocator memory while other jobs load the machine, and the measured
+# peak growth depends on the load (0 in one shared run for a job that grows 50 MB alone).
+PIN_PAGES = "import ctypes; ctypes.CDLL(None).mlockall(3)  # MCL_CURRENT | MCL_FUTURE\n"
 MB = 2 ** 20
 
-PROBE = textwrap.dedent("""
+PROBE = PIN_PAGES + textwrap.dedent("""
     import json, resource, sys, torch
     from hifi_core import CascadeSettings, build_model, interpolate
     from hifi_core.memory import frame_buffer_bytes, plan_patch_batch
@@ -78,7 +82,7 @@ def test_frame_buffers_count_the_condition_samples_and_warped_frames():
     assert abs(frame_buffer_bytes(1080, 1920, 4) - blend - 2 * one_image) <= 1  # sample sums
 
 
-FRAME_PROBE = textwrap.dedent("""
+FRAME_PROBE = PIN_PAGES + textwrap.dedent("""
     import json, resource, sys, torch
     from hifi_core import CascadeSettings, build_model, interpolate
     from hifi_core.memory import frame_buffer_bytes

@@ -148,8 +148,9 @@ def test_progress_counts_every_patch_step_and_level(nodes, comfy, tiny_model):
     nodes["HiFIInterpolate"]().interpolate(tiny_model, frames, 2, 0.0, scene_cuts="off",
                                            scene_threshold=0.15, **dict(TINY, steps=2))
     updates = comfy.utils.PROGRESS_UPDATES
-    # levels 24x32 (1 patch) and 48x64 (2x3 patches of 32 with overlap 8) x 2 steps x 2 pairs
-    total = (1 + 6) * 2 * 2
+    # levels 24x32 and 48x64, one patch each (4 nominal 32x32 patches' area, <= 2x their
+    # side) x 2 steps x 2 pairs
+    total = (1 + 1) * 2 * 2
     assert updates[-1][1:] == (total, total)
     values = [value for _, value, _ in updates]
     assert values == sorted(values) and len(updates) >= 2 * 2 * 2
@@ -162,7 +163,7 @@ def test_cancel_interrupts_mid_run(nodes, comfy, tiny_model):
                                                scene_cuts="off", scene_threshold=0.15, **TINY)
     assert comfy.model_management.INTERRUPT_CHECKS[0] == 5
     done = comfy.utils.PROGRESS_UPDATES[-1][1] if comfy.utils.PROGRESS_UPDATES else 0
-    assert done < (1 + 6) * 2  # stopped before the job was finished
+    assert done < (1 + 1) * 2  # stopped before the job was finished
 
 
 def test_free_memory_drives_the_patch_batch(pack, nodes, comfy, tiny_model):
@@ -173,10 +174,12 @@ def test_free_memory_drives_the_patch_batch(pack, nodes, comfy, tiny_model):
     comfy.model_management.FREE_MEMORY[0] = int(per_patch * 3 / 0.8) + 100
     settings = engine.make_settings(tiny_model, **TINY)
     assert settings.memory_budget == int(comfy.model_management.FREE_MEMORY[0] * 0.8)
-    from hifi_core.interpolate import level_context
+    from hifi_core.interpolate import level_context, max_patch_pixels
+    assert max_patch_pixels(tiny_model.model.config, settings, torch.device("cpu")) == 3 * 32 * 32
     plan = engine.plan(tiny_model, (96, 96), settings)
     ctx = level_context(tiny_model.model, plan, settings, torch.device("cpu"), None, None)
-    assert ctx.batcher.batch_size == 3
+    largest = max(g.patch_height * g.patch_width for g in plan.grids)
+    assert largest > 32 * 32 and ctx.batcher.batch_size * largest <= 3 * 32 * 32  # the memory of 3 patches
     explicit = engine.make_settings(tiny_model, **dict(TINY, patch_batch=7, memory_budget_mb=0))
     assert explicit.patch_batch == 7
 
@@ -198,7 +201,8 @@ def test_the_readout_shows_the_patch_batch_the_run_uses(pack, nodes, comfy, tiny
     shown = readout.cascade_readout(checkpoint="preset:tiny", width=96, height=96, levels=2, patch_width=32,
                                     patch_height=32, overlap=8, device=torch.device("cpu"),
                                     free_bytes=pack.nodes.comfy_bridge.free_memory_bytes(torch.device("cpu")))
-    assert shown["patch_batch"] == run_batch == min(free_patches, 4)
+    largest = max(level["patch"][0] * level["patch"][1] for level in shown["levels"])
+    assert shown["patch_batch"] == run_batch and run_batch * largest <= min(free_patches, 4) * 32 * 32
 
 
 def test_a_run_measures_its_pace_and_the_readout_gives_the_eta_before_the_next(pack, nodes, comfy, tiny_model):
@@ -229,7 +233,7 @@ def test_a_run_measures_its_pace_and_the_readout_gives_the_eta_before_the_next(p
 
 def test_out_of_memory_halves_the_patch_batch_and_the_result_is_unchanged(nodes, comfy, tiny_model,
                                                                           monkeypatch):
-    frames = make_frames(2, 48, 64)
+    frames = make_frames(2, 96, 128)  # 6 patches of the full level
     run = nodes["HiFIPatchCascadeUpsample"]().upsample
     base, _ = nodes["HiFIBaseSample"]().sample(
         tiny_model, frames, levels=2, multiplier=2, target_fps=0.0, steps=1, samples=1, seed=0,
@@ -239,13 +243,14 @@ def test_out_of_memory_halves_the_patch_batch_and_the_result_is_unchanged(nodes,
     original = tiny_model.model.predict_v
     batches = []
 
-    def limited(z, *rest, **kwargs):  # a GPU that fits two patches at a time
+    def limited(z, *rest, **kwargs):  # a GPU that fits one patch at a time
         batches.append(z.shape[0])
-        if z.shape[0] > 2:
+        if z.shape[0] > 1:
             raise comfy.model_management.OOM_EXCEPTION("CUDA out of memory. Tried to allocate 2 GiB")
         return original(z, *rest, **kwargs)
 
     monkeypatch.setattr(tiny_model.model, "predict_v", limited)
     result = run(*args, 8, 0, 1, 1, 0, 0.0)["result"][0].estimates[0][0]
-    assert batches == [6, 4, 2, 2, 2]  # all 6 patches of batch 8 tried, halved to 4, then to 2
+    # batch 8 nominal patches = 2 of the level's 6 larger ones; halved to 1 after the refusal
+    assert batches == [2, 1, 1, 1, 1, 1, 1]
     assert torch.allclose(result, reference, atol=1e-6)

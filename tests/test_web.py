@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from comfy_stubs.graph import load_pack
 
@@ -89,11 +90,13 @@ def test_readout_matches_what_a_run_plans():
         checkpoint="preset:small", width=3840, height=2160, levels=3, patch_width=768,
         patch_height=512, overlap=64, patch_batch=0, memory_budget_mb=4096)
     core = pack.hifi_core
-    plan = core.plan_cascade(2160, 3840, levels=3, patch_size=(512, 768), overlap=64,
-                             alignment=core.get_preset("small").unet.alignment)
+    settings = core.CascadeSettings(levels=3, patch_size=(512, 768), overlap=64, memory_budget=4096 * 2 ** 20)
+    job = core.plan_job(core.get_preset("small"), 2160, 3840, settings, torch.device("cpu"))
+    plan = job.cascade
     assert [level["patches"] for level in readout["levels"]] == plan.patches_per_level()
     assert [(level["height"], level["width"]) for level in readout["levels"]] == list(plan.level_sizes)
-    assert readout["patch_batch"] == core.plan_patch_batch(
-        core.get_preset("small").unet, 512, 768, budget_bytes=4096 * 2 ** 20)
+    assert [tuple(level["patch"]) for level in readout["levels"]] == [(g.patch_height, g.patch_width)
+                                                                      for g in plan.grids]
+    assert readout["patch_batch"] == job.patch_batch
     last = readout["levels"][-1]
     assert last["rows"] * last["columns"] == last["patches"]

@@ -231,7 +231,8 @@ class _SizeTimer:
                 "patches": plan.patches_per_level(), "units": units_per_pair(plan, settings),
                 "flops": flops, "predicted_seconds": flops / (self.unet_gflops * 1e9),
                 "overlap_fraction_finest": finest.overlap_work_fraction,
-                "overlap_fraction_all_levels": all_area / level_area - 1.0}
+                "overlap_fraction_all_levels": all_area / level_area - 1.0,
+                "work_ratio": all_area / level_area}
 
     def _cascade_flops(self, plan) -> int:
         """U-Net FLOPs of one denoising pass over every patch of every level of the plan."""
@@ -315,10 +316,11 @@ def _markdown(data: Dict[str, Any]) -> str:
         f"Settings: default = levels {s['default']['levels']}, patch {s['default']['patch'][0]}x"
         f"{s['default']['patch'][1]}, overlap {s['default']['overlap']}, {s['default']['steps']} steps, "
         f"{s['default']['samples']} sample(s); fast = {s['fast']['steps']} step, {s['fast']['samples']} "
-        "sample. Overlap = extra pixels denoised because patches overlap (sum of patch areas / area - 1), "
-        "finest level and all levels.", ""]
+        "sample. Work / frame = pixels the network denoises per step (sum of patch areas, all levels) "
+        "divided by the levels' own pixels (1.00 = no overlap); overlap finest = the finest level's "
+        "extra pixels.", ""]
     header = ["size", "MP", "method", "time / frame s", "x RIFE", "end-to-end GFLOP/s", "patches per level",
-              "overlap finest", "overlap all", "note"]
+              "overlap finest", "work / frame", "note"]
     rows = []
     for r in data["rows"]:
         rows.append([r["resolution"], f"{r['megapixels']:.2f}", r["method"],
@@ -327,7 +329,7 @@ def _markdown(data: Dict[str, Any]) -> str:
                      report.fmt(r.get("gflops_end_to_end"), 1),
                      "/".join(map(str, r["patches"])) if "patches" in r else "—",
                      f"{100 * r['overlap_fraction_finest']:.0f}%" if "overlap_fraction_finest" in r else "—",
-                     f"{100 * r['overlap_fraction_all_levels']:.0f}%" if "overlap_fraction_all_levels" in r else "—",
+                     f"{r['work_ratio']:.2f}x" if "work_ratio" in r else "—",
                      (r.get("note") or "")[:80]])
     lines.append(report.markdown_table(header, rows))
     if data.get("plot"):

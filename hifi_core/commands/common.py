@@ -68,6 +68,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                        help="an untrained preset (for testing the pipeline only)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    parser.add_argument("--compile", action="store_true",
+                        help="run the network through torch.compile (GPUs, long jobs; falls back "
+                        "with a warning where no compiler works)")
 
 
 def add_cascade_arguments(parser: argparse.ArgumentParser) -> None:
@@ -117,7 +120,7 @@ def settings_from_args(args: argparse.Namespace) -> CascadeSettings:
                            steps=args.steps, samples=args.samples, eta=args.eta, seed=args.seed,
                            feather=args.feather, patch_batch=args.patch_batch,
                            memory_budget=budget, device=resolve_device(args.device),
-                           precision=args.precision)
+                           precision=args.precision, compile=getattr(args, "compile", False))
 
 
 def tqdm_progress(description: str) -> Tuple[Callable[[ProgressEvent], None], Callable[[], None]]:

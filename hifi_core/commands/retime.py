@@ -8,7 +8,8 @@ import sys
 from .common import add_cascade_arguments, add_model_arguments, finite_float, int_in
 
 HELP = ("retime a video file (2x/4x frames, any target fps, or slow motion) at full resolution, "
-        "streaming: memory does not grow with the clip length")
+        "streaming: memory does not grow with the clip length; under torchrun the processes share "
+        "the file")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,10 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from ..errors import Cancelled
-    from ..retime import Detection, Encoding, RetimeTarget, RunOptions, check_retime_io, retime_video
+    """The command; under torchrun (WORLD_SIZE > 1) every process runs it and renders its share
+    of the output (`hifi_core.retime.distributed`), on cuda:LOCAL_RANK when CUDA is present."""
+    from ..distributed import close_distributed, rank_device
+    from ..retime import Detection, Encoding, RetimeTarget, RunOptions, check_retime_io, torchrun_group
 
     # fail fast, before a model is loaded: bad target, options, input file, output path or codec
     target = RetimeTarget(multiplier=args.multiplier, fps=args.fps, slowmo=args.slowmo)
@@ -74,6 +75,21 @@ def run(args: argparse.Namespace) -> int:
     options = RunOptions(resume=args.resume, segment_seconds=args.segment_seconds, max_frames=args.max_frames)
     check_retime_io(args.input, args.output, codec=args.codec, crf=args.crf,
                     pix_fmt=args.pix_fmt, bit_depth=args.bit_depth)
+    group = torchrun_group()
+    try:
+        if group is not None:
+            args.device = rank_device(args.device, group.local_rank)
+        return _retime(args, target, detection, encoding, options, group)
+    finally:
+        close_distributed(group)
+
+
+def _retime(args: argparse.Namespace, target, detection, encoding, options, group) -> int:
+    from tqdm import tqdm
+
+    from ..errors import Cancelled
+    from ..retime import retime_video
+
     model = settings = None
     if args.method == "hifi":
         from .common import model_from_args, settings_from_args
@@ -81,11 +97,13 @@ def run(args: argparse.Namespace) -> int:
         settings = settings_from_args(args)
         model = model_from_args(args)
     bar = None
+    # one bar per process: each counts its own share
+    name = "retiming" if group is None else f"retiming, process {group.rank}/{group.world}"
 
     def progress(event) -> None:
         nonlocal bar
         if bar is None:  # created on the first frame, so errors before it print cleanly
-            bar = tqdm(desc="retiming", unit="frame", dynamic_ncols=True,
+            bar = tqdm(desc=name, unit="frame", dynamic_ncols=True,
                        total=event.frames_total, initial=event.frames_done - 1)
             if event.resumed_from:
                 bar.set_postfix_str(f"resumed at frame {event.resumed_from}", refresh=False)
@@ -100,13 +118,18 @@ def run(args: argparse.Namespace) -> int:
         result = retime_video(
             args.input, args.output, target, model=model, settings=settings, method=args.method,
             detection=detection, encoding=encoding, run=options, progress=progress,
-            model_progress=model_progress if args.method == "hifi" else None)
+            model_progress=model_progress if args.method == "hifi" else None, distributed=group)
     except (Cancelled, KeyboardInterrupt):
         done = bar.n if bar is not None else 0
         if bar is not None:
             bar.close()
-        print(f"interrupted after {done} frames: the frames finished so far are in "
-              f"{args.output}; run the same command with --resume to continue", file=sys.stderr)
+        if group is None:
+            print(f"interrupted after {done} frames: the frames finished so far are in "
+                  f"{args.output}; run the same command with --resume to continue", file=sys.stderr)
+        else:
+            print(f"process {group.rank} interrupted after {done} frames of its share: its finished "
+                  "segments are kept; run the same torchrun command with --resume to continue",
+                  file=sys.stderr)
         return 130
     except BaseException:
         if bar is not None:
@@ -114,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
         raise
     if bar is not None:  # None when a --resume found every frame already done
         bar.close()
+    if group is not None and not group.main:
+        return 0  # rank 0 reports the joined file
     cuts = ", ".join(map(str, result.cuts[:10])) + (" ..." if len(result.cuts) > 10 else "")
     print(f"wrote {result.output}: {result.frames_written} frames at {float(result.fps):.3f} fps "
           f"from {result.source_frames} source frames; scene cuts before source frames: "

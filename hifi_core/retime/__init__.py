@@ -2,8 +2,9 @@
 
 Modules: `targets` (multiplier / fps / slow motion), `options` (detection, encoding, run),
 `interpolators`, `keyframes` (cuts and
-duplicates), `output` (segments, resume state, finishing), `engine` (`retime_video`). Public
-names are importable from `hifi_core.retime`.
+duplicates), `output` (segments, resume state, finishing), `engine` (`retime_video`),
+`distributed` (one file shared by several torchrun processes). Public names are importable
+from `hifi_core.retime`.
 
 Used by `python -m hifi_core retime` and the ComfyUI "HiFI Retime Video" node. Frames are
 float32 `[3, H, W]` RGB in `[0, 1]` (`[1, 3, H, W]` when handed to an interpolator).
@@ -41,8 +42,15 @@ Output, interruption and resume:
     written frame by frame (`frame_000000.png`, atomically) with `.hifi-retime.json` in the
     folder. The parts folder is deleted after a successful run. Disk: segments plus the
     joined output need about twice the output size until the end.
+
+Several processes (torchrun, `distributed=torchrun_group()`):
+    The output is cut into contiguous shares at segment boundaries, one per rank; each rank
+    renders its share into the shared parts folder with its own resume state, and rank 0
+    joins every share's segments with the audio: the same file as one process makes (see
+    `hifi_core.retime.distributed`).
 """
 
+from .distributed import torchrun_group
 from .engine import RetimeProgress, RetimeResult, check_retime_io, retime_video
 from .interpolators import FrameInterpolator, blend_interpolator, make_interpolator, model_interpolator
 from .keyframes import DetectionStats, Keyframe, keyframes
@@ -51,4 +59,4 @@ from .targets import RetimeTarget, parse_fps
 
 __all__ = ["Detection", "DetectionStats", "Encoding", "FrameInterpolator", "Keyframe", "RetimeProgress",
            "RetimeResult", "RetimeTarget", "RunOptions", "blend_interpolator", "check_retime_io", "keyframes",
-           "make_interpolator", "model_interpolator", "parse_fps", "retime_video"]
+           "make_interpolator", "model_interpolator", "parse_fps", "retime_video", "torchrun_group"]

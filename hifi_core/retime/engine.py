@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import itertools
 import os
 import warnings
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -15,17 +15,19 @@ from typing import Callable, List, Optional, Union
 import torch
 
 
+from ..distributed import Dist
 from ..errors import HiFIInputError
 from ..progress import CancelCheck, check_cancel
-from ..timeline import ScheduledFrame, interval_schedule, total_output_frames
+from ..timeline import ScheduledFrame, first_output_at, interval_schedule, total_output_frames
 from ..validation import check_not_an_input
 from ..video_io import (OutputFormat, VideoInfo, check_output_path, iter_frames, probe_video,
                         resolve_output_format)
 from ..interpolate import Interpolator
 from .interpolators import FrameInterpolator, make_interpolator
+from .distributed import Share, Terminate, agreed, either, gather, plan_share
 from .keyframes import DetectionStats, Keyframe, keyframes
-from .output import (WRITE_ERRNOS, _abandon_open_segment, _finish, _finish_partial, _load_or_new_state,
-                     _Output, _parts_dir, _probe_writer, _remove_strays)
+from .output import (WRITE_ERRNOS, _abandon_open_segment, _clear_output, _finish, _finish_partial,
+                     _load_or_new_state, _Output, _parts_dir, _probe_writer, _remove_strays, _state_path)
 from .options import Detection, Encoding, RunOptions
 from .targets import RetimeTarget
 
@@ -43,6 +45,9 @@ class RetimeProgress:
         frames_total (int): output frames in all (an estimate until the input is fully read).
         source_frames_read (int): source frames decoded so far.
         resumed_from (int): the output frame this run started at (0 for a fresh run).
+
+    One of several processes (`distributed`) counts its own share: frames_done, frames_total
+    and resumed_from are relative to the share's first output frame.
     """
 
     frames_done: int
@@ -73,7 +78,8 @@ def retime_video(input: PathLike, output: PathLike, target: RetimeTarget, *, mod
                  run: RunOptions = RunOptions(),
                  progress: Optional[Callable[[RetimeProgress], None]] = None,
                  model_progress: Optional[Callable] = None,
-                 cancel: Optional[CancelCheck] = None) -> RetimeResult:
+                 cancel: Optional[CancelCheck] = None,
+                 distributed: Optional[Dist] = None) -> RetimeResult:
     """Retime a video file into another, streaming (see the package docstring).
 
     Args:
@@ -92,73 +98,146 @@ def retime_video(input: PathLike, output: PathLike, target: RetimeTarget, *, mod
         progress: called with a `RetimeProgress` after every output frame.
         model_progress: passed to `interpolate` (patch-level `ProgressEvent`s, method "hifi").
         cancel: polled between frames and inside the model; True (or raising) stops.
+        distributed (Dist or None): this call is one rank of a torchrun group
+            (`hifi_core.retime.torchrun_group()`): every rank makes the same call (only the
+            model's device may differ), renders its contiguous share of the output into the
+            shared parts folder, and rank 0 joins all shares with the audio (see
+            `hifi_core.retime.distributed`). The output must be on storage every rank sees.
+            None (or a world of one): a single process.
 
     Returns:
-        A `RetimeResult`.
+        A `RetimeResult` (the whole file's, on every rank; `resumed_from` counts the frames
+        that were already done, summed over the ranks).
 
     Raises:
         HiFIInputError: bad input file, output path, codec or settings (before any work).
-        Cancelled / KeyboardInterrupt: after writing the partial output (see above).
+        Cancelled / KeyboardInterrupt: after writing the partial output (see above; one of
+            several processes only closes and keeps its finished segments).
     """
     info, fmt, out_path = check_retime_io(input, output, codec=encoding.codec, crf=encoding.crf,
                                           pix_fmt=encoding.pix_fmt, bit_depth=encoding.bit_depth)
     in_path = Path(info.path)
     ratio, out_fps = target.resolve(info.fps)
+    source_frames = info.frame_count if run.max_frames is None else min(info.frame_count, run.max_frames)
+    segment_frames = max(1, round(run.segment_seconds * float(out_fps)))
+    estimate = total_output_frames(source_frames, ratio)
+    share = plan_share(distributed, estimate, segment_frames, ratio, detection)
+    terminate = Terminate()  # (several processes) torchrun's SIGTERM stops a rank cleanly
+    cancel_any = either(cancel, terminate if share.distributed else None)
     method_key = method if interpolator is None else "custom"
     if interpolator is None:
-        interpolator = make_interpolator(method, model, settings, progress=model_progress, cancel=cancel)
+        interpolator = make_interpolator(method, model, settings, progress=model_progress, cancel=cancel_any)
     audio_mode, audio_tempo = _audio_plan(target, info, encoding.slowmo_audio)
     writer_kwargs = _writer_kwargs(info, fmt, out_fps, encoding.preset)
-    # fail now, not after an hour of work, if the encoder refuses the size/format
-    _probe_writer(out_path, fmt, writer_kwargs)
-    settings_key = _settings_key(ratio, out_fps, fmt, detection, method_key, settings, run, encoding, model)
-    out = _open_output(out_path, fmt, in_path, settings_key, run.resume, writer_kwargs,
-                       max(1, round(run.segment_seconds * float(out_fps))), encoding.metadata)
-    source_frames = info.frame_count if run.max_frames is None else min(info.frame_count, run.max_frames)
-    stats = DetectionStats()
-    report = _reporter(progress, stats, source_frames, total_output_frames(source_frames, ratio),
-                       out.frames_done)
-    pairs = _PairWriter(out, interpolator, run.tau_batch, cancel, report)
+    settings_key = {**_settings_key(ratio, out_fps, fmt, detection, method_key, settings, run, encoding,
+                                    model), **share.key()}
+    out = _open_output(out_path, fmt, in_path, settings_key, run.resume, writer_kwargs, segment_frames,
+                       encoding.metadata, share)
+    stats = DetectionStats(count_from=share.own_from, count_to=share.own_to)
+    report = _reporter(progress, stats, source_frames, estimate, out.frames_done, share)
+    pairs = _PairWriter(out, interpolator, run.tau_batch, cancel_any, report, end=share.end)
+
+    def walk() -> None:
+        if not share.empty:
+            _walk_keyframes(in_path, ratio, detection, stats, run.max_frames, pairs.emit,
+                            start=share.decode_from, until=share.end)
+    _render(walk, out, share, terminate, in_path, audio_mode, audio_tempo)
+    whole = _gather_shares(share, out, stats)
+    trim_audio = run.max_frames is not None
+    agreed(share, lambda: _join_shares(share, whole, out, in_path, out_fps, audio_mode, audio_tempo,
+                                       trim_audio))
+    return RetimeResult(out_path, whole.frames, whole.stats.source_frames, out_fps, ratio,
+                        list(whole.stats.cuts), whole.stats.duplicates, whole.resumed, audio_mode)
+
+
+def _render(walk: Callable[[], None], out: _Output, share: Share, terminate: Terminate, in_path: Path,
+            audio_mode: str, audio_tempo: float) -> None:
+    """Run `walk` (decode, interpolate, write) and close the last segment. Any failure keeps
+    what is finished for --resume (and a playable partial output, for one process); a full
+    disk removes the unfinished segment. One of several processes stops cleanly on SIGTERM."""
     try:
-        _walk_keyframes(in_path, ratio, detection, stats, run.max_frames, pairs.emit)
-        out.close_segment()
+        with terminate.armed() if share.distributed else nullcontext():
+            walk()
+            out.close_segment()
     except OSError as error:
         if error.errno not in WRITE_ERRNOS:
-            _finish_partial(out, in_path, audio_mode, audio_tempo)
+            _finish_partial(out, in_path, audio_mode, audio_tempo, join=not share.distributed)
             raise
-        raise _write_failure(error, out_path, out) from None
+        raise _write_failure(error, out.output, out) from None
     except BaseException:
-        _finish_partial(out, in_path, audio_mode, audio_tempo)
+        _finish_partial(out, in_path, audio_mode, audio_tempo, join=not share.distributed)
         raise
-    if out.frames_done == 0:
+
+
+@dataclass
+class _Whole:
+    """Every share's outcome put together (one share for one process)."""
+
+    frames: int
+    resumed: int
+    stats: DetectionStats
+    segments: List[dict]
+    reports: List[dict]
+
+
+def _gather_shares(share: Share, out: _Output, stats: DetectionStats) -> _Whole:
+    """The segment lists and detection counts of every rank (its own for one process); each
+    rank reports the cuts and duplicates of its own source range, so these are the file's."""
+    mine = {"first": out.first, "done": out.frames_done, "resumed": out.resumed_from - out.first,
+            "segments": list(out.state["segments"]), "source_frames": stats.source_frames,
+            "cuts": list(stats.cuts), "duplicates": stats.duplicates}
+    reports = gather(share, mine)
+    whole = DetectionStats(max(r["source_frames"] for r in reports), sum(r["duplicates"] for r in reports),
+                           sorted(c for r in reports for c in r["cuts"]))
+    return _Whole(sum(r["done"] - r["first"] for r in reports), sum(r["resumed"] for r in reports), whole,
+                  [s for r in reports for s in r["segments"]], reports)
+
+
+def _join_shares(share: Share, whole: _Whole, out: _Output, in_path: Path, out_fps: Fraction,
+                 audio_mode: str, audio_tempo: float, trim_audio: bool) -> None:
+    """(rank 0, or the one process) join every share's segments with the audio into the output."""
+    if share.rank != 0:
+        return
+    if whole.frames == 0:
         raise HiFIInputError(f"{str(in_path)!r} produced no frames")
-    _join(out, in_path, out_fps, audio_mode, audio_tempo, trim_audio=run.max_frames is not None)
-    return RetimeResult(out_path, out.frames_done, stats.source_frames, out_fps, ratio,
-                        list(stats.cuts), stats.duplicates, out.resumed_from, audio_mode)
+    expected = 0  # the shares that made frames follow each other from frame 0, without a gap
+    for r in whole.reports:
+        if r["done"] > r["first"]:
+            if r["first"] != expected:
+                raise RuntimeError(f"the processes' shares leave output frames {expected}..{r['first'] - 1} "
+                                   "unmade")
+            expected = r["done"]
+    segments = [out.parts / s["file"] for s in whole.segments]
+    _join(out, in_path, out_fps, audio_mode, audio_tempo, trim_audio, segments, whole.frames)
 
 
 def _reporter(progress: Optional[Callable[[RetimeProgress], None]], stats: DetectionStats,
-              source_frames: int, estimate: int, resumed_from: int) -> Callable[[int], None]:
-    """The per-frame progress call: the total is an estimate until the input is fully read."""
+              source_frames: int, estimate: int, resumed_from: int, share: Share) -> Callable[[int], None]:
+    """The per-frame progress call: the total is an estimate until the input is fully read.
+    One of several processes counts its share (from its first frame, to its end)."""
+    if share.end is not None:
+        estimate = min(estimate, share.end)
+
     def report(done: int) -> None:
         if progress is not None:
             total = estimate if stats.source_frames < source_frames else max(estimate, done)
-            progress(RetimeProgress(done, max(total, done), stats.source_frames, resumed_from))
+            progress(RetimeProgress(done - share.first, max(total, done) - share.first,
+                                    stats.source_frames, resumed_from - share.first))
     return report
 
 
 def _join(out: _Output, in_path: Path, out_fps: Fraction, audio_mode: str, audio_tempo: float,
-          trim_audio: bool) -> None:
+          trim_audio: bool, segments: List[Path], frames: int) -> None:
     """Join the finished segments with the audio; a full disk keeps the segments for --resume."""
     try:
-        _finish(out, in_path, out_fps, audio_mode, audio_tempo, trim_audio)
+        _finish(out, in_path, out_fps, audio_mode, audio_tempo, trim_audio, segments)
     except OSError as error:
         if error.errno not in WRITE_ERRNOS:
             raise
         raise HiFIInputError(
             f"joining the finished segments into {str(out.output)!r} failed: {error.strerror or error} "
             f"(errno {errno.errorcode.get(error.errno, error.errno)}); no partial file was left. All "
-            f"{out.frames_done} frames are kept in {str(out.parts)!r}: free space (or raise the "
+            f"{frames} frames are kept in {str(out.parts)!r}: free space (or raise the "
             "file-size limit) and run the same command with --resume") from None
 
 
@@ -169,13 +248,26 @@ def _writer_kwargs(info: VideoInfo, fmt: OutputFormat, out_fps: Fraction, preset
 
 
 def _open_output(out_path: Path, fmt: OutputFormat, in_path: Path, settings_key: dict, resume: bool,
-                 writer_kwargs: dict, segment_frames: int, metadata: Optional[dict]) -> _Output:
-    """The output with its resume state (new, or the interrupted run's), strays removed."""
-    state = _load_or_new_state(out_path, fmt, in_path, settings_key, resume)
-    _parts_dir(out_path, fmt).mkdir(parents=True, exist_ok=True)
-    out = _Output(out_path, fmt, writer_kwargs, state, segment_frames, metadata)
-    _remove_strays(out)
-    return out
+                 writer_kwargs: dict, segment_frames: int, metadata: Optional[dict], share: Share) -> _Output:
+    """The output with its resume state (new, or the interrupted run's), strays removed, after
+    a test encode (fail now, not after an hour of work, if the encoder refuses the size or
+    format). Several processes: each checks its encoder and opens its own state; rank 0
+    clears an older run first; a failure on any rank stops them all."""
+    rank = share.rank if share.distributed else None
+    agreed(share, lambda: _probe_writer(out_path, fmt, writer_kwargs, "" if rank is None else f".rank{rank}"))
+    if share.distributed:  # (one process: _load_or_new_state clears)
+        agreed(share, lambda: None if resume or share.rank != 0 else _clear_output(out_path, fmt))
+
+    def open_state() -> _Output:
+        state_path = _state_path(out_path, fmt, rank)
+        state = _load_or_new_state(out_path, fmt, in_path, settings_key, resume, state_path=state_path,
+                                   clean=not share.distributed, first=share.first)
+        _parts_dir(out_path, fmt).mkdir(parents=True, exist_ok=True)
+        out = _Output(out_path, fmt, writer_kwargs, state, segment_frames, metadata,
+                      state_path=state_path, first=share.first)
+        _remove_strays(out, share.end)
+        return out
+    return agreed(share, open_state)
 
 
 def _write_failure(error: OSError, out_path: Path, out: _Output) -> HiFIInputError:
@@ -208,9 +300,10 @@ class _PairWriter:
     """
 
     def __init__(self, out: _Output, interpolator: FrameInterpolator, tau_batch: int,
-                 cancel: Optional[CancelCheck], report: Callable[[int], None]):
+                 cancel: Optional[CancelCheck], report: Callable[[int], None], end: Optional[int] = None):
         self.out, self.interpolator, self.tau_batch = out, interpolator, tau_batch
         self.cancel, self.report = cancel, report
+        self.end = end  # output frames from `end` on are another process's
 
     def _interpolate(self, a: Keyframe, b: Keyframe, taus: List[float]) -> torch.Tensor:
         if isinstance(self.interpolator, Interpolator):
@@ -218,7 +311,8 @@ class _PairWriter:
         return self.interpolator(a.image[None], b.image[None], taus)
 
     def emit(self, schedule: List[ScheduledFrame], a: Keyframe, b: Optional[Keyframe]) -> None:
-        todo = [s for s in schedule if s.index >= self.out.frames_done]
+        todo = [s for s in schedule
+                if s.index >= self.out.frames_done and (self.end is None or s.index < self.end)]
         if not todo:
             return
         between = [s for s in schedule if s.mode == "interpolate"]
@@ -241,18 +335,26 @@ class _PairWriter:
 
 def _walk_keyframes(in_path: Path, ratio: Fraction, detection: Detection, stats: DetectionStats,
                     max_frames: Optional[int],
-                    emit: Callable[[List[ScheduledFrame], Keyframe, Optional[Keyframe]], None]) -> None:
-    """Decode, find keyframes and hand every interval's schedule to `emit`, in order."""
+                    emit: Callable[[List[ScheduledFrame], Keyframe, Optional[Keyframe]], None], *,
+                    start: int = 0, until: Optional[int] = None) -> None:
+    """Decode, find keyframes and hand every interval's schedule to `emit`, in order.
+
+    `start`: the first source frame decoded into a picture (the earlier ones are decoded and
+    dropped; the intervals before the share are emitted all the same, for nothing to write).
+    `until`: stop at the first interval whose output starts there (another process's)."""
     prev = lookahead = None
     # with max_frames one more frame is read: the partner of the last interval (a preview's
     # tail moves toward the next real frame instead of holding the last one); not output
-    frames = itertools.islice(iter_frames(in_path), None if max_frames is None else max_frames + 1)
+    frames = iter_frames(in_path, start=start,
+                         max_frames=None if max_frames is None else max(0, max_frames + 1 - start))
     for key in keyframes(frames, scene=detection.scene_settings(), dedup=detection.duplicate_settings(),
                          stats=stats):
         if max_frames is not None and key.position >= max_frames:
             lookahead = key
             break
         if prev is not None:
+            if until is not None and first_output_at(prev.position, ratio) >= until:
+                return
             emit(interval_schedule(prev.position, key.position, ratio, cut=key.cut_before), prev, key)
         prev = key
     if max_frames is not None:
@@ -316,7 +418,7 @@ def _forget_lookahead(stats: DetectionStats, max_frames: int, lookahead: Optiona
     """Count only the first `max_frames` source frames: the extra frame read as the tail's
     partner is neither a source frame of the output, nor its cut nor its duplicate."""
     if stats.source_frames > max_frames:
-        if lookahead is None:  # read, and dropped as a duplicate
+        if lookahead is None and stats.counts(max_frames):  # read, and dropped as a duplicate
             stats.duplicates -= 1
         stats.cuts = [c for c in stats.cuts if c < max_frames]
         stats.source_frames = max_frames

@@ -28,11 +28,20 @@ class DetectionStats:
         source_frames (int): source frames read so far.
         duplicates (int): frames dropped as duplicates.
         cuts (list of int): the first source frame after each scene cut.
+        count_from, count_to (int, int or None): cuts and duplicates are counted only for
+            source frames in [count_from, count_to) (one process's range when several share
+            the file; default all).
     """
 
     source_frames: int = 0
     duplicates: int = 0
     cuts: List[int] = field(default_factory=list)
+    count_from: int = 0
+    count_to: Optional[int] = None
+
+    def counts(self, index: int) -> bool:
+        """Whether source frame `index`'s cut or duplicate is counted here."""
+        return self.count_from <= index and (self.count_to is None or index < self.count_to)
 
 
 def keyframes(frames: Iterator, *, scene: Optional[SceneSettings], dedup: Optional[DuplicateSettings],
@@ -51,9 +60,9 @@ def keyframes(frames: Iterator, *, scene: Optional[SceneSettings], dedup: Option
         stats.source_frames = frame.index + 1
         thumb = thumbnail(frame.image) if (cut_detector or dup_detector) else None
         if dup_detector is not None and dup_detector.update(frame.image, thumb):
-            stats.duplicates += 1
+            stats.duplicates += stats.counts(frame.index)
             continue
         cut = cut_detector.update(frame.image, thumb) if cut_detector is not None else False
-        if cut:
+        if cut and stats.counts(frame.index):
             stats.cuts.append(frame.index)
         yield Keyframe(frame.index, frame.image, cut)

@@ -1,42 +1,16 @@
-"""torchrun / DDP: the process group, barriers, and the loss as a module DDP can wrap."""
+"""torchrun / DDP: the loss as a module DDP can wrap; the process group (re-exported here) is
+`hifi_core.distributed`'s."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
 import torch
 
+from ..distributed import Dist, barrier, init_distributed  # noqa: F401 - the trainer's names
 from ..model import HiFIModel
 
-# ---------------------------------------------------------------- distributed
-
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: str) -> Dist:
-    """Join the torchrun process group when WORLD_SIZE > 1 (gloo on CPU, NCCL on CUDA)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def barrier(d: Dist) -> None:
-    if d.world > 1:
-        torch.distributed.barrier()
+# the process group (Dist, init_distributed, barrier) lives in hifi_core.distributed, shared with
+# the distributed retime
+__all__ = ["Dist", "_LossModule", "barrier", "init_distributed"]
 
 
 class _LossModule(torch.nn.Module):
