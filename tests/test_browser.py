@@ -227,8 +227,8 @@ MISSING = _missing()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 
 # template -> node types cut to their minimum height before the run (as if freshly added)
-CASES = {"hifi_retime_video_file": ["HiFIRetimeVideo"],
-         "hifi_retime_60fps_audio": ["HiFIVideoCombine", "HiFILoadVideo"]}
+CASES = {"HiFI 3 - Retime a video file to 60 fps": ["HiFIRetimeVideo"],
+         "HiFI 2 - Clip to 60 fps with audio": ["HiFIVideoCombine", "HiFILoadVideo"]}
 
 
 def _inside(inner: dict, outer: dict) -> bool:

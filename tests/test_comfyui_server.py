@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from urllib.parse import quote
 import uuid
 from pathlib import Path
 
@@ -123,15 +124,19 @@ def test_pack_loads_with_its_nodes_routes_and_web_extension(server):
                     "&patch_height=512&overlap=64&checkpoint=preset:small")
     print("readout for 4K, 768x512 patches:", [(l["level"], l["rows"], l["columns"]) for l in estimate["levels"]],
           f"batch {estimate['patch_batch']}, {estimate['peak_bytes'] / 2**30:.2f} GiB")
-    assert [l["patches"] for l in estimate["levels"]][-1] == 30
+    finest = estimate["levels"][-1]  # laid out by the run's planner: fewer, larger patches than the
+    assert finest["rows"] * finest["columns"] == finest["patches"] <= 30  # fixed layout's 30 (6 x 5)
+    assert finest["patch"][0] * finest["patch"][1] <= 4 * 768 * 512
     eta = _get(f"{server['url']}/hifi/eta?checkpoint=preset:tiny&device=cpu&width=64&height=48&levels=2"
                "&steps=1&samples=1&frame_count=5&multiplier=2")
     assert eta["inbetweens"] == 4, eta  # the time readout's route answers (pace: after a run)
     templates = _get(f"{server['url']}/workflow_templates")
     assert set(templates.get("hifi", [])) >= {p.stem for p in WORKFLOWS}
     for path in WORKFLOWS:  # what the template browser fetches: the JSON and its thumbnail
-        assert _get(f"{server['url']}/api/workflow_templates/hifi/{path.name}")["nodes"]
-        with urllib.request.urlopen(f"{server['url']}/api/workflow_templates/hifi/{path.stem}.jpg", timeout=30) as reply:
+        # file names are the titles the browser shows (spaces and all), URL-quoted as it does
+        assert _get(f"{server['url']}/api/workflow_templates/hifi/{quote(path.name)}")["nodes"]
+        with urllib.request.urlopen(f"{server['url']}/api/workflow_templates/hifi/{quote(path.stem)}.jpg",
+                                    timeout=30) as reply:
             assert reply.status == 200 and reply.read(3) == b"\xff\xd8\xff"
 
 

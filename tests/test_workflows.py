@@ -57,8 +57,8 @@ def pack():
 
 def test_there_are_the_three_example_workflows():
     names = {p.stem for p in WORKFLOWS}
-    assert {"hifi_interpolate_x2", "hifi_cascade_4k", "hifi_retime_60fps_audio",
-            "hifi_retime_video_file"} <= names
+    assert {"HiFI 1 - Double the frame rate", "HiFI 4 - Cascade step by step at 4K", "HiFI 2 - Clip to 60 fps with audio",
+            "HiFI 3 - Retime a video file to 60 fps"} <= names
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)

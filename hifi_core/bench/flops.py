@@ -62,9 +62,15 @@ def count_on_meta(config, batch: int, height: int, width: int) -> int:
 
 
 def time_forward(model, batch: int, height: int, width: int, repeats: int = 3) -> float:
-    """Median seconds of one patch-batch forward (after a warm-up)."""
+    """Median seconds of one patch-batch forward (after a warm-up), in the memory layout a run
+    uses on this device (`runtime.resolve_channels_last`)."""
+    from ..runtime import resolve_channels_last
+
     device = next(model.parameters()).device
     inputs = _patch_inputs(batch, height, width, device)
+    if resolve_channels_last(None, device):
+        model.to(memory_format=torch.channels_last)
+        inputs = [x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in inputs]
     times = []
     with torch.inference_mode():
         for i in range(repeats + 1):

@@ -144,4 +144,8 @@ def _retime(args: argparse.Namespace, target, detection, encoding, options, grou
           f"from {result.source_frames} source frames; scene cuts before source frames: "
           f"{cuts or 'none'}; duplicates dropped: {result.duplicates_dropped}; audio "
           f"{result.audio}")
+    if result.seconds > 0:
+        print(f"time: {result.seconds:.1f} s, of which {result.interpolation_seconds:.1f} s interpolating "
+              f"({result.seconds / max(result.interpolation_seconds, 1e-9):.2f}x the interpolator's own time; "
+              "the rest is decoding, detection, encoding and joining)")
     return 0

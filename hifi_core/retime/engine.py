@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import time
 import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -67,6 +68,8 @@ class RetimeResult:
     duplicates_dropped: int
     resumed_from: int
     audio: str  # "copied", "stretched", "dropped", "none"
+    seconds: float = 0.0  # this call's wall time
+    interpolation_seconds: float = 0.0  # of which inside the interpolator (this process)
 
 
 # ---------------------------------------------------------------- engine
@@ -114,6 +117,7 @@ def retime_video(input: PathLike, output: PathLike, target: RetimeTarget, *, mod
         Cancelled / KeyboardInterrupt: after writing the partial output (see above; one of
             several processes only closes and keeps its finished segments).
     """
+    started = time.monotonic()
     info, fmt, out_path = check_retime_io(input, output, codec=encoding.codec, crf=encoding.crf,
                                           pix_fmt=encoding.pix_fmt, bit_depth=encoding.bit_depth)
     in_path = Path(info.path)
@@ -147,7 +151,8 @@ def retime_video(input: PathLike, output: PathLike, target: RetimeTarget, *, mod
     agreed(share, lambda: _join_shares(share, whole, out, in_path, out_fps, audio_mode, audio_tempo,
                                        trim_audio))
     return RetimeResult(out_path, whole.frames, whole.stats.source_frames, out_fps, ratio,
-                        list(whole.stats.cuts), whole.stats.duplicates, whole.resumed, audio_mode)
+                        list(whole.stats.cuts), whole.stats.duplicates, whole.resumed, audio_mode,
+                        time.monotonic() - started, pairs.interpolation_seconds)
 
 
 def _render(walk: Callable[[], None], out: _Output, share: Share, terminate: Terminate, in_path: Path,
@@ -304,11 +309,16 @@ class _PairWriter:
         self.out, self.interpolator, self.tau_batch = out, interpolator, tau_batch
         self.cancel, self.report = cancel, report
         self.end = end  # output frames from `end` on are another process's
+        self.interpolation_seconds = 0.0  # what the rest (decode, detect, encode) is measured against
 
     def _interpolate(self, a: Keyframe, b: Keyframe, taus: List[float]) -> torch.Tensor:
-        if isinstance(self.interpolator, Interpolator):
-            return self.interpolator(a.image[None], b.image[None], taus, pair=a.position)
-        return self.interpolator(a.image[None], b.image[None], taus)
+        started = time.monotonic()
+        try:
+            if isinstance(self.interpolator, Interpolator):
+                return self.interpolator(a.image[None], b.image[None], taus, pair=a.position)
+            return self.interpolator(a.image[None], b.image[None], taus)
+        finally:
+            self.interpolation_seconds += time.monotonic() - started
 
     def emit(self, schedule: List[ScheduledFrame], a: Keyframe, b: Optional[Keyframe]) -> None:
         todo = [s for s in schedule

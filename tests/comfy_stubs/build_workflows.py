@@ -148,10 +148,10 @@ def retime_file(b: Builder):
 
 
 WORKFLOWS = {
-    "hifi_interpolate_x2": interpolate_x2,
-    "hifi_cascade_4k": cascade_4k,
-    "hifi_retime_60fps_audio": retime_fps_audio,
-    "hifi_retime_video_file": retime_file,
+    "HiFI 1 - Double the frame rate": interpolate_x2,
+    "HiFI 4 - Cascade step by step at 4K": cascade_4k,
+    "HiFI 2 - Clip to 60 fps with audio": retime_fps_audio,
+    "HiFI 3 - Retime a video file to 60 fps": retime_file,
 }
 
 
