@@ -78,12 +78,12 @@ def frame_buffer_bytes(height: int, width: int, samples: int = 1,
 
 
 # The motion base's peak while it estimates one pair's flows (RIFE's IFNet on both frames,
-# DIS, the mixture), as growth of a process's peak RSS with glibc's default allocator:
-# (fixed bytes, bytes per pixel of the flow estimation size) of a least-squares line through
-# 258 / 476 / 809 / 1,401 MiB at 360p / 540p / 720p / 1080p for "rife" (largest error 18 %,
-# at 360p) and 132 / 287 MiB at 540p / 1080p for DIS alone ("flow"); 2-core AMD EPYC, torch
-# 2.13.0 CPU, 2026-12-01 (`python -m hifi_core bench memory` prints it beside the plan).
-MOTION_BASE_BYTES = {"rife": (164 * 2 ** 20, 611 * 2 ** 20 / 1e6), "flow": (0, 88 * 2 ** 20 / 1e6)}
+# DIS, the mixture), as growth of a fresh process's peak RSS (pages pinned, so the kernel's
+# reclaim cannot hide any): (fixed bytes, bytes per pixel of the flow estimation size), a
+# line through 161 / 304 / 529 / 1,108 MiB at 360p / 540p / 720p / 1080p for "rife" (within
+# 4 %) and 132 / 287 MiB at 540p / 1080p for DIS alone ("flow"); 2-core AMD EPYC, torch 2.13.0
+# CPU, 2026-12-01 (`python -m hifi_core bench memory` prints the plan beside the measured job).
+MOTION_BASE_BYTES = {"rife": (44 * 2 ** 20, 513 * 2 ** 20 / 1e6), "flow": (0, 88 * 2 ** 20 / 1e6)}
 
 
 def motion_base_bytes(flow_height: int, flow_width: int, base: str) -> int:
