@@ -143,13 +143,23 @@ function addInputCaption(node) {
   label.textContent = text();
   let widget;
   const height = () => CAPTION_LINE + 2 * widgetMargin(widget);
-  widget = node.addDOMWidget("hifi_input_caption", "hifi.caption", label, {
+  widget = addUnsavedDomWidget(node, "hifi_input_caption", "hifi.caption", label, {
     serialize: false, hideOnZoom: false, getMinHeight: height, getMaxHeight: height,
     onDraw() {  // follows the video / path widgets (the frontend replaces their callbacks)
       const now = text();
       if (label.textContent !== now) { label.textContent = now; label.title = now; }
     },
   });
+  return widget;
+}
+
+// A display-only DOM widget. The frontend honours the `serialize: false` option when it builds
+// the prompt but reads `widget.serialize` when it saves the graph: without the property every
+// display widget added a '' to widgets_values, and on reload frontend 1.27 took HiFI
+// Interpolate's longer array for an old layout and shifted it (scene_threshold came back '').
+function addUnsavedDomWidget(node, name, type, element, options) {
+  const widget = node.addDOMWidget(name, type, element, { ...options, serialize: false });
+  if (widget) widget.serialize = false;
   return widget;
 }
 
@@ -179,7 +189,7 @@ function addVideoPreview(node) {
     return previewHeight(width, videoWidth, videoHeight, textHeight(caption.textContent, width)) +
       2 * widgetMargin(preview.widget);
   };
-  preview.widget = node.addDOMWidget("hifi_preview", "hifi.preview", box, {
+  preview.widget = addUnsavedDomWidget(node, "hifi_preview", "hifi.preview", box, {
     serialize: false, hideOnZoom: false, getMinHeight: height, getMaxHeight: height,
   });
   video.addEventListener("loadedmetadata", () => {
@@ -232,7 +242,7 @@ function addReadout(node, update = updateReadout) {
     const width = Math.max(0, (node.size?.[0] ?? 0) - 2 * margin - 12);
     return Math.ceil(textHeight(box.textContent, width, { lineHeight: 11 * 1.35 })) + 8 + 2 * margin;
   };
-  readout = node.addDOMWidget("hifi_readout", "hifi.readout", box, {
+  readout = addUnsavedDomWidget(node, "hifi_readout", "hifi.readout", box, {
     serialize: false, hideOnZoom: false, getMinHeight: height, getMaxHeight: height,
   });
   node.hifiReadout = { box, timer: null, sizeCache: {}, update };

@@ -318,4 +318,14 @@ await check("readout: its height follows its text", () => {
   assert.ok(retime.size[1] >= retime.computeSize()[1]);
 });
 
+await check("display widgets are never saved into widgets_values", () => {
+  // the frontend saves every widget whose `serialize` property is not false; a display widget
+  // saved as '' shifted HiFI Interpolate's values on reload (scene_threshold came back '')
+  for (const node of [retime]) {
+    for (const w of node.widgets.filter((w) => w.name.startsWith("hifi_"))) {
+      assert.equal(w.serialize, false, `${w.name} would be saved`);
+    }
+  }
+});
+
 console.log(`all ${checks} checks passed`);
