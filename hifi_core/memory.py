@@ -20,7 +20,7 @@ import torch
 
 from .config import MOTION_BASES, DiffusionConfig, UNetConfig
 from .errors import HiFIInputError
-from .runtime import max_patch_batch, memory_budget
+from .runtime import is_out_of_memory, max_patch_batch, memory_budget
 
 T = TypeVar("T")
 
@@ -118,13 +118,6 @@ def plan_patch_batch(config: UNetConfig, patch_height: int, patch_width: int, *,
     max_batch = max_patch_batch(device) if max_batch is None else max_batch
     per_patch = estimate_patch_bytes(config, patch_height, patch_width, dtype)
     return max(1, min(max_batch, budget_bytes // per_patch))
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    """True for CUDA / CPU allocator out-of-memory errors."""
-    if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
-        return True
-    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
 
 
 class AdaptiveBatchSize:

@@ -142,6 +142,13 @@ def prepare_backend(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for CUDA / CPU allocator out-of-memory errors."""
+    if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
 class CompiledOrEager:
     """A module's forward through `torch.compile`, falling back to the plain module, with one
     warning, where no compiler works (no C++ toolchain, an unsupported op or platform): the
@@ -172,7 +179,7 @@ class CompiledOrEager:
             try:
                 return self.compiled(*args, **kwargs)
             except Exception as error:  # noqa: BLE001
-                if isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in str(error).lower():
+                if is_out_of_memory(error):
                     raise  # the batcher halves the batch; not a compiler problem
                 self._fall_back(error)
         return self.module(*args, **kwargs)

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from kornia.color import rgb_to_grayscale
 
 from .errors import HiFIInputError
+from .triplet import to_tensor
 
 THUMB_SIZE = 128
 HIST_BINS = 32
@@ -189,9 +190,7 @@ class DuplicateDetector:
 def frame_tensor(frame: Union[np.ndarray, torch.Tensor]) -> torch.Tensor:
     """A frame as the detectors take it: uint8 `[H, W, 3]` RGB arrays (as video stores them)
     become float `[3, H, W]` in [0, 1]; tensors pass through."""
-    if isinstance(frame, torch.Tensor):
-        return frame
-    return torch.from_numpy(np.array(frame)).permute(2, 0, 1).float() / 255.0  # a copy: memmaps are read-only
+    return frame if isinstance(frame, torch.Tensor) else to_tensor(frame)
 
 
 def find_cuts(frames: Iterable[Union[np.ndarray, torch.Tensor]],
