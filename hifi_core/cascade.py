@@ -1,11 +1,14 @@
 """The patch-based cascade: coarse-to-fine pyramid, overlapping patches, MultiDiffusion.
 
-Layout: frames are [1, 3, h, w] float tensors in [0, 1] on the model's device; one pair and
-one tau at a time (the frame-sized buffers are the only thing that grows with resolution).
+Layout: frames are [1, 3, h, w] float tensors in [0, 1] on the model's device (float32, or
+half precision); one pair and one tau at a time. What grows with resolution is the finest
+level's z and residual base and the caller's two frames: nothing else frame-sized is held
+(at 8K a float32 frame is 400 MB).
 
 Per pair, with N levels (level 0 = coarsest, scale 1/2**(N-1); level N-1 = full size):
 1. The frame is padded (replicate) so every level is a whole multiple of the U-Net alignment,
-   and downsampled by area averaging to each level.
+   and downsampled by area averaging to each level. Neither is a copy at full size: a
+   `PaddedFrame` reads the caller's frame a block at a time, padding on the fly.
 2. Level 0 is denoised with a zero condition (the model's "base" mode).
 3. Each finer level conditions on the bilinear x2 upsample of the previous estimate.
    A model with a flow residual base gets DIS flows computed once per pair (on the frames
@@ -16,12 +19,14 @@ Per pair, with N levels (level 0 = coarsest, scale 1/2**(N-1); level N-1 = full 
    (condition + detail band of warped) = warped + up(correction). An untrained model thus
    returns each level's own flow average (no blur accumulates through the levels), and the
    base is exactly what training builds from a condition. With `network_frames="warped"`
-   the network's frame channels get the two warped frames instead of the raw ones.
+   the network's frame channels get the two warped frames instead of the raw ones. The
+   base is built a band of rows at a time (`build_level_base`), so the warped average and
+   the condition never exist whole at the finest level.
 4. Every level is denoised patch by patch: the level is covered by overlapping patches (the
    last one flush with the edge); at *every* denoising step each patch's v-prediction is
    accumulated with its weight (uniform, or feathered linear ramps over the overlap) and
-   divided by the summed weights (MultiDiffusion), and the DDIM update runs on the whole
-   level. Noise is drawn once per level at full level size (on the CPU) from a generator
+   divided by the summed weights (MultiDiffusion), and the DDIM update runs on every row as
+   soon as no patch still reads it, in place (`level_sampler`). Noise is drawn once per level at full level size (on the CPU) from a generator
    seeded by (seed, pair index, tau, level) (`noise_generator`), so the result depends
    neither on the patch layout nor on how a job is split into calls (a whole clip, one pair
    per call, one level per node, a resumed file).
@@ -33,20 +38,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .diffusion import ddim_sample, from_model_space, to_model_space
+from .diffusion import to_model_space
 from .errors import HiFIInputError
-from .flow_base import estimate_flows, warp_average, warp_frames
-from .memory import AdaptiveBatchSize
+from .flow_base import estimate_flows, flow_estimation_downscale, warp_average, warp_frames
+from .level_sampler import LevelContext, sample_level
 from .model import HiFIModel
-from .patches import Box, PatchGrid, make_patch_grid, patch_weight, plan_patch_grid
-from .progress import CancelCheck, ProgressCounter, check_cancel
-from .runtime import autocast_context
+from .padded_frame import PaddedFrame, as_padded
+from .patches import PatchGrid, make_patch_grid, plan_patch_grid
+from .progress import check_cancel
 
 @dataclass(frozen=True)
 class CascadePlan:
@@ -149,10 +153,20 @@ def crop_to_plan(frame: torch.Tensor, plan: CascadePlan) -> torch.Tensor:
     return frame[..., :plan.height, :plan.width]
 
 
-def resize_to_level(padded: torch.Tensor, plan: CascadePlan, level: int) -> torch.Tensor:
-    """Area-downsample a padded full-size frame to a level's size."""
+def resize_to_level(padded, plan: CascadePlan, level: int):
+    """Area-downsample a padded full-size frame (a tensor or a `PaddedFrame`) to a level's size.
+
+    A `PaddedFrame` comes back as a float32 tensor below full size; at full size it stays
+    itself, unless it is an unpadded float32 frame, which is returned as it is (no copy)."""
     factor = 2 ** (plan.num_levels - 1 - level)
-    return F.avg_pool2d(padded, factor) if factor > 1 else padded
+    if isinstance(padded, torch.Tensor):
+        return F.avg_pool2d(padded, factor) if factor > 1 else padded
+    if factor > 1:
+        return padded.downsampled(factor)
+    stored = padded.frame
+    if stored.dtype == torch.float32 and tuple(stored.shape[-2:]) == (padded.height, padded.width):
+        return stored
+    return padded
 
 
 def level_inputs(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, flows: Optional[torch.Tensor],
@@ -203,30 +217,6 @@ def level_condition(estimate: torch.Tensor, coarser_warped: Optional[torch.Tenso
     return upsample_estimate(estimate - coarser_warped + F.avg_pool2d(warped, 2))
 
 
-@dataclass
-class LevelContext:
-    """What a level's denoising needs besides the frames: sampling knobs and hooks."""
-
-    steps: int
-    samples: int
-    eta: float
-    overlap: int
-    feather: bool
-    seed: int
-    batcher: AdaptiveBatchSize
-    precision: str = "fp32"
-    channels_last: bool = False
-    counter: Optional[ProgressCounter] = None
-    cancel: Optional[CancelCheck] = None
-
-
-def noise_generator(seed: int, pair: int, tau: float, level: int) -> torch.Generator:
-    """The CPU generator of one pair's noise at one tau and level: a pure function of its
-    arguments (tau to a millionth, so the same time from any schedule's arithmetic agrees)."""
-    words = np.random.SeedSequence([int(seed), int(pair), round(float(tau) * 1_000_000), int(level)])
-    return torch.Generator().manual_seed(int(words.generate_state(1, np.uint64)[0]) >> 1)
-
-
 def denoise_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
                   condition: Optional[torch.Tensor], tau: float, grid: PatchGrid, level: int,
                   num_levels: int, ctx: LevelContext, warped: Optional[torch.Tensor] = None
@@ -271,107 +261,73 @@ def level_base(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, con
                                      inplace=True)
 
 
-class PatchDenoiser:
-    """The MultiDiffusion v-prediction of one level: `(z, logsnr, step) -> v` for `ddim_sample`.
+# rows of a level's residual base built at once, and the rows read beyond them: the x2
+# area-down / bilinear-up operators of the condition and the detail band reach 2 rows out
+BASE_BAND_ROWS = 128
+BASE_BAND_HALO = 4
 
-    At every step each patch of the grid is predicted (in batches, `ctx.batcher`, which halves
-    on out-of-memory), weighted (uniform or feathered over the overlap), accumulated and
-    divided by the summed weights, so the update runs on the whole level. Only the base is
-    held in model space: the frames and the condition are converted patch by patch (`crops`),
-    since frame-sized buffers set the memory at 4K-8K.
+
+@dataclass
+class LevelBase:
+    """A level's residual base (model space) and what else a caller asked to keep ([0, 1]):
+    the flow-warped average (the next level's `coarser_warped`), the condition."""
+
+    base: torch.Tensor
+    warped: Optional[torch.Tensor] = None
+    condition: Optional[torch.Tensor] = None
+
+
+def build_level_base(model: HiFIModel, frame0, frame2, flows: Optional[torch.Tensor], tau: float,
+                     estimate: Optional[torch.Tensor] = None, coarser_warped: Optional[torch.Tensor] = None, *,
+                     keep_warped: bool = False, keep_condition: bool = False,
+                     band_rows: int = BASE_BAND_ROWS, base_dtype: torch.dtype = torch.float32) -> LevelBase:
+    """`level_base` of `level_condition`, built a band of rows at a time, so the warped average
+    and the condition never exist whole (at 8K each is 400 MB): equal to the whole-frame
+    functions.
+
+    Args:
+        frame0, frame2: the level's frames, [1, 3, h, w] tensors or `PaddedFrame`s in [0, 1].
+        flows: `estimate_flows`' flows padded to the plan (a flow model), or None.
+        estimate: the coarser level's estimate ([0, 1], half size), None on the coarsest level.
+        coarser_warped: the coarser level's warped average (a flow model with an estimate).
+        keep_warped, keep_condition: also return those whole ([0, 1]).
+        base_dtype: the base's storage (float16 halves it; the sampler reads it as float32).
     """
-
-    def __init__(self, model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, base: torch.Tensor,
-                 tau: float, grid: PatchGrid, ctx: LevelContext, *, condition: Optional[torch.Tensor],
-                 has_condition: bool, level: int, num_levels: int):
-        self.model, self.frame0, self.frame2, self.base, self.condition = model, frame0, frame2, base, condition
-        self.grid, self.ctx, self.has_condition = grid, ctx, has_condition
-        self.level, self.num_levels, self.sample = level, num_levels, 0
-        device = self.device = frame0.device
-        self.cond_mask = torch.tensor([has_condition], device=device)
-        self.tau = torch.tensor([float(tau)], device=device)
-        self.weight = patch_weight(grid.patch_height, grid.patch_width, ctx.overlap, ctx.feather).to(device)
-        self.weight_sum = torch.zeros(1, 1, grid.height, grid.width, device=device)
-        for y, x in grid.boxes:
-            self.weight_sum[..., y:y + grid.patch_height, x:x + grid.patch_width] += self.weight
-
-    def crops(self, tensor: torch.Tensor, boxes: Sequence[Box]) -> torch.Tensor:
-        grid = self.grid
-        batch = torch.cat([tensor[..., y:y + grid.patch_height, x:x + grid.patch_width] for y, x in boxes])
-        return batch.contiguous(memory_format=torch.channels_last) if self.ctx.channels_last else batch
-
-    def condition_crops(self, boxes: Sequence[Box]) -> torch.Tensor:  # HiFIModel.network_condition
-        if self.model.network_sees_base:
-            return self.crops(self.base, boxes)
-        if not self.has_condition:
-            return torch.zeros_like(self.crops(self.base, boxes))
-        return to_model_space(self.crops(self.condition, boxes))
-
-    def clamp_x(self, y: torch.Tensor) -> torch.Tensor:  # in place: ddim_sample hands over its x estimate
-        x = self.model.from_diffusion_space(y, self.base, inplace=True).clamp_(-1.0, 1.0)
-        return self.model.to_diffusion_space(x, self.base, inplace=True)
-
-    def __call__(self, z: torch.Tensor, logsnr: torch.Tensor, step: int) -> torch.Tensor:
-        grid, ctx, v_sum, done = self.grid, self.ctx, torch.zeros_like(z), [0]
-
-        def work(boxes: Sequence[Box]) -> None:
-            check_cancel(ctx.cancel)
-            n = len(boxes)
-            with torch.inference_mode(), autocast_context(self.device, ctx.precision):
-                v = self.model.predict_v(
-                    self.crops(z, boxes), logsnr.to(self.device), to_model_space(self.crops(self.frame0, boxes)),
-                    to_model_space(self.crops(self.frame2, boxes)), self.condition_crops(boxes),
-                    self.cond_mask.expand(n), self.tau.expand(n)).float()
-            for i, (y, x) in enumerate(boxes):
-                v_sum[..., y:y + grid.patch_height, x:x + grid.patch_width] += v[i:i + 1] * self.weight
-            done[0] += n
-            if ctx.counter is not None:
-                ctx.counter.advance(n, level=self.level, num_levels=self.num_levels, step=step,
-                                    num_steps=ctx.steps, sample=self.sample, num_samples=ctx.samples,
-                                    patches_done=done[0], patches_total=len(grid.boxes))
-
-        ctx.batcher.run(grid.boxes, work)
-        return v_sum.div_(self.weight_sum)
-
-
-def sample_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, base: torch.Tensor, tau: float,
-                 grid: PatchGrid, level: int, num_levels: int, ctx: LevelContext, *,
-                 condition: Optional[torch.Tensor] = None, has_condition: bool = False, pair: int = 0
-                 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Sample one level around its residual base (`level_base`); (mean, variance) in [0, 1].
-
-    `condition` ([0, 1]) is needed only by models whose network sees the condition rather
-    than the base (`HiFIModel.network_sees_base`); `has_condition`: an upsampling level;
-    `pair`: the pair's index in its clip (with ctx.seed, tau and level it seeds the noise).
-    """
-    device = frame0.device
-    if has_condition and condition is None and not model.network_sees_base:
-        raise HiFIInputError("this model's network sees the condition: pass it to sample_level")
-    diffusion = model.config.diffusion
-    denoiser = PatchDenoiser(model, frame0, frame2, base, tau, grid, ctx, condition=condition,
-                             has_condition=has_condition, level=level, num_levels=num_levels)
-    total = total_sq = None  # allocated from the second sample on: one sample needs no sums
-    generator = noise_generator(ctx.seed, pair, tau, level)
-    for sample in range(ctx.samples):
-        denoiser.sample = sample
-        noise = torch.randn(frame0.shape, generator=generator, dtype=torch.float32).to(device)
-        y_hat = ddim_sample(denoiser, noise, steps=ctx.steps, eta=ctx.eta,
-                            logsnr_min=diffusion.logsnr_min, logsnr_max=diffusion.logsnr_max,
-                            generator=generator, clamp_x=denoiser.clamp_x, cancel=ctx.cancel)
-        del noise
-        # to [0, 1] in place: y_hat is ours, a frame-sized buffer
-        x_hat = from_model_space(model.from_diffusion_space(y_hat, base, inplace=True).clamp_(-1.0, 1.0),
-                                 inplace=True)
-        del y_hat
-        if ctx.samples == 1:  # no spread; a zero view, not a frame-sized buffer
-            return x_hat, torch.zeros((), device=device).expand_as(x_hat)
-        if total is None:
-            total, total_sq = torch.zeros_like(x_hat), torch.zeros_like(x_hat)
-        total += x_hat
-        total_sq += x_hat * x_hat
-    mean = total / ctx.samples
-    variance = torch.clamp(total_sq / ctx.samples - mean * mean, min=0.0)
-    return mean, variance
+    if model.uses_flow and flows is None:
+        raise HiFIInputError("this model needs the flow-warped average for its residual base: "
+                             "run it through run_cascade, which computes it")
+    height, width = frame0.shape[-2:]
+    source0, source2 = as_padded(frame0), as_padded(frame2)
+    device = source0.device
+    tau_t = torch.tensor([float(tau)], device=device)
+    mask = torch.tensor([estimate is not None], device=device)
+    out = LevelBase(torch.empty(1, 3, height, width, device=device, dtype=base_dtype))
+    if keep_warped and model.uses_flow:
+        out.warped = torch.empty(1, 3, height, width, device=device)
+    if keep_condition and estimate is not None:
+        out.condition = torch.empty(1, 3, height, width, device=device)
+    for top in range(0, height, band_rows):
+        bottom = min(height, top + band_rows)
+        first, stop = max(0, top - BASE_BAND_HALO), min(height, bottom + BASE_BAND_HALO)
+        keep = slice(top - first, bottom - first)
+        if model.uses_flow:
+            reference = warp_average(source0, source2, flows, tau, rows=(first, stop))
+        else:
+            reference = model.base_reference(source0.block(first, stop), source2.block(first, stop), tau_t)
+        if out.warped is not None:
+            out.warped[..., top:bottom, :] = reference[..., keep, :]
+        cond = None
+        if estimate is not None:
+            coarse = slice(first // 2, (stop + 1) // 2)
+            cond = level_condition(estimate[..., coarse, :],
+                                   None if coarser_warped is None else coarser_warped[..., coarse, :],
+                                   reference if model.uses_flow else None)[..., :stop - first, :]
+            if out.condition is not None:
+                out.condition[..., top:bottom, :] = cond[..., keep, :]
+            cond = to_model_space(cond, inplace=True)
+        reference = to_model_space(reference, inplace=True)
+        out.base[..., top:bottom, :] = model.base_from_reference(reference, cond, mask, inplace=True)[..., keep, :]
+    return out
 
 
 def run_cascade(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, tau: float,
@@ -382,7 +338,9 @@ def run_cascade(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, ta
 
     Args:
         model (HiFIModel): the model.
-        frame0, frame2: [1, 3, H, W] full-size frames in [0, 1].
+        frame0, frame2: [1, 3, H, W] full-size frames in [0, 1], float32 or half precision
+            (read a patch or a band at a time, never copied or converted whole; with half
+            precision frames the residual base is held in float16 too).
         tau (float): the time in (0, 1).
         plan (CascadePlan): `plan_cascade` for the frame size.
         ctx (LevelContext): steps, samples, patch batch, precision, hooks (`level_context`).
@@ -394,7 +352,8 @@ def run_cascade(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, ta
 
     Returns:
         (estimate, variance) at stop_level's size; cropped to the frame size when stop_level
-        is the finest level, else padded level size.
+        is the finest level, else padded level size. The finest estimate is a view of the
+        sampler's buffer (the padding cropped), not a copy.
     """
     stop_level = plan.num_levels - 1 if stop_level is None else stop_level
     if not 0 <= start_level <= stop_level < plan.num_levels:
@@ -402,42 +361,50 @@ def run_cascade(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, ta
             f"cascade levels {start_level}..{stop_level} are outside 0..{plan.num_levels - 1}")
     if start_level > 0 and start_estimate is None:
         raise HiFIInputError(f"level {start_level} needs the estimate of level {start_level - 1}")
-    padded0, padded2 = pad_to_plan(frame0, plan), pad_to_plan(frame2, plan)
+    # half-precision frames: the caller chose compact frames, so the base is kept as compact
+    # (its rounding, under 2.5e-4 of the range, is a quarter of a 10-bit step)
+    base_dtype = torch.float16 if frame0.dtype in (torch.float16, torch.bfloat16) else torch.float32
+    padded0 = PaddedFrame(frame0, plan.padded_height, plan.padded_width)
+    padded2 = PaddedFrame(frame2, plan.padded_height, plan.padded_width)
     flows = warped = None
     if model.uses_flow:  # once per pair, at most about 1080p: cheap at any frame size
-        flows = pad_flows_to_plan(estimate_flows(frame0, frame2, tau, base=model.motion_base), plan)
+        flows = pad_flows_to_plan(estimate_motion(model, frame0, frame2, tau), plan)
         if start_level > 0:
             warped = level_flow_average(padded0, padded2, flows, tau, plan, start_level - 1)
     estimate, variance = start_estimate, None
     for level in range(start_level, stop_level + 1):
         check_cancel(ctx.cancel)
-        f0 = resize_to_level(padded0, plan, level)
-        f2 = resize_to_level(padded2, plan, level)
+        f0, f2 = resize_to_level(padded0, plan, level), resize_to_level(padded2, plan, level)
         if level > 0 and tuple(s * 2 for s in estimate.shape[-2:]) != tuple(f0.shape[-2:]):
             raise HiFIInputError(
                 f"the estimate passed to level {level} is {tuple(estimate.shape[-2:])}, expected "
                 f"{tuple(s // 2 for s in f0.shape[-2:])}: chain the cascade levels in order with "
                 "the same frames and settings")
-        coarser_warped = warped
-        net0, net2, warped = level_inputs(model, f0, f2, flows, tau)
-        del f0, f2  # with warped network frames the raw ones are no longer needed
-        condition = None if level == 0 else level_condition(estimate, coarser_warped, warped)
-        del coarser_warped
-        estimate = None  # it lives on in the condition
-        has_condition, finest = condition is not None, level == stop_level
-        # Only the base needs to outlive this: a network that sees the base does not need the
-        # condition, and no finer level needs the finest warped average, so their buffers
-        # become the base's (at 8K, two frames of memory less while the level samples).
-        base = level_base(model, net0, net2, condition, tau, warped,
-                          reuse_condition=model.network_sees_base, reuse_warped=finest)
-        if model.network_sees_base:
-            condition = None
-        if finest:
-            warped = None
-        estimate, variance = sample_level(model, net0, net2, base, tau, plan.grids[level], level,
-                                          plan.num_levels, ctx, condition=condition, has_condition=has_condition,
-                                          pair=pair)
-        del net0, net2, base, condition
+        # no finer level needs the finest warped average; a network that sees the base does
+        # not need the condition (at 8K each would be 400 MB more while the level samples)
+        built = build_level_base(model, f0, f2, flows, tau, estimate if level > 0 else None, warped,
+                                 keep_warped=level < stop_level, keep_condition=not model.network_sees_base,
+                                 base_dtype=base_dtype)
+        estimate, warped = None, built.warped
+        net0, net2 = f0, f2
+        if model.sees_warped_frames and flows is not None:  # whole warped frames: not a shipped model
+            net0, net2 = warp_frames(as_padded(f0).block(0, f0.shape[-2]), as_padded(f2).block(0, f2.shape[-2]), flows)
+        del f0, f2
+        estimate, variance = sample_level(model, net0, net2, built.base, tau, plan.grids[level], level,
+                                          plan.num_levels, ctx, condition=built.condition,
+                                          has_condition=level > 0, pair=pair)
+        del net0, net2, built
     if stop_level == plan.num_levels - 1:
         return crop_to_plan(estimate, plan), crop_to_plan(variance, plan)
     return estimate, variance
+
+
+def estimate_motion(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, tau: float) -> torch.Tensor:
+    """`estimate_flows` of a pair for the model's motion base, the frames area-reduced here a
+    band at a time (in their own precision, never converted whole)."""
+    factor = flow_estimation_downscale(*frame0.shape[-2:])
+    if factor == 1 and frame0.dtype == torch.float32:
+        small0, small2 = frame0, frame2
+    else:
+        small0, small2 = PaddedFrame(frame0).downsampled(factor), PaddedFrame(frame2).downsampled(factor)
+    return estimate_flows(small0, small2, tau, flow_downscale=1, base=model.motion_base)

@@ -15,7 +15,8 @@ callable, so the patch cascade can hand it a MultiDiffusion-merged full-frame pr
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Tuple
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Tuple
 
 import torch
 
@@ -71,6 +72,67 @@ def ddim_times(steps: int) -> torch.Tensor:
     return torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
 
 
+@dataclass(frozen=True)
+class DDIMStep:
+    """One DDIM update from time t to the next time s, as plain numbers.
+
+    Attributes:
+        index (int): the step's index (0 = from pure noise).
+        alpha_t, sigma_t (float): the scales at t (where z is).
+        alpha_s (float): the signal scale at s.
+        eps_scale (float): what the predicted noise is kept at, sqrt(sigma_s**2 - noise_scale**2).
+        noise_scale (float): fresh noise's scale (0 for deterministic DDIM, eta = 0).
+        last (bool): the final step: z becomes the x estimate.
+    """
+
+    index: int
+    alpha_t: float
+    sigma_t: float
+    alpha_s: float
+    eps_scale: float
+    noise_scale: float
+    last: bool
+
+
+def ddim_steps(steps: int, eta: float = 0.0, logsnr_min: float = -20.0, logsnr_max: float = 20.0) -> List[DDIMStep]:
+    """The updates of a `steps`-step DDIM run from t = 1 to 0 (eta: 0 = deterministic DDIM,
+    1 = ancestral sampling)."""
+    if eta < 0:
+        raise HiFIInputError(f"eta={eta} must be >= 0")
+    times = ddim_times(steps)
+    out = []
+    for i in range(steps):
+        alpha_t, sigma_t = alpha_sigma(logsnr_schedule(times[i], logsnr_min, logsnr_max))
+        alpha_s, sigma_s = alpha_sigma(logsnr_schedule(times[i + 1], logsnr_min, logsnr_max))
+        c = eta * (sigma_s / sigma_t) * torch.sqrt(torch.clamp(1 - (alpha_t / alpha_s) ** 2, min=0.0))
+        keep = torch.sqrt(torch.clamp(sigma_s ** 2 - c ** 2, min=0.0))
+        out.append(DDIMStep(i, float(alpha_t), float(sigma_t), float(alpha_s), float(keep), float(c),
+                            i == steps - 1))
+    return out
+
+
+def ddim_update_(z: torch.Tensor, v: torch.Tensor, step: DDIMStep,
+                 clamp_x: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                 fresh: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """One DDIM update of z in place from the predicted v (whose buffer becomes the x
+    estimate, which is returned). Works on any part of a frame: every operation is per pixel,
+    so a sampler may update rows as soon as their v is final.
+
+    `clamp_x` maps x into the data range in place (before the update); `fresh`: the step's
+    fresh noise (eta > 0). On the last step z becomes x.
+    """
+    x_hat = v.mul_(-step.sigma_t).add_(z, alpha=step.alpha_t)  # alpha z - sigma v
+    if clamp_x is not None:
+        x_hat = clamp_x(x_hat)
+    if step.last:
+        return z.copy_(x_hat)
+    # eps from the (clamped) x, so the update stays consistent with z
+    z.sub_(x_hat, alpha=step.alpha_t).div_(step.sigma_t).mul_(step.eps_scale).add_(x_hat, alpha=step.alpha_s)
+    if fresh is not None and step.noise_scale > 0:
+        z.add_(fresh, alpha=step.noise_scale)
+    return x_hat
+
+
 def ddim_sample(
     predict_v: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor],
     noise: torch.Tensor,
@@ -84,45 +146,28 @@ def ddim_sample(
     callback: Optional[Callable[[int, int, torch.Tensor], None]] = None,
     cancel: Optional[CancelCheck] = None,
 ) -> torch.Tensor:
-    """DDIM from t = 1 to 0; returns the final x estimate.
+    """DDIM from t = 1 to 0 on whole tensors; returns the final x estimate (in noise's buffer).
 
     Args:
-        predict_v: `(z, logsnr, step_index) -> v_hat`, same shape as z.
-        noise: z at t = 1 (unit Gaussian).
+        predict_v: `(z, logsnr, step_index) -> v_hat`, same shape as z (a new tensor).
+        noise: z at t = 1 (unit Gaussian); updated in place.
         steps: number of network evaluations.
         eta: 0 = deterministic DDIM, 1 = ancestral sampling.
         generator: source of the fresh noise when eta > 0 (drawn on the CPU, full size, so
             results are reproducible and independent of any patching).
-        clamp_x: maps x_hat into the data range (applied before each update).
+        clamp_x: maps x_hat into the data range in place (applied before each update).
         callback: `(step_index, steps, x_hat)` after every step.
         cancel: checked before every step.
     """
-    if eta < 0:
-        raise HiFIInputError(f"eta={eta} must be >= 0")
-    times = ddim_times(steps)
     z = noise
-    x_hat = noise
-    for i in range(steps):
+    for step in ddim_steps(steps, eta, logsnr_min, logsnr_max):
         check_cancel(cancel)
-        logsnr_t = logsnr_schedule(times[i], logsnr_min, logsnr_max)
-        alpha_t, sigma_t = alpha_sigma(logsnr_t)
-        v_hat = predict_v(z, logsnr_t, i)
-        x_hat = x_from_v(z, v_hat, alpha_t, sigma_t)
-        del v_hat  # before clamp_x and the update, which need buffers of their own
-        if clamp_x is not None:
-            x_hat = clamp_x(x_hat)
-        if i == steps - 1:
-            if callback is not None:
-                callback(i, steps, x_hat)
-            break
-        # Recompute eps from the (clamped) x so the update stays consistent with z.
-        eps_hat = (z - alpha_t * x_hat) / sigma_t
-        alpha_s, sigma_s = alpha_sigma(logsnr_schedule(times[i + 1], logsnr_min, logsnr_max))
-        c = eta * (sigma_s / sigma_t) * torch.sqrt(torch.clamp(1 - (alpha_t / alpha_s) ** 2, min=0.0))
-        z = alpha_s * x_hat + torch.sqrt(torch.clamp(sigma_s ** 2 - c ** 2, min=0.0)) * eps_hat
-        if eta > 0:
+        logsnr_t = logsnr_schedule(ddim_times(steps)[step.index], logsnr_min, logsnr_max)
+        v_hat = predict_v(z, logsnr_t, step.index)
+        fresh = None
+        if step.noise_scale > 0 and not step.last:
             fresh = torch.randn(z.shape, generator=generator, dtype=torch.float32).to(z.device)
-            z = z + c * fresh
+        x_hat = ddim_update_(z, v_hat, step, clamp_x, fresh)
         if callback is not None:
-            callback(i, steps, x_hat)
-    return x_hat
+            callback(step.index, steps, x_hat)
+    return z

@@ -29,6 +29,7 @@ from .config import MOTION_BASES
 # one warp for both bases; the private name is what experiments.base_rules swaps for a bicubic one
 from .ifnet import backward_warp as _backward_warp
 from .motion_base import ifnet_tau_flows, motion_net
+from .padded_frame import PaddedFrame
 
 Tau = Union[float, Sequence[float], torch.Tensor]
 
@@ -111,33 +112,53 @@ def fade_small_motion(flows: torch.Tensor, still_px: Tuple[float, float] = STILL
     return torch.cat([faded, flows[:, 4:]], dim=1) if flows.shape[1] > 4 else faded
 
 
-def _flow_bands(flows: torch.Tensor, size: Tuple[int, int], band_rows: int):
-    """Yield (first, stop, flows resized to `size` for those rows) over the rows."""
-    height = size[0]
-    for first in range(0, height, band_rows):
-        stop = min(height, first + band_rows)
+def _flow_bands(flows: torch.Tensor, size: Tuple[int, int], band_rows: int,
+                rows: Optional[Tuple[int, int]] = None):
+    """Yield (first, stop, flows resized to `size` for those rows) over the rows (all, or
+    [first, stop) of `rows`)."""
+    first_row, stop_row = rows if rows is not None else (0, size[0])
+    for first in range(first_row, stop_row, band_rows):
+        stop = min(stop_row, first + band_rows)
         yield first, stop, resize_flows(flows, size, rows=(first, stop))
 
 
-def _warp_band(frame0: torch.Tensor, frame2: torch.Tensor, band: torch.Tensor, first: int,
-               still_px: Optional[Tuple[float, float]]):
+def _warp_rows(image: Union[torch.Tensor, PaddedFrame], flow: torch.Tensor, first: int) -> torch.Tensor:
+    """`backward_warp` of a band of output rows. A `PaddedFrame` gives only the rows the band's
+    flows reach, as float32 (the frame is never converted or padded whole)."""
+    if isinstance(image, torch.Tensor):
+        return _backward_warp(image, flow, first)
+    height = image.height
+    reach = flow[:, 1] + torch.arange(first, first + flow.shape[-2], dtype=flow.dtype,
+                                      device=flow.device).view(1, -1, 1)
+    low, high = float(reach.min()), float(reach.max())
+    if not (np.isfinite(low) and np.isfinite(high)):
+        low, high = 0.0, float(height - 1)
+    # bilinear reads floor(y) and floor(y) + 1; positions outside the frame read its edge
+    top = min(max(int(np.floor(low)), 0), height - 1)
+    bottom = min(max(int(np.floor(high)) + 2, top + 1), height)
+    return _backward_warp(image.block(top, bottom), flow, first - top)
+
+
+def _warp_band(frame0, frame2, band: torch.Tensor, first: int, still_px: Optional[Tuple[float, float]]):
     """(frame0 warped to tau, frame2 warped to tau, frame0's weight or None) for one band of
-    4- or 5-channel flows."""
+    4- or 5-channel flows; frames are tensors or `PaddedFrame`s."""
     if still_px is not None and band.shape[1] == 4:  # DIS only: RIFE's flows are sub-pixel right
         band = fade_small_motion(band, still_px)
     weight0 = band[:, 4:5].to(frame0.dtype) if band.shape[1] > 4 else None
-    return _backward_warp(frame0, band[:, :2], first), _backward_warp(frame2, band[:, 2:4], first), weight0
+    return _warp_rows(frame0, band[:, :2], first), _warp_rows(frame2, band[:, 2:4], first), weight0
 
 
-def warp_average(frame0: torch.Tensor, frame2: torch.Tensor, flows: torch.Tensor, tau: Tau,
-                 band_rows: int = 256, still_px: Optional[Tuple[float, float]] = STILL_MOTION_PX
-                 ) -> torch.Tensor:
+def warp_average(frame0, frame2, flows: torch.Tensor, tau: Tau, band_rows: int = 256,
+                 still_px: Optional[Tuple[float, float]] = STILL_MOTION_PX,
+                 rows: Optional[Tuple[int, int]] = None) -> torch.Tensor:
     """(1 - tau) * frame0 warped to tau + tau * frame2 warped to tau (with RIFE's flows, its
     fusion weight in place of 1 - tau; with a mixture, its two averages mixed per pixel).
 
-    `flows` may be at any size (a coarser level's): they are resized to the frames' size in
-    bands of `band_rows` rows, so the extra memory is a band, not a frame. Near-still motion
-    is faded to the blend (`still_px`; None warps every flow as it is).
+    `frame0`, `frame2`: [B, 3, h, w] tensors, or `PaddedFrame`s (read a band at a time; the
+    result is float32). `flows` may be at any size (a coarser level's): they are resized to
+    the frames' size in bands of `band_rows` rows, so the extra memory is a band, not a
+    frame. `rows` = (first, stop): only those output rows. Near-still motion is faded to the
+    blend (`still_px`; None warps every flow as it is).
     """
     t = _taus(tau, frame0.shape[0]).to(device=frame0.device, dtype=frame0.dtype).view(-1, 1, 1, 1)
 
@@ -146,13 +167,16 @@ def warp_average(frame0: torch.Tensor, frame2: torch.Tensor, flows: torch.Tensor
         weight0 = 1.0 - t if weight0 is None else weight0
         return weight0 * warped0 + (1.0 - weight0) * warped2
 
-    out = torch.empty_like(frame0)
-    for first, stop, band in _flow_bands(flows, frame0.shape[-2:], band_rows):
+    first_row, stop_row = rows if rows is not None else (0, frame0.shape[-2])
+    out = torch.empty(*frame0.shape[:2], stop_row - first_row, frame0.shape[-1], dtype=frame0.dtype,
+                      device=frame0.device)
+    for first, stop, band in _flow_bands(flows, frame0.shape[-2:], band_rows, (first_row, stop_row)):
         if band.shape[1] == MIXED_CHANNELS:
             mix = band[:, 10:11].to(frame0.dtype)
-            out[..., first:stop, :] = mix * average(band[:, :5], first) + (1.0 - mix) * average(band[:, 5:10], first)
+            average_rows = mix * average(band[:, :5], first) + (1.0 - mix) * average(band[:, 5:10], first)
         else:
-            out[..., first:stop, :] = average(band, first)
+            average_rows = average(band, first)
+        out[..., first - first_row:stop - first_row, :] = average_rows
     return out
 
 
@@ -197,22 +221,39 @@ def estimate_flows(frame0: torch.Tensor, frame2: torch.Tensor, tau: Tau,
     factor = flow_downscale or flow_estimation_downscale(*frame0.shape[-2:])
     small0, small2 = (F.avg_pool2d(f, factor) if factor > 1 else f for f in (frame0, frame2))
     net = motion_net(frame0.device) if base == "rife" else None
-    if net is not None:
-        taus = _taus(tau, frame0.shape[0])
-        return mix_bases(small0, small2, ifnet_tau_flows(small0, small2, taus, net),
-                         tau_flows(small0, small2, tau), taus)
-    return tau_flows(small0, small2, tau)
+    if net is None:
+        return tau_flows(small0, small2, tau)
+    taus = _taus(tau, frame0.shape[0])
+    # RIFE first, while nothing else is held (its peak is the larger); both bases' flows are
+    # copied into the mixture's own channels and let go before it is computed
+    learned = ifnet_tau_flows(small0, small2, taus, net)
+    classical = tau_flows(small0, small2, tau)
+    mixed = learned.new_empty(learned.shape[0], MIXED_CHANNELS, *learned.shape[-2:])
+    mixed[:, :5], mixed[:, 5:9] = learned, classical
+    del learned, classical
+    return mix_bases(small0, small2, mixed[:, :5], mixed[:, 5:9], taus, out=mixed)
 
 
-def disagreement_map(frame0: torch.Tensor, frame2: torch.Tensor, flows: torch.Tensor) -> torch.Tensor:
+def disagreement_map(frame0: torch.Tensor, frame2: torch.Tensor, flows: torch.Tensor,
+                     band_rows: int = 256) -> torch.Tensor:
     """[B, 1, h, w] |frame0 warped to tau - frame2 warped to tau| (channel mean): where flows
-    are right the two warps show the same picture (occlusions aside)."""
-    warped0, warped2 = warp_frames(frame0, frame2, flows)
-    return (warped0 - warped2).abs().mean(dim=1, keepdim=True)
+    are right the two warps show the same picture (occlusions aside).
+
+    The warps are `warp_frames`' (same numbers), made `band_rows` rows at a time: never whole.
+    """
+    if flows.shape[1] == MIXED_CHANNELS:  # a mixture's warps are mixed first
+        warped0, warped2 = warp_frames(frame0, frame2, flows)
+        return (warped0 - warped2).abs().mean(dim=1, keepdim=True)
+    out = frame0.new_empty(frame0.shape[0], 1, *frame0.shape[-2:])
+    for first, stop, band in _flow_bands(flows, frame0.shape[-2:], band_rows):
+        warped0, warped2, _ = _warp_band(frame0, frame2, band, first, STILL_MOTION_PX)
+        out[..., first:stop, :] = (warped0 - warped2).abs().mean(dim=1, keepdim=True)
+    return out
 
 
 def mix_bases(frame0: torch.Tensor, frame2: torch.Tensor, learned: torch.Tensor,
-              classical: torch.Tensor, taus: torch.Tensor, window: int = MIX_WINDOW_PX) -> torch.Tensor:
+              classical: torch.Tensor, taus: torch.Tensor, window: int = MIX_WINDOW_PX,
+              out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """RIFE's 5-channel flows and DIS's mixed per region: [B, 11, h, w] (see the module doc).
 
     Each base is weighted by the square of the other's warp disagreement averaged over
@@ -221,9 +262,17 @@ def mix_bases(frame0: torch.Tensor, frame2: torch.Tensor, learned: torch.Tensor,
     some large camera pans that DIS follows (a 256-px pan: 19.4 against 30.2 dB). DIS's part
     is faded at small motion as the DIS base is (at the estimation size) and weighs the
     frames 1 - tau.
+
+    `out`: a [B, 11, h, w] map to fill and return instead of a new one; `learned` and
+    `classical` may be its channels 0-4 and 5-8 (how `estimate_flows` saves their copies).
     """
-    weight0 = (1.0 - taus.to(classical)).view(-1, 1, 1, 1).expand(-1, 1, *classical.shape[-2:])
-    classical = torch.cat([fade_small_motion(classical), weight0], dim=1)
+    if out is None:
+        out = learned.new_empty(learned.shape[0], MIXED_CHANNELS, *learned.shape[-2:],
+                                dtype=torch.promote_types(learned.dtype, classical.dtype))
+    out[:, :5] = learned
+    out[:, 5:9] = fade_small_motion(classical)
+    out[:, 9:10] = (1.0 - taus.to(classical)).view(-1, 1, 1, 1)
+    learned, classical = out[:, :5], out[:, 5:10]
     pad = window // 2
 
     def local_error(flows):  # a box mean, separable: a 33x33 kernel in one pass cost 0.4 s at 720p
@@ -232,8 +281,8 @@ def mix_bases(frame0: torch.Tensor, frame2: torch.Tensor, learned: torch.Tensor,
 
     # inverse-variance weights, the disagreement standing for each estimate's error scale
     learned_var, classical_var = local_error(learned).square(), local_error(classical).square()
-    mix = classical_var / (learned_var + classical_var).clamp_min(1e-12)
-    return torch.cat([learned, classical, mix.to(learned.dtype)], dim=1)
+    out[:, 10:11] = classical_var / (learned_var + classical_var).clamp_min(1e-12)
+    return out
 
 
 def flow_average(frame0: torch.Tensor, frame2: torch.Tensor, tau: Tau, flow_downscale: Optional[int] = None,

@@ -21,11 +21,19 @@ update and a logit update with transposed convolutions back to its scale. Every 
 twice, once with the frames swapped, and the two answers are averaged (the flows swapped back,
 the logit negated): the estimate is symmetric in time by construction. The stage's updates
 are added to the running flows and logit.
+
+Memory: the stages run in row bands and the inputs of the full-size stage are made band by
+band (`StageInputs`), so the largest maps held are the flows, the logit, one direction's
+answer and the 1/4-size features: at 1080p 197 MiB of tensors at the peak, against 657 MiB
+with whole maps. Bands give whole maps' numbers bit for bit, except the last stage's heads:
+with several threads oneDNN may round a band's transposed convolution differently (flows
+within ~1e-5 px).
 """
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+import functools
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +44,12 @@ STAGE_INPUTS = 3 + 3 + 1 + 4  # warped I0, warped I1, fusion logit, flows
 REFINE_PAIRS = 4
 ALIGNMENT = 32         # input sides must be multiples of this (1/4 scale x 1/4 encoder x 2)
 DEFAULT_SCALES = (4, 2, 1)
+# Pixels of a stage's 1/4-size features computed at once (row bands, `FlowStage`; 17 rows at
+# 1080p). Smaller bands leave the allocator fewer large holes: IFNet's 1080p peak was 300 /
+# 296 / 333 / 420 / 557 MiB with 4096 / 8192 / 16384 / 32768 / 65536, in 9.4 / 8.6 / 8.7 /
+# 8.2 / 10.6 s on one core (12.8 s with whole maps; 2026-12-01).
+BAND_PIXELS = 8192
+MIN_BAND_ROWS = 8  # over a residual pair's reach (2 rows), which `FlowStage._refine` relies on
 
 
 def backward_warp(image: torch.Tensor, flow: torch.Tensor, first_row: int = 0, mode: str = "bilinear"
@@ -73,6 +87,56 @@ def _resize(x: torch.Tensor, factor: float) -> torch.Tensor:
                          recompute_scale_factor=False)
 
 
+RowReader = Callable[[int, int], torch.Tensor]  # (top, bottom) -> rows [top, bottom) of a map
+
+
+def _conv_rows(conv: nn.Conv2d, read: RowReader, first: int, stop: int, in_height: int) -> torch.Tensor:
+    """Rows [first, stop) of conv(input), from only the input rows they need (zeros stand
+    for the padding above and below the input, `in_height` rows tall)."""
+    (kernel, _), (stride, _), (pad, pad_x) = conv.kernel_size, conv.stride, conv.padding
+    top, bottom = stride * first - pad, stride * (stop - 1) - pad + kernel
+    rows = read(max(top, 0), min(bottom, in_height))
+    if top < 0 or bottom > in_height:
+        rows = F.pad(rows, (0, 0, max(0, -top), max(0, bottom - in_height)))
+    return F.conv2d(rows, conv.weight, conv.bias, conv.stride, (0, pad_x))
+
+
+def _transposed_rows(conv: nn.ConvTranspose2d, read: RowReader, first: int, stop: int,
+                     in_height: int) -> torch.Tensor:
+    """Rows [first, stop) of conv(input) for a transposed convolution, from only the input
+    rows that reach them (output row o gets input row i through kernel row o + pad - stride i)."""
+    (kernel, _), (stride, _), (pad, pad_x) = conv.kernel_size, conv.stride, conv.padding
+    top = max(-((kernel - 1 - pad - first) // stride), 0)  # ceil((first + pad - kernel + 1) / stride)
+    bottom = min((stop - 1 + pad) // stride + 1, in_height)
+    out = F.conv_transpose2d(read(top, bottom), conv.weight, conv.bias, conv.stride, (0, pad_x))
+    skip = first - (stride * top - pad)  # out's row 0 is the whole output's row stride * top - pad
+    return out[..., skip:skip + stop - first, :]
+
+
+def _bands(height: int, width: int, pixels: Optional[int] = None) -> List[Tuple[int, int]]:
+    """(top, bottom) row bands of a `width`-wide map, about `pixels` (BAND_PIXELS) each."""
+    rows = max(MIN_BAND_ROWS, (pixels or BAND_PIXELS) // width)
+    return [(top, min(top + rows, height)) for top in range(0, height, rows)]
+
+
+def _slice_rows(x: torch.Tensor, top: int, bottom: int) -> torch.Tensor:
+    return x[..., top:bottom, :]
+
+
+def _for_heads(features: torch.Tensor) -> torch.Tensor:
+    """Features channels-last, the layout oneDNN's transposed convolutions work in: the heads
+    then make no reordered copies of their inputs and outputs (the same numbers)."""
+    return features.contiguous(memory_format=torch.channels_last)
+
+
+def _heads_rows(features: torch.Tensor, top: int, bottom: int) -> torch.Tensor:
+    return _for_heads(features[..., top:bottom, :])
+
+
+def _concat_rows(pieces: Sequence[torch.Tensor], top: int, bottom: int) -> torch.Tensor:
+    return torch.cat([piece[..., top:bottom, :] for piece in pieces], dim=1)
+
+
 class ConvPReLU(nn.Module):
     """3x3 convolution (optionally strided) and a per-channel PReLU."""
 
@@ -83,6 +147,11 @@ class ConvPReLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.conv(x))
+
+    def rows(self, read: RowReader, first: int, stop: int, in_height: int) -> torch.Tensor:
+        """forward(input)[..., first:stop, :], reading input rows with `read` (the same numbers
+        where PyTorch runs both on oneDNN, as it does for inputs over 20,480 values)."""
+        return self.act(_conv_rows(self.conv, read, first, stop, in_height))
 
 
 class UpsamplingHead(nn.Module):
@@ -97,9 +166,67 @@ class UpsamplingHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.act(self.up(x)))
 
+    def rows(self, read: RowReader, first: int, stop: int, in_height: int) -> torch.Tensor:
+        """forward(input)[..., first:stop, :], reading input rows with `read` (the same up to
+        rounding: oneDNN may split a band's transposed convolutions over threads differently)."""
+        def read_up(top: int, bottom: int) -> torch.Tensor:
+            return self.act(_transposed_rows(self.up, read, top, bottom, in_height))
+        return _transposed_rows(self.out, read_up, first, stop, 2 * in_height)
+
+
+class StageInputs:
+    """One time direction's stage inputs at full size, made when read: frame a and frame b
+    warped by their flows (unwarped before the first stage), the fusion logit (negated for
+    the backward direction) and the flows (swapped for it). Never all whole at once."""
+
+    def __init__(self, frames: Tuple[torch.Tensor, torch.Tensor], flows: torch.Tensor, logit: torch.Tensor,
+                 backward: bool, warp: bool):
+        first, second = (1, 0) if backward else (0, 1)
+        self.frames = (frames[first], frames[second])
+        self.frame_flows = (flows[:, 2 * first:2 * first + 2], flows[:, 2 * second:2 * second + 2])
+        self.flows, self.logit, self.backward, self.warp = flows, logit, backward, warp
+        self.size = tuple(flows.shape[-2:])
+
+    def _warped(self, which: int, top: int, bottom: int) -> torch.Tensor:
+        frame = self.frames[which]
+        if not self.warp:
+            return frame[..., top:bottom, :]
+        return backward_warp(frame, self.frame_flows[which][..., top:bottom, :], top)
+
+    def _logit(self, top: int, bottom: int) -> torch.Tensor:
+        rows = self.logit[..., top:bottom, :]
+        return -rows if self.backward else rows
+
+    def rows(self, top: int, bottom: int) -> torch.Tensor:
+        """[B, 11, bottom - top, W]: all inputs, rows [top, bottom)."""
+        return torch.cat([self._warped(0, top, bottom), self._warped(1, top, bottom), self._logit(top, bottom),
+                          *(flow[..., top:bottom, :] for flow in self.frame_flows)], dim=1)
+
+    def images(self) -> torch.Tensor:
+        """[B, 7, H, W]: warped frame a, warped frame b, logit (filled in bands: the warps
+        of a band are the same numbers as of the whole frame)."""
+        batch, height, width = self.logit.shape[0], *self.size
+        images = self.logit.new_empty(batch, 7, height, width)
+        for top, bottom in _bands(height, width, 16 * BAND_PIXELS):
+            images[:, 0:3, top:bottom] = self._warped(0, top, bottom)
+            images[:, 3:6, top:bottom] = self._warped(1, top, bottom)
+            images[:, 6:7, top:bottom] = self._logit(top, bottom)
+        return images
+
+    def flow_map(self) -> torch.Tensor:
+        """[B, 4, H, W]: the flows (a swapped copy for the backward direction)."""
+        return swap_flows(self.flows) if self.backward else self.flows
+
 
 class FlowStage(nn.Module):
-    """One coarse-to-fine stage: (images, flows) at full size -> (flow update, logit update)."""
+    """One coarse-to-fine stage: one direction's `StageInputs` -> (flow update, logit update).
+
+    The encoder and the refinement run in row bands (`_bands`), each output row from the
+    input rows it needs with the same zero padding at the edges (the same numbers as whole
+    maps), so that neither the concatenated inputs nor the encoder's 45-channel half-size
+    map is ever whole: only the 1/4-size features are. The heads run on whole maps
+    (`forward`) or, at full size, in bands too (`decode_rows`).
+    """
 
     def __init__(self, in_channels: int = STAGE_INPUTS, width: int = STAGE_WIDTH):
         super().__init__()
@@ -109,16 +236,100 @@ class FlowStage(nn.Module):
         self.flow_head = UpsamplingHead(width, 4)
         self.logit_head = UpsamplingHead(width, 1)
 
-    def forward(self, images: torch.Tensor, flows: torch.Tensor, scale: float
-                ) -> Tuple[torch.Tensor, torch.Tensor]:
-        # the stage works at 1/scale; flow vectors are in pixels, so they scale with the size
-        images, flows = _resize(images, 1.0 / scale), _resize(flows, 1.0 / scale) / scale
-        features = self.encode(torch.cat([images, flows], dim=1))
-        for pair in self.refine:
-            features = features + pair(features)
-        flow_update = _resize(self.flow_head(features), float(scale)) * scale
-        logit_update = _resize(self.logit_head(features), float(scale))
+    def forward(self, inputs: StageInputs, scale: float) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(flow update [B, 4, H, W], logit update [B, 1, H, W]), the heads run on whole maps."""
+        features = _for_heads(self.features(inputs, scale))
+        flow_update, logit_update = self.flow_head(features).contiguous(), self.logit_head(features).contiguous()
+        if scale != 1:
+            flow_update = _resize(flow_update, float(scale)).mul_(scale)
+            logit_update = _resize(logit_update, float(scale))
         return flow_update, logit_update
+
+    def features(self, inputs: StageInputs, scale: float) -> torch.Tensor:
+        """The encoded and refined features [B, width, H / (4 scale), W / (4 scale)] (NCHW)."""
+        height, width = inputs.size
+        read = inputs.rows
+        if scale != 1:  # the stage works at 1/scale; flow vectors are in pixels, so they scale with the size
+            # resized as whole maps: the resize's rounding can depend on the shape
+            resized = [_resize(inputs.images(), 1.0 / scale), _resize(inputs.flow_map(), 1.0 / scale).div_(scale)]
+            height, width = resized[0].shape[-2:]
+            read = functools.partial(_concat_rows, resized)
+        return self._refine(self._encode(read, height, width))
+
+    def decode_rows(self, features: torch.Tensor) -> Iterator[Tuple[int, int, torch.Tensor, torch.Tensor]]:
+        """Yield (top, bottom, flow update rows, logit update rows) of a full-size stage
+        (scale 1) band by band; one band is the whole maps (then bit for bit `forward`'s)."""
+        height, width = features.shape[-2:]
+        bands = _bands(height, width)
+        if len(bands) == 1:
+            features = _for_heads(features)
+            yield 0, 4 * height, self.flow_head(features).contiguous(), self.logit_head(features).contiguous()
+            return
+        read = functools.partial(_heads_rows, features)
+        for top, bottom in bands:
+            yield (4 * top, 4 * bottom, self.flow_head.rows(read, 4 * top, 4 * bottom, height),
+                   self.logit_head.rows(read, 4 * top, 4 * bottom, height))
+
+    def _encode(self, read: RowReader, height: int, width: int) -> torch.Tensor:
+        """The two stride-2 layers, band by band: inputs at 1/1 -> features at 1/4."""
+        halve, quarter = self.encode
+        read_half = functools.partial(halve.rows, read, in_height=height)
+        features = None
+        for top, bottom in _bands(height // 4, width // 4):
+            rows = quarter.rows(read_half, top, bottom, height // 2)
+            if features is None:
+                features = rows.new_empty(*rows.shape[:2], height // 4, width // 4)
+            features[..., top:bottom, :] = rows
+        return features
+
+    def _refine(self, features: torch.Tensor) -> torch.Tensor:
+        """features + pair(features) for each residual pair, in place, band by band. A band
+        reads its neighbours' edge rows, so its new rows are written once the next band is done."""
+        height, width = features.shape[-2:]
+        for first_layer, second_layer in self.refine:
+            read_first = functools.partial(first_layer.rows, functools.partial(_slice_rows, features),
+                                           in_height=height)
+            pending = None
+            for top, bottom in _bands(height, width):
+                new_rows = features[..., top:bottom, :] + second_layer.rows(read_first, top, bottom, height)
+                if pending is not None:
+                    features[..., pending[0]:top, :] = pending[1]
+                pending = (top, new_rows)
+            features[..., pending[0]:, :] = pending[1]
+        return features
+
+
+def _add_average(flows: torch.Tensor, logit: torch.Tensor, forward: Tuple[torch.Tensor, torch.Tensor],
+                 backward: Tuple[torch.Tensor, torch.Tensor]) -> None:
+    """flows += (forward + backward with its flows swapped back) / 2 and logit +=
+    (forward - backward) / 2, in place (the forward tensors are overwritten)."""
+    (forward_flow, forward_logit), (backward_flow, backward_logit) = forward, backward
+    forward_flow[:, :2] += backward_flow[:, 2:]
+    forward_flow[:, 2:] += backward_flow[:, :2]
+    flows += forward_flow.div_(2)
+    logit += forward_logit.sub_(backward_logit).div_(2)
+
+
+def _symmetric_update(stage: FlowStage, scale: float, directions: Sequence[StageInputs],
+                      flows: torch.Tensor, logit: torch.Tensor) -> None:
+    """Add the stage's answer, averaged over both time directions, to flows and logit. The
+    directions run one after the other: half the memory of one batch of two (whose numbers
+    differ from these only by rounding)."""
+    forward_answer = stage(directions[0], scale)
+    _add_average(flows, logit, forward_answer, stage(directions[1], scale))
+
+
+def _symmetric_update_in_bands(stage: FlowStage, directions: Sequence[StageInputs], flows: torch.Tensor,
+                               logit: torch.Tensor) -> None:
+    """`_symmetric_update` of a full-size last stage with its heads in row bands: the backward
+    answer is added band by band (its inputs, which read the flows, are encoded by then)."""
+    forward_flow, forward_logit = torch.empty_like(flows), torch.empty_like(logit)
+    for top, bottom, flow_rows, logit_rows in stage.decode_rows(stage.features(directions[0], 1)):
+        forward_flow[..., top:bottom, :], forward_logit[..., top:bottom, :] = flow_rows, logit_rows
+    for top, bottom, flow_rows, logit_rows in stage.decode_rows(stage.features(directions[1], 1)):
+        rows = slice(top, bottom)
+        _add_average(flows[..., rows, :], logit[..., rows, :],
+                     (forward_flow[..., rows, :], forward_logit[..., rows, :]), (flow_rows, logit_rows))
 
 
 class IFNet(nn.Module):
@@ -128,28 +339,28 @@ class IFNet(nn.Module):
         super().__init__()
         self.stages = nn.ModuleList(FlowStage(STAGE_INPUTS, width) for _ in range(stages))
 
+    @torch.no_grad()
     def forward(self, frame0: torch.Tensor, frame1: torch.Tensor,
                 scales: Sequence[float] = DEFAULT_SCALES) -> Tuple[torch.Tensor, torch.Tensor]:
         """Frames [B, 3, H, W] in [0, 1], sides multiples of `ALIGNMENT` x max(scales) / 4.
 
-        Returns (flows [B, 4, H, W], fusion logit [B, 1, H, W]).
+        Returns (flows [B, 4, H, W], fusion logit [B, 1, H, W]). Inference only (no autograd):
+        the stages fill preallocated maps and their answers are added in place.
         """
         if len(scales) != len(self.stages):
             raise ValueError(f"IFNet has {len(self.stages)} stages; got {len(scales)} scales")
         batch = frame0.shape[0]
         flows = frame0.new_zeros(batch, 4, *frame0.shape[-2:])
         logit = frame0.new_zeros(batch, 1, *frame0.shape[-2:])
-        warped0, warped1 = frame0, frame1
-        for stage, scale in zip(self.stages, scales):
-            # both time directions, (I0, I1, logit) and (I1, I0, -logit), one after the other:
-            # the same numbers as one batch of two, 19 % less peak memory at 1080p (1.39 -> 1.12 GiB)
-            forward_flow, forward_logit = stage(torch.cat([warped0, warped1, logit], dim=1), flows, scale)
-            backward_flow, backward_logit = stage(torch.cat([warped1, warped0, -logit], dim=1),
-                                                  swap_flows(flows), scale)
-            flows = flows + (forward_flow + swap_flows(backward_flow)) / 2
-            logit = logit + (forward_logit - backward_logit) / 2
-            warped0 = backward_warp(frame0, flows[:, :2])
-            warped1 = backward_warp(frame1, flows[:, 2:])
+        for index, (stage, scale) in enumerate(zip(self.stages, scales)):
+            directions = [StageInputs((frame0, frame1), flows, logit, backward, warp=index > 0)
+                          for backward in (False, True)]
+            # the heads' whole maps are the largest at full size; in bands they round differently
+            # (~1e-6, several threads), so only the last stage, which no stage amplifies, is banded
+            if index + 1 == len(self.stages) and scale == 1:
+                _symmetric_update_in_bands(stage, directions, flows, logit)
+            else:
+                _symmetric_update(stage, scale, directions, flows, logit)
         return flows, logit
 
     def interpolate(self, frame0: torch.Tensor, frame1: torch.Tensor,

@@ -1,9 +1,10 @@
 """High-level interpolation API: frames in, in-between frames out.
 
-Frames are float32 tensors in [0, 1], [3, H, W] or [B, 3, H, W] (B pairs); results come back
-on the CPU in the same layout. `interpolate` runs the patch cascade for every pair and tau;
-`retime_schedule` / `retime_sequence` turn a clip into a longer one (multiplier or target
-fps) with the originals kept and in-betweens at the exact times.
+Frames are float tensors in [0, 1] (float32, or half precision, read as it is), [3, H, W] or
+[B, 3, H, W] (B pairs); results come back on the CPU in the same layout. `interpolate` runs
+the patch cascade for every pair and tau; `retime_schedule` / `retime_sequence` turn a clip
+into a longer one (multiplier or target fps) with the originals kept and in-betweens at the
+exact times.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from .config import ModelConfig
 from .flow_base import flow_estimation_downscale
 from .patches import MAX_AREA_FACTOR
 from .memory import (AdaptiveBatchSize, estimate_patch_bytes, frame_buffer_bytes, motion_base_bytes, pair_io_bytes,
-                     plan_patch_batch)
+                     plan_patch_batch, sampler_window_rows)
 from .model import HiFIModel
 from .progress import CancelCheck, ProgressCallback, ProgressCounter
 from .runtime import (PRECISION_CHOICES, PRECISIONS, CompiledOrEager, check_device, empty_device_cache,
                       prepare_backend, resolve_channels_last, resolve_precision)
 from .timeline import retime_schedule
-from .validation import check_number, check_pair, check_sequence, check_taus
+from .validation import check_number, check_pair, check_sequence, check_taus, finite_range
 
 Number = Union[int, float, Fraction]
 
@@ -139,10 +140,10 @@ class JobPlan:
     what `level_context` uses and what the ComfyUI readout shows (one planner for both).
 
     Memory, in bytes: `patch_bytes` per patch and `working_bytes` for the patch batch (the
-    U-Net's working set), `frame_buffer_bytes` (the cascade's frame-sized buffers),
-    `io_bytes` (the pair and its output), `motion_bytes` (the motion base's peak while it
-    estimates the pair's flows, before the cascade). `peak_bytes` is what the job adds to the
-    process at its peak: the motion base's and the U-Net's working sets do not overlap.
+    U-Net's working set), `frame_buffer_bytes` (the cascade's frame-sized buffers, the
+    output among them), `io_bytes` (the pair's two frames), `motion_bytes` (the motion base's
+    peak while it estimates the pair's flows, before the cascade's buffers exist).
+    `peak_bytes` is what the job adds to the process at its peak.
     `cascade` is the `CascadePlan`, `precision` "fp32", "fp16" or "bf16" ("auto" resolved for
     the device), `patch_batch` the patches per network call.
     """
@@ -158,11 +159,11 @@ class JobPlan:
 
     @property
     def peak_bytes(self) -> int:
-        return self.io_bytes + self.frame_buffer_bytes + max(self.motion_bytes, self.working_bytes)
+        return self.io_bytes + max(self.motion_bytes, self.frame_buffer_bytes + self.working_bytes)
 
 
 def plan_job(config: ModelConfig, height: int, width: int, settings: CascadeSettings,
-             device: torch.device) -> JobPlan:
+             device: torch.device, *, frame_bytes: int = 4) -> JobPlan:
     """The plan of a job from a model's config (no weights needed): cascade levels and patch
     grids, precision on `device`, the patch batch from `settings` (its `patch_batch`, else the
     memory budget under `runtime`'s cap) and the memory (`JobPlan`).
@@ -172,11 +173,12 @@ def plan_job(config: ModelConfig, height: int, width: int, settings: CascadeSett
         height, width (int): the frame size.
         settings (CascadeSettings): levels, patch size, overlap, samples, precision, budget.
         device (torch.device): where the job runs (precision "auto" and the batch cap depend on it).
+        frame_bytes (int, default 4): bytes per value of the input frames (2 for half precision).
     """
     cascade = plan_cascade(height, width, levels=settings.levels, patch_size=settings.patch_size,
                            overlap=settings.overlap, alignment=config.unet.alignment,
                            max_patch_pixels=max_patch_pixels(config, settings, device))
-    return job_plan(config, cascade, settings, device)
+    return job_plan(config, cascade, settings, device, frame_bytes=frame_bytes)
 
 
 def _nominal_batch(config: ModelConfig, settings: CascadeSettings, device: torch.device, dtype) -> int:
@@ -197,7 +199,7 @@ def max_patch_pixels(config: ModelConfig, settings: CascadeSettings, device: tor
 
 
 def job_plan(config: ModelConfig, cascade: CascadePlan, settings: CascadeSettings,
-             device: torch.device) -> JobPlan:
+             device: torch.device, *, frame_bytes: int = 4) -> JobPlan:
     """`plan_job` for a cascade plan already made (what `level_context` is given)."""
     precision = resolve_precision(settings.precision, device)
     largest = max(cascade.grids, key=lambda g: g.patch_height * g.patch_width)
@@ -211,8 +213,13 @@ def job_plan(config: ModelConfig, cascade: CascadePlan, settings: CascadeSetting
         batch = settings.patch_batch or plan_patch_batch(config.unet, largest.patch_height, largest.patch_width,
                                                          budget_bytes=settings.memory_budget, device=device,
                                                          dtype=dtype)
-    frames = frame_buffer_bytes(cascade.padded_height, cascade.padded_width, settings.samples, config.diffusion)
-    io = pair_io_bytes(cascade.padded_height, cascade.padded_width)
+    finest = cascade.grids[-1]
+    columns = len({x for _, x in finest.boxes})
+    window = sampler_window_rows(finest.patch_height, columns, batch)
+    frames = frame_buffer_bytes(cascade.padded_height, cascade.padded_width, settings.samples, config.diffusion,
+                                window_rows=min(window, cascade.padded_height), eta=settings.eta,
+                                base_bytes=min(frame_bytes, 4))
+    io = pair_io_bytes(cascade.height, cascade.width, frame_bytes)
     # flows are estimated once per pair on the unpadded frames, area-reduced to FLOW_MAX_PIXELS
     reduce = flow_estimation_downscale(cascade.height, cascade.width)
     motion = motion_base_bytes(cascade.height // reduce, cascade.width // reduce, config.diffusion.residual_base)
@@ -304,7 +311,7 @@ def units_per_pair(plan: CascadePlan, settings: CascadeSettings) -> int:
 
 def check_finite_estimate(estimate: torch.Tensor, ctx: LevelContext, pair: int, tau: float) -> None:
     """Refuse NaN or inf in a cascade result before anyone writes it (it would be black)."""
-    if bool(torch.isfinite(estimate).all()):
+    if finite_range(estimate) is not None:
         return
     raise NonFiniteOutputError(
         f"the in-between of pair {pair} at tau {tau:g} holds NaN or inf values, so nothing was "
@@ -358,7 +365,7 @@ def interpolate(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
 
     Args:
         model: a `HiFIModel` (e.g. from `load_model`).
-        frame0, frame2: [3, H, W] or [B, 3, H, W] float in [0, 1], same shape.
+        frame0, frame2: [3, H, W] or [B, 3, H, W] float32 or half precision in [0, 1], same shape.
         tau: one time in (0, 1), or a list of times (all computed for every pair).
         settings: cascade settings (defaults: `CascadeSettings()`).
         progress: called with a `ProgressEvent` after every patch batch.
@@ -366,7 +373,7 @@ def interpolate(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
         return_variance: also return the per-pixel variance across samples.
         pair_index: the (first) pair's index in its clip; batch rows are pair_index,
             pair_index + 1, ... With the seed, tau and level it fixes each pair's noise
-            (`cascade.noise_generator`): the same pair gives the same frame in any call.
+            (`level_sampler.noise_generator`): the same pair gives the same frame in any call.
 
     Returns:
         A float tensor on the CPU: [B, 3, H, W] for a single tau (no batch dim if the inputs had
@@ -393,10 +400,18 @@ def interpolate(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
             return rows[0] if unbatched else rows
         return rows
 
-    frames = shaped(torch.stack([torch.cat([m for m, _ in row]) for row in results]))
-    if not return_variance:  # not stacked: with one sample it is a zero view, not a buffer
+    frames = shaped(_gather(results, 0))
+    if not return_variance:  # not gathered: with one sample it is a zero view, not a buffer
         return frames
-    return frames, shaped(torch.stack([torch.cat([v for _, v in row]) for row in results]))
+    return frames, shaped(_gather(results, 1))
+
+
+def _gather(results: List[List[Tuple[torch.Tensor, torch.Tensor]]], part: int) -> torch.Tensor:
+    """[B, T, 3, H, W] of one part (0 = estimates, 1 = variances) of `cascade_pairs`' results;
+    one pair at one tau is returned as a view, not copied (at 8K a copy is 400 MB at the peak)."""
+    if len(results) == 1 and len(results[0]) == 1:
+        return results[0][0][part][None]
+    return torch.stack([torch.cat([r[part] for r in row]) for row in results])
 
 
 def retime_sequence(model: HiFIModel, frames: torch.Tensor, *, multiplier: Optional[int] = None,

@@ -6,9 +6,9 @@ set); `plan_patch_batch` turns a budget (bytes, or the device's free memory) int
 batch size. On CUDA, `AdaptiveBatchSize` halves the batch on out-of-memory and retries, so a
 wrong estimate costs speed, never the job.
 
-The frame-sized buffers of the cascade (frames, noise, accumulators at each level) are
-separate and counted by `frame_buffer_bytes`; the patch working memory does not grow with the
-frame size.
+The frame-sized buffers of the cascade (z and the residual base at the finest level; the
+frames are read a block at a time) are separate and counted by `frame_buffer_bytes`; the
+patch working memory does not grow with the frame size.
 """
 
 from __future__ import annotations
@@ -58,32 +58,42 @@ def estimate_patch_bytes(config: UNetConfig, patch_height: int, patch_width: int
 
 
 def frame_buffer_bytes(height: int, width: int, samples: int = 1,
-                       diffusion: Optional[DiffusionConfig] = None) -> int:
-    """Frame-sized float32 bytes the cascade allocates at its peak (the finest level's
-    sampling) for one pair at full resolution, besides the two input frames and the output
-    (`pair_io_bytes`).
+                       diffusion: Optional[DiffusionConfig] = None, *, window_rows: int = 0,
+                       eta: float = 0.0, base_bytes: int = 4) -> int:
+    """Frame-sized float32 bytes the cascade holds at its peak (the finest level's sampling,
+    `level_sampler.sample_level`) for one pair at this (padded) size, besides the two input
+    frames (`pair_io_bytes`; read a block at a time, never copied) and the patch working set.
 
-    `diffusion`: the model's settings (None: a blend-base model). With a flow base the
-    network sees the base, so the finest level's condition and warped average become the
-    base (`cascade.level_base`); a blend-base model keeps its condition for the network;
-    warped network frames add the two warped frames.
+    Always z (which becomes the output) and the residual base (`base_bytes` per value: 2
+    when the frames are half precision, `cascade.run_cascade`). A blend-base model also keeps
+    its condition for the network (`diffusion` None: a blend-base model); warped network
+    frames add the two warped frames; several samples add their sum and sum of squares; eta
+    > 0 one step's fresh noise. `window_rows`: the rows the sampler's row window spans (v and
+    its weight, 4 channels; `sampler_window_rows`).
     """
     flow = diffusion is not None and diffusion.residual_base in MOTION_BASES
-    # the residual base, z and the v accumulator; with several samples also their sum and
-    # sum of squares (one sample keeps neither)
-    rgb = 3 + (2 if samples > 1 else 0) + (0 if flow else 1)
+    rgb = 1 + (0 if flow else 1) + (2 if samples > 1 else 0) + (1 if eta > 0 else 0)
     if diffusion is not None and diffusion.network_frames == "warped":
         rgb += 2
-    return int(height * width * (3 * rgb + 1) * 4)  # + the patch weights (1 channel)
+    return int(height * width * 3 * (4 * rgb + base_bytes) + window_rows * width * 4 * 4)
+
+
+def sampler_window_rows(patch_height: int, boxes_per_row: int, patch_batch: int) -> int:
+    """Rows the sampler's row window spans at most: a patch for every patch row one batch
+    reaches (the rows above the batch's first patch are final before it runs)."""
+    return patch_height * (1 + -(-(patch_batch - 1) // max(1, boxes_per_row)))
 
 
 # The motion base's peak while it estimates one pair's flows (RIFE's IFNet on both frames,
 # DIS, the mixture), as growth of a fresh process's peak RSS (pages pinned, so the kernel's
-# reclaim cannot hide any): (fixed bytes, bytes per pixel of the flow estimation size), a
-# line through 161 / 304 / 529 / 1,108 MiB at 360p / 540p / 720p / 1080p for "rife" (within
-# 4 %) and 132 / 287 MiB at 540p / 1080p for DIS alone ("flow"); 2-core AMD EPYC, torch 2.13.0
-# CPU, 2026-12-01 (`python -m hifi_core bench memory` prints the plan beside the measured job).
-MOTION_BASE_BYTES = {"rife": (44 * 2 ** 20, 513 * 2 ** 20 / 1e6), "flow": (0, 88 * 2 ** 20 / 1e6)}
+# reclaim cannot hide any): (fixed bytes, bytes per pixel of the flow estimation size). For
+# "rife" a line through the highest of six runs, 125 / 170 / 240 / 437 MiB at 360p / 540p /
+# 720p / 1080p (within 2 %; medians 99 / 153 / 231 / 386: glibc's heap fragmentation varies
+# from run to run, 287-437 MiB at 1080p; with whole maps, before IFNet ran in row bands, 186 /
+# 328 / 506 / 1,089). DIS alone ("flow"): 132 / 287 MiB at 540p / 1080p. 2-core AMD EPYC,
+# torch 2.13.0 CPU, 2026-12-01 (`python -m hifi_core bench memory` prints the plan beside
+# the measured job).
+MOTION_BASE_BYTES = {"rife": (84 * 2 ** 20, 170 * 2 ** 20 / 1e6), "flow": (0, 88 * 2 ** 20 / 1e6)}
 
 
 def motion_base_bytes(flow_height: int, flow_width: int, base: str) -> int:
@@ -94,9 +104,10 @@ def motion_base_bytes(flow_height: int, flow_width: int, base: str) -> int:
     return int(fixed + per_pixel * flow_height * flow_width)
 
 
-def pair_io_bytes(height: int, width: int) -> int:
-    """The two float32 RGB input frames and the interpolated output."""
-    return 3 * height * width * 3 * 4
+def pair_io_bytes(height: int, width: int, frame_bytes: int = 4) -> int:
+    """The two RGB input frames (`frame_bytes` per value: 4 float32, 2 half precision); the
+    output is the sampler's z (`frame_buffer_bytes`)."""
+    return 2 * height * width * 3 * frame_bytes
 
 
 def plan_patch_batch(config: UNetConfig, patch_height: int, patch_width: int, *,

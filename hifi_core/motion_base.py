@@ -119,9 +119,10 @@ def ifnet_midpoint(net: IFNet, frame0: torch.Tensor, frame2: torch.Tensor):
     frames = [f.to(device=param.device, dtype=param.dtype) for f in (frame0, frame2)]
     if pad_h or pad_w:
         frames = [F.pad(f, (0, pad_w, 0, pad_h), mode="replicate") for f in frames]
-    with torch.inference_mode():
-        flows, logit = net(*frames)
-    return flows[..., :height, :width].clone(), logit[..., :height, :width].clone()
+    flows, logit = net(*frames)  # IFNet runs without autograd
+    if pad_h or pad_w:  # copies, so that the padded maps are freed
+        flows, logit = flows[..., :height, :width].clone(), logit[..., :height, :width].clone()
+    return flows, logit
 
 
 def ifnet_interpolate(net: IFNet, frame0: torch.Tensor, frame2: torch.Tensor) -> torch.Tensor:
@@ -136,9 +137,12 @@ def ifnet_tau_flows(frame0: torch.Tensor, frame2: torch.Tensor, taus: torch.Tens
     flows, logit = ifnet_midpoint(net, frame0, frame2)
     t = taus.to(device=flows.device, dtype=torch.float32).view(-1, 1, 1, 1).clamp(1e-4, 1 - 1e-4)
     shift = torch.log((1.0 - t) / t)
-    out = torch.cat([flows[:, :2] * (2.0 * t), flows[:, 2:] * (2.0 * (1.0 - t)),
-                     torch.sigmoid(logit.float() + shift)], dim=1)
-    return out.to(device=frame0.device, dtype=torch.float32)
+    # written into one preallocated map: no per-channel temporaries beside the result
+    out = torch.empty(flows.shape[0], 5, *flows.shape[-2:], dtype=torch.float32, device=flows.device)
+    torch.mul(flows[:, :2], 2.0 * t, out=out[:, :2])
+    torch.mul(flows[:, 2:], 2.0 * (1.0 - t), out=out[:, 2:4])
+    torch.sigmoid(logit.float() + shift, out=out[:, 4:])
+    return out.to(device=frame0.device)
 
 
 __all__ = ["MOTION_FORMAT", "RIFE_ARCH", "RIFE_FILE_NAME", "SETUP_COMMAND", "add_motion_dir",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Iterable, List, Sequence, Tuple, Union
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -19,8 +19,13 @@ MIN_SIDE = 4
 RANGE_TOLERANCE = 1e-3
 
 
+# frame dtypes used as they come (the cascade reads them a block at a time as float32)
+KEPT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
 def check_frames(frames, name: str) -> torch.Tensor:
-    """Validate one frame or a batch; returns a [B, 3, H, W] float32 tensor."""
+    """Validate one frame or a batch; returns a [B, 3, H, W] float tensor: float32, or the
+    half-precision frame as it is (half the memory at 8K; 10-bit values survive it)."""
     if not isinstance(frames, torch.Tensor):
         raise HiFIInputError(f"{name} must be a torch.Tensor, got {type(frames).__name__}")
     if frames.dim() == 3:
@@ -52,16 +57,32 @@ def check_frames(frames, name: str) -> torch.Tensor:
     if height < MIN_SIDE or width < MIN_SIDE:
         raise HiFIInputError(f"{name} is {height}x{width} pixels; frames must be at least "
                              f"{MIN_SIDE}x{MIN_SIDE}")
-    if not torch.isfinite(frames).all():
+    value_range = finite_range(frames)
+    if value_range is None:
         raise HiFIInputError(f"{name} contains NaN or infinite values; fix the source frames")
-    low, high = float(frames.min()), float(frames.max())
+    low, high = value_range
     if low < -RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE:
         hint = " (it looks like 0-255 data: divide by 255)" if high > 1.5 else ""
         raise HiFIInputError(
             f"{name} has values in [{low:.3g}, {high:.3g}]; frames must be in [0, 1]{hint}")
-    if frames.dtype == torch.float32 and low >= 0.0 and high <= 1.0:
+    if frames.dtype in KEPT_DTYPES and low >= 0.0 and high <= 1.0:
         return frames  # no copy: at 8K each frame is 400 MB, and nothing downstream writes to it
     return frames.float().clamp(0.0, 1.0)
+
+
+# values scanned at once: a reduction over half precision works in float32, and whole
+# frames would cost a float32 copy of each (400 MB at 8K) just to be checked
+SCAN_CHUNK_VALUES = 1 << 22
+
+
+def finite_range(values: torch.Tensor) -> Optional[Tuple[float, float]]:
+    """(min, max) of a tensor, or None if any value is NaN or infinite; a chunk at a time."""
+    low, high = math.inf, -math.inf
+    for chunk in values.reshape(-1).split(SCAN_CHUNK_VALUES):
+        if not bool(torch.isfinite(chunk).all()):
+            return None
+        low, high = min(low, float(chunk.min())), max(high, float(chunk.max()))
+    return low, high
 
 
 def check_pair(frame0, frame2) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -8,10 +8,11 @@ rectangle, no two of one node overlap, and after the run the output video has a 
 node grew to hold it. A screenshot of each state goes to $TMPDIR (not into the repository).
 
 Each file such a run wrote (the mp4 of Retime Video and of Video Combine, one PNG of a PNG
-sequence) is then fetched from /view, the graph cleared, and the file dropped on the canvas (a
-DragEvent "drop" carrying it, which the frontend hands to app.handleFile): the graph that comes
-back has the template's nodes (ids, types), links and the run's widget values, and the file's
-`prompt` names the same nodes.
+sequence, Video Combine's ffv1 .mkv) is then fetched from /view, the graph cleared, and the file
+dropped on the canvas (a DragEvent "drop" carrying it, which the frontend hands to app.handleFile;
+web/hifi.js hands it a .mkv typed video/webm): the graph that comes back has the template's nodes
+(ids, types), links and the run's widget values, and the file's `prompt` names the same nodes.
+A .mkv without a workflow, dropped after, gets the frontend's "Unable to find workflow" message.
 
 With HIFI_BROWSER_FULL=1 each of the four templates also runs unchanged (checkpoint, levels,
 patches, the 640x360 example clip) on first click (app.queuePrompt, as the Run button) in a
@@ -44,170 +45,13 @@ CHROME_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size
 PAGE_TIMEOUT = 120
 RUN_TIMEOUT = 300
 DROP_TIMEOUT = 60  # s: fetch one written file, drop it, wait for the graph
+UNTAGGED_MKV = "no-workflow.mkv"  # dropped after a run that wrote a .mkv: a message, not a graph
 # what a browser names a dropped file's type after its extension (File.type)
 MIME = {".mp4": "video/mp4", ".mov": "video/quicktime", ".m4v": "video/x-m4v", ".webm": "video/webm",
         ".mkv": "video/x-matroska", ".png": "image/png"}
 
-# In the page: await these in an async function, `args` being the driver's arguments.
-SETUP_JS = r"""
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const frames = async (n = 3) => { for (let i = 0; i < n; i++) await new Promise((r) => requestAnimationFrame(r)); };
-const app = window.app;
-
-function fitView() {
-  // Zoom so that every node is on screen (the frontend hides the DOM widgets of nodes outside).
-  const c = app.canvas, rect = c.canvas.getBoundingClientRect();
-  const title = window.LiteGraph.NODE_TITLE_HEIGHT;
-  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
-  for (const n of app.graph.nodes) {
-    x0 = Math.min(x0, n.pos[0]); y0 = Math.min(y0, n.pos[1] - title);
-    x1 = Math.max(x1, n.pos[0] + n.size[0]); y1 = Math.max(y1, n.pos[1] + n.size[1]);
-  }
-  const left = 90, top = 90, pad = 30;  // the side bar and the menu lie over the canvas
-  const scale = Math.min(1, (rect.width - left - pad) / (x1 - x0), (rect.height - top - pad) / (y1 - y0));
-  c.ds.scale = scale;
-  c.ds.offset[0] = left / scale - x0;
-  c.ds.offset[1] = top / scale - y0;
-  c.setDirty(true, true);
-}
-
-async function settle() {
-  for (let i = 0; i < 3; i++) { fitView(); await frames(4); await sleep(150); }
-}
-
-function measure(label) {
-  const c = app.canvas, ds = c.ds, canvasRect = c.canvas.getBoundingClientRect();
-  const screen = (x, y) => [canvasRect.left + (x + ds.offset[0]) * ds.scale,
-                            canvasRect.top + (y + ds.offset[1]) * ds.scale];
-  const box = (r) => ({ left: r.left, top: r.top, right: r.right, bottom: r.bottom });
-  const nodes = [];
-  for (const n of app.graph.nodes) {
-    const [l, t] = screen(n.pos[0], n.pos[1]);
-    const [r, b] = screen(n.pos[0] + n.size[0], n.pos[1] + n.size[1]);
-    const widgets = [];
-    for (const w of n.widgets ?? []) {
-      if (!w.element) continue;
-      const entry = { name: w.name, y: w.y, height: w.computedHeight,
-                      visible: !!w.element.isConnected && w.element.getClientRects().length > 0,
-                      rect: box(w.element.getBoundingClientRect()), text: (w.element.innerText ?? "").slice(0, 200) };
-      const video = w.element.querySelector("video");
-      if (video) Object.assign(entry, { video: box(video.getBoundingClientRect()),
-        videoSize: [video.videoWidth, video.videoHeight], videoSrc: video.currentSrc || video.src || "" });
-      widgets.push(entry);
-    }
-    nodes.push({ id: n.id, type: n.type, size: [n.size[0], n.size[1]],
-                 rect: { left: l, top: t, right: r, bottom: b }, widgets });
-  }
-  return { label, scale: ds.scale, nodes };
-}
-"""
-
-RUN_JS = SETUP_JS + r"""
-const [workflow, shrink, freshSizes] = args;
-const out = {};
-await app.loadGraphData(workflow);
-for (const n of app.graph.nodes) {
-  for (const w of n.widgets ?? []) {
-    if (!(w.name in shrink)) continue;
-    const values = w.options?.values;
-    if (Array.isArray(values) && !values.includes(shrink[w.name])) continue;
-    w.value = shrink[w.name];
-    w.callback?.(w.value);
-  }
-  // A node as if freshly added: the template's width, its own minimum height (no spare room).
-  if (freshSizes.includes(n.type)) n.setSize([n.size[0], n.computeSize()[1]]);
-}
-// the frontend adds the input preview once the clip has loaded
-const uploads = app.graph.nodes.filter((n) => n.widgets?.some((w) => w.name === "upload"));
-for (let t = 0; t < 100 && !uploads.every((n) => n.widgets.some((w) => w.name === "video-preview")); t++) await sleep(150);
-await settle();
-out.before = measure("before");
-out.sizeBefore = Object.fromEntries(app.graph.nodes.map((n) => [n.id, [n.size[0], n.size[1]]]));
-// the graph as queued: what a file written by the run must bring back
-out.queued = app.graph.serialize().nodes.map((n) => ({ id: n.id, type: n.type, widgets_values: n.widgets_values ?? null }));
-
-const started = Date.now();
-await app.queuePrompt(0);
-let status = null, record = null;
-while (Date.now() - started < args[3] * 1000) {
-  await sleep(500);
-  const queue = await (await fetch("/api/queue")).json();
-  if (queue.queue_running.length || queue.queue_pending.length) continue;
-  const history = await (await fetch("/api/history?max_items=1")).json();
-  const last = Object.values(history)[0];
-  if (last?.status?.completed !== undefined || last?.status?.status_str === "error") { status = last.status; record = last; break; }
-}
-out.seconds = (Date.now() - started) / 1000;
-out.status = status ? { status_str: status.status_str, messages: JSON.stringify(status.messages).slice(-1500),
-                        errors: status.messages.filter((m) => m[0] === "execution_error").map((m) => m[1]) } : null;
-out.outputs = record?.outputs ?? {};
-// the written video's metadata, so that the preview knows its aspect ratio
-const previews = app.graph.nodes.filter((n) => n.hifiPreview);
-for (let t = 0; t < 100 && !previews.every((n) => n.hifiPreview.video.videoHeight > 0); t++) await sleep(150);
-await settle();
-out.after = measure("after");
-return out;
-"""
-
-RELOAD_JS = SETUP_JS + r"""
-await app.loadGraphData(app.graph.serialize());
-const previews = app.graph.nodes.filter((n) => n.hifiPreview);
-for (let t = 0; t < 100 && !previews.every((n) => n.hifiPreview.video.videoHeight > 0); t++) await sleep(150);
-const uploads = app.graph.nodes.filter((n) => n.widgets?.some((w) => w.name === "upload"));
-for (let t = 0; t < 100 && !uploads.every((n) => n.widgets.some((w) => w.name === "video-preview")); t++) await sleep(150);
-await settle();
-return { reloaded: measure("reloaded") };
-"""
-
-
-DROP_JS = SETUP_JS + r"""
-// One file the run wrote, fetched as the browser would download it, dropped on an empty canvas.
-const [spec, expected] = args;
-const response = await fetch("/api/view?" + new URLSearchParams({ filename: spec.filename, subfolder: spec.subfolder, type: spec.type }));
-if (!response.ok) return { fetched: response.status };
-const blob = await response.blob();
-const file = new File([blob], spec.name, { type: spec.mime });
-// the frontend's own readers of what the file carries (PNG text chunks, Matroska / ISO-BMFF tags)
-const meta = (spec.mime === "image/png" ? await window.comfyAPI.pnginfo.getPngMetadata(file)
-              : /\.(mkv|webm)$/i.test(spec.name) ? await window.comfyAPI.ebml.getFromWebmFile(file)
-              : await window.comfyAPI.isobmff.getFromIsobmffFile(file)) ?? {};
-const parse = (v) => (typeof v === "string" ? JSON.parse(v) : v);
-const prompt = meta.prompt ? parse(meta.prompt) : null;
-app.graph.clear();
-await frames(2);
-const emptied = app.graph.nodes.length;
-const transfer = new DataTransfer();
-transfer.items.add(file);
-// the drop a user makes: the frontend's document "drop" listener passes the file to app.handleFile
-app.canvasEl.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
-for (let t = 0; t < 200 && app.graph.nodes.length < expected; t++) await sleep(150);
-await sleep(500);  // anything still arriving (a second load would double the nodes)
-await settle();
-const graph = app.graph.serialize();
-return { fetched: response.status, bytes: blob.size, metaKeys: Object.keys(meta), emptied,
-         promptNodes: prompt && Object.fromEntries(Object.entries(prompt).map(([id, n]) => [id, n.class_type])),
-         nodes: graph.nodes.map((n) => ({ id: n.id, type: n.type, widgets_values: n.widgets_values ?? null,
-                                          names: (app.graph.getNodeById(n.id)?.widgets ?? []).map((w) => w.name) })),
-         links: (graph.links ?? []).length,
-         toasts: [...document.querySelectorAll(".p-toast-message")].map((e) => e.innerText.slice(0, 300)) };
-"""
-
-
-ROUNDTRIP_JS = SETUP_JS + r"""
-// Every HiFI node as freshly added, saved and loaded again (what reopening a workflow does).
-const types = Object.keys(window.LiteGraph.registered_node_types).filter((t) => t.startsWith("HiFI")).sort();
-app.graph.clear();
-types.forEach((type, i) => { const n = window.LiteGraph.createNode(type); n.pos = [(i % 6) * 450, Math.floor(i / 6) * 900]; app.graph.add(n); });
-await settle();
-const saved = app.graph.serialize();
-await app.loadGraphData(JSON.parse(JSON.stringify(saved)));
-await settle();
-const loaded = app.graph.serialize();
-return types.map((type) => ({
-  type, names: (app.graph.nodes.find((n) => n.type === type)?.widgets ?? []).map((w) => w.name),
-  saved: saved.nodes.find((n) => n.type === type)?.widgets_values ?? null,
-  loaded: loaded.nodes.find((n) => n.type === type)?.widgets_values ?? null }));
-"""
+# what the page runs, each awaited in an async function with the driver's arguments as `args`
+from browser_js import RUN_JS, RELOAD_JS, DROP_JS, UNTAGGED_MKV_JS, ROUNDTRIP_JS  # noqa: E402
 
 
 def written_files(outputs: dict) -> list[dict]:
@@ -281,6 +125,11 @@ def drive(config: dict) -> dict:
                 shot = f"{config['screenshot']}-dropped-{i}{Path(spec['name']).suffix}.png"
                 driver.save_screenshot(shot)
                 result["drops"].append({**spec, **dropped, "screenshot": shot})
+            if any(Path(spec["name"]).suffix.lower() == ".mkv" for spec in written_files(result["outputs"])):
+                try:
+                    result["untagged_mkv"] = _async_script(driver, UNTAGGED_MKV_JS, UNTAGGED_MKV, workflow)
+                except Exception as error:  # reported by its test
+                    result["untagged_mkv"] = {"error": f"{type(error).__name__}: {error}"[-1500:]}
         try:
             log = driver.get_log("browser")
         except Exception:  # a driver without the log endpoint: nothing to report
@@ -334,10 +183,9 @@ DROP_CASES = {"Retime Video mp4": ("HiFI 3 - Retime a video file to 60 fps", {},
               "Video Combine mp4": ("HiFI 2 - Clip to 60 fps with audio", {}, ".mp4"),
               "Video Combine PNG sequence": ("HiFI 2 - Clip to 60 fps with audio", {"format": "png-sequence"}, ".png"),
               "Video Combine ffv1 mkv": ("HiFI 2 - Clip to 60 fps with audio", {"format": "ffv1-mkv"}, ".mkv")}
-# ComfyUI frontend 1.27's app.handleFile has no Matroska branch: a dropped .mkv (video/x-matroska)
-# gets "Unable to find workflow in ...", though its tags are there (the same file typed
-# video/webm loads); strict=False, so a frontend that reads it passes
-DROP_XFAIL = {"Video Combine ffv1 mkv": "the frontend does not read a workflow from a dropped .mkv"}
+# ComfyUI frontend 1.27's app.handleFile has no Matroska branch (a .mkv typed video/x-matroska got
+# "Unable to find workflow in ..."): web/hifi.js hands it a .mkv typed video/webm, whose branch
+# reads the same Matroska tags
 _RUNS: dict = {}  # one page run per (server, template, values) serves the layout and the drop tests
 
 
@@ -384,6 +232,9 @@ def check_restored(drop: dict, template: dict, queued: list) -> list[str]:
     wanted = sorted((n["id"], n["type"]) for n in template["nodes"])
     if nodes != wanted:
         problems.append(f"{where}: dropped graph has nodes {nodes}, the template {wanted}; toasts {drop['toasts']}")
+    failed = [t for t in drop.get("toasts", []) if "Unable to find workflow" in t]
+    if failed:  # the graph came back, yet the frontend also said it found none
+        problems.append(f"{where}: the frontend also said {failed}")
     if drop["links"] != len(template["links"]):
         problems.append(f"{where}: {drop['links']} links, the template {len(template['links'])}")
     back = {n["id"]: n for n in drop["nodes"]}
@@ -491,14 +342,19 @@ def test_previews_fit_their_nodes_in_the_real_frontend(server, template):
                 assert node["size"][1] > before[node["id"]]["size"][1] + height / result[state]["scale"] * 0.9
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(reason=DROP_XFAIL[c], strict=False))
-                                  if c in DROP_XFAIL else c for c in sorted(DROP_CASES)])
-def test_dropping_a_written_file_restores_its_graph(server, case):
-    template, values, suffix = DROP_CASES[case]
-    # the mp4 cases reuse the layout test's run (same template, same values)
+def _drop_run(url: str, case: str) -> dict:
+    """The page run whose written files the drop case drops (the mp4 cases reuse the layout
+    test's run: same template, same values)."""
+    template, values, _ = DROP_CASES[case]
     fresh = CASES[template] if not values else ()
     tag = "".join(f"-{v}" for v in values.values())
-    result = _drive(server["url"], template, {**SHRINK, **values}, fresh=fresh, reload=not values, tag=tag)
+    return _drive(url, template, {**SHRINK, **values}, fresh=fresh, reload=not values, tag=tag)
+
+
+@pytest.mark.parametrize("case", sorted(DROP_CASES))
+def test_dropping_a_written_file_restores_its_graph(server, case):
+    template, values, suffix = DROP_CASES[case]
+    result = _drop_run(server["url"], case)
     assert result["status"] and result["status"]["status_str"] == "success", _failure(result["status"])
     drops = [d for d in result["drops"] if Path(d["name"]).suffix == suffix]
     assert drops, f"the run wrote no {suffix} file: {result['outputs']}"
@@ -507,6 +363,18 @@ def test_dropping_a_written_file_restores_its_graph(server, case):
         _report_drop(case, drop)
         problems = check_restored(drop, workflow, result["queued"])
         assert not problems, "\n".join(problems)
+
+
+def test_dropping_a_mkv_without_a_workflow_says_so(server):
+    """After the .mkv drop case: a .mkv with no workflow tags gets the frontend's message naming
+    it, and the graph on the canvas stays."""
+    result = _drop_run(server["url"], "Video Combine ffv1 mkv")
+    assert "untagged_mkv" in result, f"the run wrote no .mkv: {result['outputs']}"
+    untagged = result["untagged_mkv"]
+    print(f"\n{UNTAGGED_MKV} dropped: {untagged}")
+    assert "error" not in untagged, untagged["error"]
+    assert any("Unable to find workflow" in t and UNTAGGED_MKV in t for t in untagged["toasts"]), untagged
+    assert untagged["after"] == untagged["before"] > 0, untagged
 
 
 def test_every_hifi_node_keeps_its_widget_values_when_saved_and_loaded(server):

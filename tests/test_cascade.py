@@ -215,7 +215,8 @@ def test_untrained_flow_cascade_returns_the_finest_levels_own_flow_average():
 
 
 def test_cascade_run_level_by_level_equals_one_run_for_a_flow_model():
-    from hifi_core.cascade import ProgressCounter, run_cascade
+    from hifi_core.cascade import run_cascade
+    from hifi_core.progress import ProgressCounter
     from hifi_core.interpolate import level_context, plan_for
 
     f0, f2 = _flow_pair()

@@ -11,14 +11,17 @@ import zipfile
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import save_file
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from hifi_core import CheckpointError, HiFIInputError
-from hifi_core import motion_base, motion_setup
+from hifi_core import ifnet, motion_base, motion_setup
 from hifi_core.baselines import blend_interpolate
 from hifi_core.cli import main as cli_main
 from hifi_core.flow_base import estimate_flows, resize_flows, warp_average
-from hifi_core.ifnet import IFNet, swap_flows
+from hifi_core.ifnet import IFNet, backward_warp, swap_flows
 from hifi_core.metrics import psnr
 from hifi_core.motion_base import (MOTION_FORMAT, RIFE_ARCH, RIFE_FILE_NAME, find_rife_weights,
                                    ifnet_midpoint, ifnet_tau_flows, load_ifnet)
@@ -260,3 +263,150 @@ def test_unknown_residual_base_names_the_choices():
     from hifi_core.config import DiffusionConfig
     with pytest.raises(HiFIInputError, match="rife"):
         DiffusionConfig(residual_base="raft")
+
+
+# --- the banded IFNet and the mixture give the plain, whole-map computation's numbers ---
+
+def whole_map_ifnet(net: IFNet, frame0, frame1, scales=(4, 2, 1)):
+    """IFNet written plainly, every map whole (the time directions one after the other)."""
+    def resize(x, factor):
+        return F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False,
+                             recompute_scale_factor=False)
+
+    def run_stage(stage, images, stage_flows, scale):
+        features = stage.encode(torch.cat([resize(images, 1 / scale), resize(stage_flows, 1 / scale) / scale], 1))
+        for pair in stage.refine:
+            features = features + pair(features)
+        return resize(stage.flow_head(features), scale) * scale, resize(stage.logit_head(features), scale)
+
+    flows = frame0.new_zeros(frame0.shape[0], 4, *frame0.shape[-2:])
+    logit = frame0.new_zeros(frame0.shape[0], 1, *frame0.shape[-2:])
+    warped0, warped1 = frame0, frame1
+    for stage, scale in zip(net.stages, scales):
+        forward_flow, forward_logit = run_stage(stage, torch.cat([warped0, warped1, logit], 1), flows, scale)
+        backward_flow, backward_logit = run_stage(stage, torch.cat([warped1, warped0, -logit], 1),
+                                                  swap_flows(flows), scale)
+        flows = flows + (forward_flow + swap_flows(backward_flow)) / 2
+        logit = logit + (forward_logit - backward_logit) / 2
+        warped0, warped1 = backward_warp(frame0, flows[:, :2]), backward_warp(frame1, flows[:, 2:])
+    return flows, logit
+
+
+def nontrivial_ifnet(seed: int = 3) -> IFNet:
+    """Random weights whose heads produce flows and a fusion logit that are not all zero."""
+    torch.manual_seed(seed)
+    net = IFNet().eval()
+    for stage in net.stages:
+        torch.nn.init.normal_(stage.flow_head.out.weight, std=0.05)
+        torch.nn.init.normal_(stage.logit_head.out.weight, std=0.05)
+    return net
+
+
+def test_layer_rows_are_the_whole_layer_rows():
+    net = nontrivial_ifnet()
+    stage = net.stages[2]
+    x, features = torch.rand(1, 11, 40, 24), torch.rand(1, 90, 10, 6)
+    def read_x(top, bottom):
+        return x[..., top:bottom, :]
+
+    def read_features(top, bottom):
+        return features[..., top:bottom, :]
+
+    with torch.no_grad():
+        halved, refined, flow_update = stage.encode[0](x), stage.refine[0][0](features), stage.flow_head(features)
+        for first, stop in [(0, 20), (0, 1), (7, 8), (3, 11), (19, 20)]:  # whole, edges, inside
+            assert torch.allclose(stage.encode[0].rows(read_x, first, stop, 40), halved[..., first:stop, :], atol=1e-6)
+            if stop <= 10:
+                assert torch.allclose(stage.refine[0][0].rows(read_features, first, stop, 10),
+                                      refined[..., first:stop, :], atol=1e-6)
+        for first, stop in [(0, 40), (0, 4), (13, 14), (5, 22), (36, 40)]:
+            assert torch.allclose(stage.flow_head.rows(read_features, first, stop, 10),
+                                  flow_update[..., first:stop, :], atol=1e-6)
+
+
+@pytest.mark.parametrize("weights", ["random", "rife"])
+def test_banded_ifnet_gives_the_whole_map_numbers(weights, monkeypatch):
+    if weights == "rife" and REAL_WEIGHTS is None:
+        pytest.skip("run python -m hifi_core setup-motion")
+    net = load_ifnet(REAL_WEIGHTS) if weights == "rife" else nontrivial_ifnet()
+    frame0, _, frame2 = textured_pair(10, 128, 192, seed=4)
+    with torch.no_grad():
+        expected = whole_map_ifnet(net, frame0, frame2)
+    # whole maps (one band per stage) and many small bands (4 at full size: the banded heads)
+    for band_pixels in (ifnet.BAND_PIXELS, 256):
+        monkeypatch.setattr(ifnet, "BAND_PIXELS", band_pixels)
+        flows, logit = net(frame0, frame2)
+        assert expected[0].abs().max() > 0.1 and expected[1].abs().max() > 0.01
+        # bit for bit on one thread here; with several, oneDNN may round the banded heads
+        # differently (measured with 256-pixel bands: 3e-6 px, 1e-5 on a logit of 5)
+        assert torch.allclose(flows, expected[0], atol=1e-5, rtol=1e-5)
+        assert torch.allclose(logit, expected[1], atol=1e-5, rtol=1e-5)
+
+
+class LargestTensor(TorchDispatchMode):
+    """Records the most elements of any tensor an operation returns."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for value in tree_flatten(out)[0]:
+            if isinstance(value, torch.Tensor):
+                self.largest = max(self.largest, value.numel())
+        return out
+
+
+def test_no_map_ifnet_makes_is_larger_than_its_seven_channel_inputs(monkeypatch):
+    # the plain computation makes the full-size stage's 11-channel inputs and 45-channel
+    # half-size maps (11 and 11.25 values per pixel); bands keep every map at most 7
+    monkeypatch.setattr(ifnet, "BAND_PIXELS", 256)
+    frame0, _, frame2 = textured_pair(10, 128, 192, seed=4)
+    net = nontrivial_ifnet()
+    with LargestTensor() as probe:
+        net(frame0, frame2)
+    assert probe.largest <= 7 * 128 * 192
+
+
+def test_the_mixture_in_bands_and_in_place_is_the_plain_formula():
+    from hifi_core.flow_base import disagreement_map, fade_small_motion, mix_bases, tau_flows, warp_frames
+
+    frame0, _, frame2 = textured_pair(6, 64, 96, seed=4)
+    taus = torch.tensor([0.25])
+    classical = tau_flows(frame0, frame2, taus)
+    learned = torch.cat([0.8 * classical + 0.3, torch.rand(1, 1, 64, 96)], dim=1)
+
+    def plain_disagreement(flows):
+        warped0, warped2 = warp_frames(frame0, frame2, flows)
+        return (warped0 - warped2).abs().mean(dim=1, keepdim=True)
+
+    def local_error(flows):
+        error = F.pad(plain_disagreement(flows), (16, 16, 16, 16), mode="replicate")
+        return F.avg_pool2d(F.avg_pool2d(error, (33, 1), stride=1), (1, 33), stride=1)
+
+    classical5 = torch.cat([fade_small_motion(classical), torch.full((1, 1, 64, 96), 0.75)], dim=1)
+    learned_var, classical_var = local_error(learned).square(), local_error(classical5).square()
+    expected = torch.cat([learned, classical5, classical_var / (learned_var + classical_var).clamp_min(1e-12)], 1)
+
+    assert torch.allclose(disagreement_map(frame0, frame2, learned, band_rows=7), plain_disagreement(learned),
+                          atol=1e-6, rtol=0)
+    mixed = mix_bases(frame0, frame2, learned, classical, taus)
+    assert torch.allclose(mixed, expected, atol=1e-6, rtol=0)
+    # estimate_flows' way: both bases already in the mixture's channels, filled in place
+    out = torch.empty(1, 11, 64, 96)
+    out[:, :5], out[:, 5:9] = learned, classical
+    assert mix_bases(frame0, frame2, out[:, :5], out[:, 5:9], taus, out=out) is out
+    assert torch.equal(out, mixed)
+
+
+def test_estimate_flows_is_the_mixture_of_both_bases(monkeypatch):
+    import hifi_core.flow_base as flow_base
+
+    net = nontrivial_ifnet()
+    monkeypatch.setattr(flow_base, "motion_net", lambda device: net)
+    frame0, _, frame2 = textured_pair(6, 64, 96, seed=4)
+    taus = torch.tensor([1 / 3])
+    expected = flow_base.mix_bases(frame0, frame2, ifnet_tau_flows(frame0, frame2, taus, net),
+                                   flow_base.tau_flows(frame0, frame2, taus), taus)
+    assert torch.equal(estimate_flows(frame0, frame2, taus, base="rife"), expected)

@@ -36,14 +36,15 @@ def test_own_prediction_condition_is_what_the_cascade_gives_its_second_level(mon
     model = perturbed_model(network_frames=network_frames)
     f0, _, f2 = textured_pair(6, height=32, width=32)
     seen = {}
-    real_level_base = cascade.level_base
+    real_build = cascade.build_level_base
 
-    def recording(model_, a, b, condition, *args, **kwargs):
-        if condition is not None:  # cloned: run_cascade hands the buffer over to become the base
-            seen["condition"] = condition.clone()
-        return real_level_base(model_, a, b, condition, *args, **kwargs)
+    def recording(*args, **kwargs):
+        built = real_build(*args, **{**kwargs, "keep_condition": True})
+        if built.condition is not None:
+            seen["condition"] = built.condition
+        return built
 
-    monkeypatch.setattr(cascade, "level_base", recording)
+    monkeypatch.setattr(cascade, "build_level_base", recording)
     plan = cascade.plan_cascade(32, 32, levels=2, patch_size=(16, 16), overlap=0, alignment=model.alignment)
     ctx = cascade.LevelContext(steps=1, samples=1, eta=0.0, overlap=0, feather=False,
                                seed=5, batcher=AdaptiveBatchSize(4))

@@ -37,20 +37,33 @@ def test_script_parses_as_an_es_module(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-@needs_node
-def test_previews_size_order_and_labels_with_a_fake_frontend(tmp_path):
-    """tests/js/previews.test.mjs: the previews' heights (caption + video at the node's width and
-    the clip's aspect ratio, capped), the node growing on output and never shrinking, the input
-    preview labelled and ours kept after it, the readout sized to its text; node and a fake DOM."""
+def _run_js_test(tmp_path: Path, name: str) -> None:
+    """Run tests/js/<name> on a copy of hifi.js laid out as ComfyUI serves it."""
     extension = tmp_path / "extensions" / "hifi" / "hifi.js"
     extension.parent.mkdir(parents=True)
     shutil.copy(SCRIPT, extension)  # where ../../scripts/app.js resolves to the stand-ins
     shutil.copytree(JS_TESTS / "scripts", tmp_path / "scripts")
     (tmp_path / "package.json").write_text('{"type": "module"}\n')
-    result = subprocess.run(["node", str(JS_TESTS / "previews.test.mjs"), str(extension)],
+    result = subprocess.run(["node", str(JS_TESTS / name), str(extension)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "checks passed" in result.stdout, result.stdout
+
+
+@needs_node
+def test_previews_size_order_and_labels_with_a_fake_frontend(tmp_path):
+    """tests/js/previews.test.mjs: the previews' heights (caption + video at the node's width and
+    the clip's aspect ratio, capped), the node growing on output and never shrinking, the input
+    preview labelled and ours kept after it, the readout sized to its text; node and a fake DOM."""
+    _run_js_test(tmp_path, "previews.test.mjs")
+
+
+@needs_node
+def test_mkv_files_reach_the_frontend_typed_as_webm(tmp_path):
+    """tests/js/matroska.test.mjs: app.handleFile, wrapped once at setup, gets a .mkv (by type or
+    name) as the same bytes typed video/webm, which frontend 1.27 reads a workflow from, and every
+    other file untouched; the Open dialog lists .mkv. The real drop: tests/test_browser.py."""
+    _run_js_test(tmp_path, "matroska.test.mjs")
 
 
 def test_extension_is_namespaced_and_uses_the_frontend_api(source):

@@ -10,6 +10,8 @@
 // - HiFI Interpolate / HiFI Retime Video: a time readout before Run: seconds per in-between
 //   from this machine's last run at the same model, device and settings (scaled to the frame
 //   size; /hifi/eta, nodes/pace.py), the number of in-betweens the clip needs and the ETA.
+// - A .mkv the pack wrote, dropped on the canvas or opened, restores its workflow (the frontend
+//   reads it as WebM; see "workflows in .mkv files").
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
@@ -410,10 +412,60 @@ async function updateReadout(node) {
   fitNode(node);
 }
 
+// ---- workflows in .mkv files ----------------------------------------------------------------------
+//
+// Video Combine's "ffv1-mkv" stores the workflow in Matroska tags, but frontend 1.27's
+// app.handleFile picks its reader by MIME type and has no Matroska branch: a dropped .mkv
+// (video/x-matroska) got "Unable to find workflow in ...". Its video/webm branch reads the same
+// EBML tags (WebM is Matroska), so a .mkv is handed on re-typed as video/webm. handleFile is
+// wrapped rather than the drop event caught, so the frontend keeps its own order (a node under
+// the cursor that takes the drop still gets it), reader, prompt-only fallback and error for a
+// file without a workflow ("Unable to find workflow in x.mkv"), and its Open dialog gets the same.
+// Any other file goes on untouched, and a frontend that reads .mkv itself reads it the same way.
+
+export const WEBM_TYPE = "video/webm";
+const MATROSKA_TYPE = "video/x-matroska";
+
+export function isMatroskaVideo(file) {
+  // by type (a browser types a .mkv as video/x-matroska) or by name (a file with no type)
+  if (!file || file.type === WEBM_TYPE) return false;
+  return file.type === MATROSKA_TYPE || /\.mkv$/i.test(String(file.name ?? ""));
+}
+
+export function asWebm(file) {
+  // the same bytes, name and date, typed as the frontend's WebM branch expects
+  return new File([file], file.name, { type: WEBM_TYPE, lastModified: file.lastModified });
+}
+
+export function readMatroskaWorkflows(target = app) {
+  // Wrap target.handleFile once (the flag keeps a second call from wrapping it again).
+  const handleFile = target?.handleFile;
+  if (typeof handleFile !== "function" || handleFile.hifiMatroska) return false;
+  const wrapped = function (file, ...rest) {
+    return handleFile.call(this, isMatroskaVideo(file) ? asWebm(file) : file, ...rest);
+  };
+  wrapped.hifiMatroska = true;
+  target.handleFile = wrapped;
+  return true;
+}
+
+export function acceptMatroskaInOpenDialog(doc = globalThis.document) {
+  // Workflow > Open lists only the types the frontend reads (an empty accept lists everything).
+  const input = doc?.getElementById?.("comfy-file-input");
+  if (!input || !input.accept || /(^|,)\s*\.mkv\s*(,|$)/i.test(input.accept)) return false;
+  input.accept = `${input.accept},.mkv,${MATROSKA_TYPE}`;
+  return true;
+}
+
 // ---- registration -------------------------------------------------------------------------------
 
 app.registerExtension({
   name: "hifi.nodes",
+
+  setup() {
+    readMatroskaWorkflows(app);
+    acceptMatroskaInOpenDialog();
+  },
 
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (PREVIEW_NODES.has(nodeData.name)) {

@@ -58,6 +58,8 @@ class MemoryOptions:
         device: "cpu" or "cuda[:N]".
         full_frame: also measure full-frame (non-patched) denoising.
         threads: torch CPU threads in the children (None = torch's default).
+        frame_dtype: the input frames' dtype ("float16": half-precision frames, which the
+            cascade reads as they are; "float32": what ComfyUI and the retime hold).
     """
 
     model: str = "tiny"
@@ -73,6 +75,7 @@ class MemoryOptions:
     device: str = "cpu"
     full_frame: bool = True
     threads: Optional[int] = None
+    frame_dtype: str = "float16"
 
     def __post_init__(self) -> None:
         if self.cap_bytes <= 0:
@@ -190,7 +193,7 @@ def run_child(spec: ProbeSpec, timeout_s: float, server: Optional[ProbeServer] =
 
 def _hifi_estimates(model_config, plan, spec: ProbeSpec) -> Dict[str, int]:
     from ..interpolate import CascadeSettings, job_plan
-    from ..memory import SAFETY_FACTOR, estimate_patch_bytes, frame_buffer_bytes, pair_io_bytes, plan_patch_batch
+    from ..memory import SAFETY_FACTOR, estimate_patch_bytes, plan_patch_batch
     import torch
 
     largest = max(plan.grids, key=lambda g: g.patch_height * g.patch_width)
@@ -204,10 +207,11 @@ def _hifi_estimates(model_config, plan, spec: ProbeSpec) -> Dict[str, int]:
     settings = CascadeSettings(levels=spec.levels, patch_size=spec.patch, overlap=spec.overlap, samples=spec.samples,
                                patch_batch=batch)
     # what the ComfyUI readout shows for this job (`hifi_core.interpolate.plan_job`)
-    planned = job_plan(model_config, plan, settings, torch.device(spec.device))
-    return {"patch_batch": batch, "inputs": pair_io_bytes(spec.height, spec.width),
+    frame_bytes = torch.finfo(getattr(torch, spec.frame_dtype)).bits // 8
+    planned = job_plan(model_config, plan, settings, torch.device(spec.device), frame_bytes=frame_bytes)
+    return {"patch_batch": batch, "inputs": planned.io_bytes,
             "planned_peak": planned.peak_bytes, "planned_motion": planned.motion_bytes,
-            "cascade_buffers": frame_buffer_bytes(spec.height, spec.width, spec.samples, model_config.diffusion),
+            "cascade_buffers": planned.frame_buffer_bytes,
             "working_estimate": per_patch * patches_at_once,
             "working_estimate_unpadded": int(per_patch * patches_at_once / SAFETY_FACTOR)}
 
@@ -278,7 +282,8 @@ def _base_spec(options: MemoryOptions) -> ProbeSpec:
     return ProbeSpec(method="hifi", height=8, width=8, model=options.model, steps=options.steps,
                      samples=options.samples, levels=options.levels, patch=options.patch,
                      overlap=options.overlap, memory_budget=options.memory_budget,
-                     device=options.device, cap_bytes=options.cap_bytes, threads=options.threads)
+                     device=options.device, cap_bytes=options.cap_bytes, threads=options.threads,
+                     frame_dtype=options.frame_dtype)
 
 
 class _JobRunner:
@@ -403,9 +408,9 @@ def _markdown(data: Dict[str, Any], options: MemoryOptions) -> str:
              f"HiFI model `{options.model}` (untrained preset: memory does not depend on the weights), "
              f"{options.steps} step, {options.samples} sample, levels={options.levels}, patch "
              f"{options.patch[0]}x{options.patch[1]}, overlap {options.overlap}, cascade memory budget "
-             f"{report.fmt_bytes(options.memory_budget)}. `hifi-full` denoises each level as a single "
-             "patch (no patching). setup = interpreter + torch + model; inputs = two frames + output "
-             "(computed); cascade buffers = `hifi_core.memory.frame_buffer_bytes` (computed); working "
+             f"{report.fmt_bytes(options.memory_budget)}, input frames {options.frame_dtype}. `hifi-full` "
+             "denoises each level as a single patch (no patching). setup = interpreter + torch + model; "
+             "inputs = the two frames (computed); cascade buffers = `hifi_core.memory.frame_buffer_bytes` (computed); working "
              "= peak - setup - inputs - buffers (the model's working memory); job = peak - setup, beside "
              "the planned peak the ComfyUI readout shows (`JobPlan.peak_bytes`, motion base included).", ""]
     header = ["size", "method", "status", "peak", "setup", "job", "planned peak", "inputs", "cascade buffers",

@@ -37,6 +37,9 @@ RESULT = "RESULT "
 AS_SLACK_BYTES = 1 << 30
 
 
+FRAME_DTYPES = ("float16", "float32")
+
+
 @dataclass
 class ProbeSpec:
     """What one child measures.
@@ -47,6 +50,7 @@ class ProbeSpec:
         height, width: frame size.
         model: preset name or checkpoint path (hifi only).
         cap_bytes: resident-memory cap; 0 = none.
+        frame_dtype: the input frames' dtype, "float16" (half-precision frames, read as they are) or "float32".
     """
 
     method: str
@@ -64,9 +68,12 @@ class ProbeSpec:
     device: str = "cpu"
     cap_bytes: int = 0
     threads: Optional[int] = None
+    frame_dtype: str = "float16"
 
     def __post_init__(self) -> None:
         self.patch = tuple(int(s) for s in self.patch)
+        if self.frame_dtype not in FRAME_DTYPES:
+            raise ValueError(f"frame_dtype={self.frame_dtype!r} must be one of {FRAME_DTYPES}")
         if self.mode not in ("cascade", "full"):
             raise ValueError(f"mode={self.mode!r} must be 'cascade' or 'full'")
         if self.height < 1 or self.width < 1:
@@ -162,7 +169,7 @@ def run_probe(spec: ProbeSpec) -> Dict[str, Any]:
             torch.cuda.set_per_process_memory_fraction(min(1.0, spec.cap_bytes / total), torch.device(spec.device))
     try:
         generator = torch.Generator().manual_seed(0)
-        frame0 = torch.rand(1, 3, spec.height, spec.width, generator=generator)
+        frame0 = torch.rand(1, 3, spec.height, spec.width, generator=generator, dtype=getattr(torch, spec.frame_dtype))
         frame2 = torch.roll(frame0, shifts=(3, 5), dims=(2, 3))
         if cuda:
             torch.cuda.reset_peak_memory_stats(torch.device(spec.device))

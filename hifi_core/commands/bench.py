@@ -86,6 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="the cascade's working-memory budget in the memory runs (sets the patch "
                         "batch; default %(default)s)")
     m.add_argument("--no-full-frame", action="store_true", help="skip the full-frame memory runs")
+    m.add_argument("--frame-dtype", choices=["float16", "float32"], default="float16",
+                   help="memory: the input frames' dtype (default %(default)s: compact frames, read "
+                        "as they are; float32: what ComfyUI and the retime hold today)")
     m.add_argument("--speed-model", default=None,
                    help="preset/checkpoint for the speed runs (default: the main HiFI model)")
     m.add_argument("--max-run-seconds", type=float, default=300.0,
@@ -242,7 +245,7 @@ def _memory(args, out: Path, device: str, quick: bool, log) -> Dict[str, Any]:
                             memory_budget=budget, cap_bytes=cap,
                             max_run_seconds=args.memory_max_run_seconds,
                             peers=peers, device=device, full_frame=not args.no_full_frame,
-                            threads=args.threads)
+                            threads=args.threads, frame_dtype=args.frame_dtype)
     sizes = list(QUICK_SWEEP) if quick else parse_resolutions(args.resolutions)
     return run_memory(sizes, out, options=options, log=log)
 

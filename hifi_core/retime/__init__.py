@@ -1,8 +1,8 @@
 """Streaming retime engine: decode -> (duplicates, scene cuts) -> interpolate -> encode.
 
 Modules: `targets` (multiplier / fps / slow motion), `options` (detection, encoding, run),
-`interpolators`, `keyframes` (cuts and
-duplicates), `output` (segments, resume state, finishing), `engine` (`retime_video`),
+`interpolators`, `keyframes` (cuts and duplicates), `output` (segments, resume state,
+finishing), `pipeline` (the decoder and encoder threads), `engine` (`retime_video`),
 `distributed` (one file shared by several torchrun processes). Public names are importable
 from `hifi_core.retime`.
 
@@ -25,7 +25,10 @@ Timing (exact rational arithmetic, no drift):
 
 Memory (bounded, independent of the clip length): the two keyframes of the current pair,
 their thumbnails, the in-betweens of at most `tau_batch` times, the encoder's look-ahead and
-the audio interleaving queue. Nothing is accumulated per frame.
+the audio interleaving queue; with the pipeline (`RunOptions.pipeline`, the default: decoding
+and encoding in threads beside the interpolator) also up to 2 decoded frames ahead and 4
+output frames behind (fewer at 4K and 8K: a queue holds at most 256 MiB, see
+`pipeline.queue_depth`). Nothing is accumulated per frame.
 
 Output, interruption and resume:
     Video is encoded into segments of `segment_seconds` of output (`.NAME.hifi-parts/`, next

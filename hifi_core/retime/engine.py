@@ -7,11 +7,11 @@ import hashlib
 import os
 import time
 import warnings
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, List, Optional, Union
+from typing import Callable, Iterator, List, Optional, Union
 
 import torch
 
@@ -21,7 +21,7 @@ from ..errors import HiFIInputError
 from ..progress import CancelCheck, check_cancel
 from ..timeline import ScheduledFrame, first_output_at, interval_schedule, total_output_frames
 from ..validation import check_not_an_input
-from ..video_io import (OutputFormat, VideoInfo, check_output_path, iter_frames, probe_video,
+from ..video_io import (OutputFormat, VideoInfo, check_output_path, frames_nbytes, iter_frames, probe_video,
                         resolve_output_format)
 from ..interpolate import Interpolator
 from .interpolators import FrameInterpolator, make_interpolator
@@ -30,6 +30,7 @@ from .keyframes import DetectionStats, Keyframe, keyframes
 from .output import (WRITE_ERRNOS, _abandon_open_segment, _clear_output, _finish, _finish_partial,
                      _load_or_new_state, _Output, _parts_dir, _probe_writer, _remove_strays, _state_path)
 from .options import Detection, Encoding, RunOptions
+from .pipeline import DECODE_AHEAD, ENCODE_BEHIND, EncodeThread, ReadAhead, queue_depth
 from .targets import RetimeTarget
 
 PathLike = Union[str, os.PathLike]
@@ -39,10 +40,17 @@ PathLike = Union[str, os.PathLike]
 
 @dataclass(frozen=True)
 class RetimeProgress:
-    """Reported after every written output frame.
+    """Reported in the caller's thread as output frames are written.
+
+    Without the pipeline: one event per frame written. With it (`RunOptions.pipeline`, the
+    default) the encoder writes in its own thread: an event comes when a frame is handed to
+    it and the written count has moved (it may jump by several frames), and once more when
+    the encoder stops, so the last event counts exactly the frames written (also after a
+    cancel or an error).
 
     Attributes:
-        frames_done (int): output frames written, the resumed ones included.
+        frames_done (int): output frames written (encoded, not merely queued), the resumed
+            ones included.
         frames_total (int): output frames in all (an estimate until the input is fully read).
         source_frames_read (int): source frames decoded so far.
         resumed_from (int): the output frame this run started at (0 for a fresh run).
@@ -80,8 +88,7 @@ def retime_video(input: PathLike, output: PathLike, target: RetimeTarget, *, mod
                  detection: Detection = Detection(), encoding: Encoding = Encoding(),
                  run: RunOptions = RunOptions(),
                  progress: Optional[Callable[[RetimeProgress], None]] = None,
-                 model_progress: Optional[Callable] = None,
-                 cancel: Optional[CancelCheck] = None,
+                 model_progress: Optional[Callable] = None, cancel: Optional[CancelCheck] = None,
                  distributed: Optional[Dist] = None) -> RetimeResult:
     """Retime a video file into another, streaming (see the package docstring).
 
@@ -95,10 +102,12 @@ def retime_video(input: PathLike, output: PathLike, target: RetimeTarget, *, mod
             (optical-flow baseline).
         interpolator: a custom `(frame0 [1,3,H,W], frame2, taus) -> [T,3,H,W]` callable
             (overrides `method`); a `hifi_core.Interpolator` is also told each pair's index.
+            With `RunOptions.pipeline` it must return a new tensor on every call.
         detection (Detection): scene cuts and duplicates.
         encoding (Encoding): codec, quality, pixel format, preset, slow-motion audio, tags.
-        run (RunOptions): resume, tau batch, segment length, a preview's frame limit.
-        progress: called with a `RetimeProgress` after every output frame.
+        run (RunOptions): resume, tau batch, segment length, a preview's frame limit, the
+            pipeline (decoding and encoding in threads; none outlives this call).
+        progress: called (in the caller's thread) with a `RetimeProgress` as frames are written.
         model_progress: passed to `interpolate` (patch-level `ProgressEvent`s, method "hifi").
         cancel: polled between frames and inside the model; True (or raising) stops.
         distributed (Dist or None): this call is one rank of a torchrun group
@@ -139,17 +148,18 @@ def retime_video(input: PathLike, output: PathLike, target: RetimeTarget, *, mod
                        encoding.metadata, share)
     stats = DetectionStats(count_from=share.own_from, count_to=share.own_to)
     report = _reporter(progress, stats, source_frames, estimate, out.frames_done, share)
-    pairs = _PairWriter(out, interpolator, run.tau_batch, cancel_any, report, end=share.end)
+    read_ahead, encode_behind = _queue_depths(info, run)
+    pairs = _PairWriter(out, interpolator, run.tau_batch, cancel_any, report, share.end, encode_behind)
 
     def walk() -> None:
         if not share.empty:
-            _walk_keyframes(in_path, ratio, detection, stats, run.max_frames, pairs.emit,
-                            start=share.decode_from, until=share.end)
+            with pairs.running():
+                _walk_keyframes(in_path, ratio, detection, stats, run.max_frames, pairs.emit,
+                                start=share.decode_from, until=share.end, read_ahead=read_ahead)
     _render(walk, out, share, terminate, in_path, audio_mode, audio_tempo)
     whole = _gather_shares(share, out, stats)
-    trim_audio = run.max_frames is not None
     agreed(share, lambda: _join_shares(share, whole, out, in_path, out_fps, audio_mode, audio_tempo,
-                                       trim_audio))
+                                       run.max_frames is not None))
     return RetimeResult(out_path, whole.frames, whole.stats.source_frames, out_fps, ratio,
                         list(whole.stats.cuts), whole.stats.duplicates, whole.resumed, audio_mode,
                         time.monotonic() - started, pairs.interpolation_seconds)
@@ -218,13 +228,18 @@ def _join_shares(share: Share, whole: _Whole, out: _Output, in_path: Path, out_f
 
 def _reporter(progress: Optional[Callable[[RetimeProgress], None]], stats: DetectionStats,
               source_frames: int, estimate: int, resumed_from: int, share: Share) -> Callable[[int], None]:
-    """The per-frame progress call: the total is an estimate until the input is fully read.
-    One of several processes counts its share (from its first frame, to its end)."""
+    """The progress call, given the frames written so far: it reports when the count has moved
+    (the pipeline asks more often than frames are written). The total is an estimate until
+    the input is fully read. One of several processes counts its share (from its first frame,
+    to its end)."""
     if share.end is not None:
         estimate = min(estimate, share.end)
+    last = resumed_from
 
     def report(done: int) -> None:
-        if progress is not None:
+        nonlocal last
+        if progress is not None and done != last:
+            last = done
             total = estimate if stats.source_frames < source_frames else max(estimate, done)
             progress(RetimeProgress(done - share.first, max(total, done) - share.first,
                                     stats.source_frames, resumed_from - share.first))
@@ -285,6 +300,15 @@ def _write_failure(error: OSError, out_path: Path, out: _Output) -> HiFIInputErr
         "or delete that folder")
 
 
+def _queue_depths(info: VideoInfo, run: RunOptions) -> tuple[int, int]:
+    """(decoded frames read ahead, output frames queued for the encoder): 0, 0 without the
+    pipeline; fewer for large frames, so the queues stay small in bytes too."""
+    if not run.pipeline:
+        return 0, 0
+    frame_bytes = frames_nbytes(1, info.height, info.width)  # float32, as decoded and interpolated
+    return queue_depth(DECODE_AHEAD, frame_bytes), queue_depth(ENCODE_BEHIND, frame_bytes)
+
+
 def _audio_plan(target: RetimeTarget, info: VideoInfo, slowmo_audio: str) -> tuple[str, float]:
     """(what happens to the audio: copied / stretched / dropped / none, its tempo)."""
     if not info.has_audio:
@@ -301,15 +325,36 @@ class _PairWriter:
 
     In-betweens are computed in fixed chunks of the pair's full tau list (so a resumed run
     makes exactly the same calls) and written as soon as their chunk is ready, so at most one
-    chunk is held. A model interpolator is told the pair's index (its noise is the pair's).
+    chunk is held (plus, with the pipeline, the few frames queued for the encoder). A model
+    interpolator is told the pair's index (its noise is the pair's).
+
+    `encode_behind` > 0: frames are handed to an encoder thread with a queue of that many
+    (`running()` starts and stops it); 0: `out.write` writes them here. `next_index` is the
+    next frame to hand over, `out.frames_done` the frames written.
     """
 
     def __init__(self, out: _Output, interpolator: FrameInterpolator, tau_batch: int,
-                 cancel: Optional[CancelCheck], report: Callable[[int], None], end: Optional[int] = None):
+                 cancel: Optional[CancelCheck], report: Callable[[int], None], end: Optional[int] = None,
+                 encode_behind: int = 0):
         self.out, self.interpolator, self.tau_batch = out, interpolator, tau_batch
         self.cancel, self.report = cancel, report
         self.end = end  # output frames from `end` on are another process's
+        self.encoder = EncodeThread(out.write, encode_behind) if encode_behind else None
+        self.write = self.encoder.write if self.encoder else out.write
+        self.next_index = out.frames_done
         self.interpolation_seconds = 0.0  # what the rest (decode, detect, encode) is measured against
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """The encoder thread (if any) for the block; then a last report of the frames written."""
+        try:
+            with self.encoder or nullcontext():
+                yield
+        except BaseException:
+            with suppress(Exception):  # the error (or cancel) goes on; this event is a courtesy
+                self.report(self.out.frames_done)
+            raise
+        self.report(self.out.frames_done)
 
     def _interpolate(self, a: Keyframe, b: Keyframe, taus: List[float]) -> torch.Tensor:
         started = time.monotonic()
@@ -322,7 +367,7 @@ class _PairWriter:
 
     def emit(self, schedule: List[ScheduledFrame], a: Keyframe, b: Optional[Keyframe]) -> None:
         todo = [s for s in schedule
-                if s.index >= self.out.frames_done and (self.end is None or s.index < self.end)]
+                if s.index >= self.next_index and (self.end is None or s.index < self.end)]
         if not todo:
             return
         between = [s for s in schedule if s.mode == "interpolate"]
@@ -338,7 +383,8 @@ class _PairWriter:
                 img = made.pop(s.index)
             else:
                 img = a.image if s.source == a.position else b.image
-            self.out.write(s.index, img)
+            self.write(s.index, img)
+            self.next_index = s.index + 1
             self.report(self.out.frames_done)
         check_cancel(self.cancel)
 
@@ -346,27 +392,30 @@ class _PairWriter:
 def _walk_keyframes(in_path: Path, ratio: Fraction, detection: Detection, stats: DetectionStats,
                     max_frames: Optional[int],
                     emit: Callable[[List[ScheduledFrame], Keyframe, Optional[Keyframe]], None], *,
-                    start: int = 0, until: Optional[int] = None) -> None:
+                    start: int = 0, until: Optional[int] = None, read_ahead: int = 0) -> None:
     """Decode, find keyframes and hand every interval's schedule to `emit`, in order.
 
     `start`: the first source frame decoded into a picture (the earlier ones are decoded and
     dropped; the intervals before the share are emitted all the same, for nothing to write).
-    `until`: stop at the first interval whose output starts there (another process's)."""
+    `until`: stop at the first interval whose output starts there (another process's).
+    `read_ahead`: decode in a thread, up to this many frames ahead (0: in this thread); the
+    detectors run here, so `stats` counts only what the walk has used."""
     prev = lookahead = None
     # with max_frames one more frame is read: the partner of the last interval (a preview's
     # tail moves toward the next real frame instead of holding the last one); not output
-    frames = iter_frames(in_path, start=start,
-                         max_frames=None if max_frames is None else max(0, max_frames + 1 - start))
-    for key in keyframes(frames, scene=detection.scene_settings(), dedup=detection.duplicate_settings(),
-                         stats=stats):
-        if max_frames is not None and key.position >= max_frames:
-            lookahead = key
-            break
-        if prev is not None:
-            if until is not None and first_output_at(prev.position, ratio) >= until:
-                return
-            emit(interval_schedule(prev.position, key.position, ratio, cut=key.cut_before), prev, key)
-        prev = key
+    decoded = iter_frames(in_path, start=start,
+                          max_frames=None if max_frames is None else max(0, max_frames + 1 - start))
+    with ReadAhead(decoded, read_ahead) if read_ahead else nullcontext(decoded) as frames:
+        for key in keyframes(frames, scene=detection.scene_settings(), dedup=detection.duplicate_settings(),
+                             stats=stats):
+            if max_frames is not None and key.position >= max_frames:
+                lookahead = key
+                break
+            if prev is not None:
+                if until is not None and first_output_at(prev.position, ratio) >= until:
+                    return
+                emit(interval_schedule(prev.position, key.position, ratio, cut=key.cut_before), prev, key)
+            prev = key
     if max_frames is not None:
         _forget_lookahead(stats, max_frames, lookahead)
     if prev is not None and lookahead is not None and not lookahead.cut_before:

@@ -82,7 +82,7 @@ class Encoding:
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How the run is cut up, resumed and limited.
+    """How the run is cut up, resumed, limited and spread over threads.
 
     Attributes:
         resume (bool, default False): continue an interrupted run of the same command.
@@ -91,12 +91,19 @@ class RunOptions:
             can lose).
         max_frames (int or None): retime only the first `max_frames` source frames (a quick
             preview; the audio is cut to the same length); at least 2.
+        pipeline (bool, default True): decode in one thread (a few frames ahead) and encode
+            in another (a few frames behind) while the interpolator runs, so it rarely waits
+            for either (`hifi_core.retime.pipeline`); the same frames either way. False runs
+            everything in the caller's thread, one step after the other. With True a custom
+            interpolator must return a new tensor on every call (the encoder may still be
+            reading the last one).
     """
 
     resume: bool = False
     tau_batch: int = 4
     segment_seconds: float = 10.0
     max_frames: Optional[int] = None
+    pipeline: bool = True
 
     def __post_init__(self) -> None:
         if self.tau_batch < 1 or self.segment_seconds <= 0:

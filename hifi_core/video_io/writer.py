@@ -38,8 +38,9 @@ def _to_hwc(frame, bits: int) -> np.ndarray:
     if t.dim() != 3 or t.shape[0] != 3 or not t.is_floating_point():
         raise HiFIInputError(f"float frames must be [3, H, W] RGB in [0, 1], got "
                              f"{tuple(t.shape)} {t.dtype}")
-    # torch rather than numpy: the multi-threaded kernels matter at 4K
-    q = t.to("cpu", torch.float32).clamp(0.0, 1.0).mul(scale).add_(0.5).permute(1, 2, 0)
+    # torch rather than numpy: the multi-threaded kernels matter at 4K; one float temporary
+    # (scaling before clamping gives the same values: clamp(x, 0, 1) * s == clamp(x * s, 0, s))
+    q = t.to("cpu", torch.float32).mul(scale).clamp_(0.0, scale).add_(0.5).permute(1, 2, 0)
     if bits <= 8:
         return q.to(torch.uint8).contiguous().numpy()
     return q.to(torch.int32).contiguous().numpy().astype(np.uint16)
