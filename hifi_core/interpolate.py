@@ -20,8 +20,8 @@ from .errors import HiFIInputError, NonFiniteOutputError
 from .config import ModelConfig
 from .flow_base import flow_estimation_downscale
 from .patches import MAX_AREA_FACTOR
-from .memory import (AdaptiveBatchSize, estimate_patch_bytes, frame_buffer_bytes, motion_base_bytes, pair_io_bytes,
-                     plan_patch_batch, sampler_window_rows)
+from .memory import (FLOW_FIELD_CHANNELS, AdaptiveBatchSize, estimate_patch_bytes, flow_field_bytes,
+                     frame_buffer_bytes, motion_base_bytes, pair_io_bytes, plan_patch_batch, sampler_window_rows)
 from .model import HiFIModel
 from .progress import CancelCheck, ProgressCallback, ProgressCounter
 from .runtime import (PRECISION_CHOICES, PRECISIONS, CompiledOrEager, check_device, empty_device_cache,
@@ -141,7 +141,7 @@ class JobPlan:
 
     Memory, in bytes: `patch_bytes` per patch and `working_bytes` for the patch batch (the
     U-Net's working set), `frame_buffer_bytes` (the cascade's frame-sized buffers, the
-    output among them), `io_bytes` (the pair's two frames), `motion_bytes` (the motion base's
+    output among them, and the flows it holds), `io_bytes` (the pair's two frames), `motion_bytes` (the motion base's
     peak while it estimates the pair's flows, before the cascade's buffers exist).
     `peak_bytes` is what the job adds to the process at its peak.
     `cascade` is the `CascadePlan`, `precision` "fp32", "fp16" or "bf16" ("auto" resolved for
@@ -221,8 +221,13 @@ def job_plan(config: ModelConfig, cascade: CascadePlan, settings: CascadeSetting
                                 base_bytes=min(frame_bytes, 4))
     io = pair_io_bytes(cascade.height, cascade.width, frame_bytes)
     # flows are estimated once per pair on the unpadded frames, area-reduced to FLOW_MAX_PIXELS
+    # (a float32 copy of both when reduced or not float32), and held to the finest level
+    base = config.diffusion.residual_base
     reduce = flow_estimation_downscale(cascade.height, cascade.width)
-    motion = motion_base_bytes(cascade.height // reduce, cascade.width // reduce, config.diffusion.residual_base)
+    flow_h, flow_w = cascade.height // reduce, cascade.width // reduce
+    reduced = 2 * 3 * flow_h * flow_w * 4 if base in FLOW_FIELD_CHANNELS and (reduce > 1 or frame_bytes != 4) else 0
+    motion = motion_base_bytes(flow_h, flow_w, base) + reduced
+    frames += flow_field_bytes(flow_h, flow_w, base)
     return JobPlan(cascade, precision, batch, per_patch, per_patch * batch, frames, io, motion)
 
 

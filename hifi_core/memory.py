@@ -104,6 +104,16 @@ def motion_base_bytes(flow_height: int, flow_width: int, base: str) -> int:
     return int(fixed + per_pixel * flow_height * flow_width)
 
 
+# channels of the flows a motion base hands the cascade (float32, at the estimation size):
+# the mixture of RIFE's and DIS's fields, or DIS's two flows
+FLOW_FIELD_CHANNELS = {"rife": 11, "flow": 4}
+
+
+def flow_field_bytes(flow_height: int, flow_width: int, base: str) -> int:
+    """The flows the cascade holds from the motion base to its finest level (0 for the blend)."""
+    return FLOW_FIELD_CHANNELS.get(base, 0) * flow_height * flow_width * 4
+
+
 def pair_io_bytes(height: int, width: int, frame_bytes: int = 4) -> int:
     """The two RGB input frames (`frame_bytes` per value: 4 float32, 2 half precision); the
     output is the sampler's z (`frame_buffer_bytes`)."""
