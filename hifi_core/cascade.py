@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 from .diffusion import to_model_space
 from .errors import HiFIInputError
-from .flow_base import estimate_flows, flow_estimation_downscale, warp_average, warp_frames
+from .flow_base import estimate_flows, warp_average, warp_frames
 from .level_sampler import LevelContext, sample_level
 from .model import HiFIModel
 from .padded_frame import PaddedFrame, as_padded
@@ -241,12 +241,10 @@ def denoise_level(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
 
 
 def level_base(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, condition: Optional[torch.Tensor],
-               tau: float, warped: Optional[torch.Tensor] = None, *, reuse_condition: bool = False,
-               reuse_warped: bool = False) -> torch.Tensor:
+               tau: float, warped: Optional[torch.Tensor] = None) -> torch.Tensor:
     """A level's residual base in model space: `HiFIModel.base_estimate` for one level (one
-    condition mask), built in place. Arguments as `denoise_level`'s; `reuse_condition` and
-    `reuse_warped` hand those [0, 1] buffers over to become model-space ones (at 8K each is
-    a frame of memory the caller then need not keep).
+    condition mask), on whole tensors (training; the cascade builds it in bands,
+    `build_level_base`). Arguments as `denoise_level`'s; neither is written to.
     """
     if model.uses_flow and warped is None:
         raise HiFIInputError("this model needs the flow-warped average for its residual base: "
@@ -254,9 +252,8 @@ def level_base(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, con
     device = frame0.device
     tau_t = torch.tensor([float(tau)], device=device)
     reference = model.base_reference(frame0, frame2, tau_t, warped)
-    # in place where the buffer is ours: a fresh blend, or a buffer handed over
-    reference = to_model_space(reference, inplace=reference is not warped or reuse_warped)
-    cond = None if condition is None else to_model_space(condition, inplace=reuse_condition)
+    reference = to_model_space(reference, inplace=reference is not warped)  # a fresh blend is ours
+    cond = None if condition is None else to_model_space(condition)
     return model.base_from_reference(reference, cond, torch.tensor([condition is not None], device=device),
                                      inplace=True)
 
@@ -368,7 +365,7 @@ def run_cascade(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, ta
     padded2 = PaddedFrame(frame2, plan.padded_height, plan.padded_width)
     flows = warped = None
     if model.uses_flow:  # once per pair, at most about 1080p: cheap at any frame size
-        flows = pad_flows_to_plan(estimate_motion(model, frame0, frame2, tau), plan)
+        flows = pad_flows_to_plan(estimate_flows(frame0, frame2, tau, base=model.motion_base), plan)
         if start_level > 0:
             warped = level_flow_average(padded0, padded2, flows, tau, plan, start_level - 1)
     estimate, variance = start_estimate, None
@@ -397,14 +394,3 @@ def run_cascade(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, ta
     if stop_level == plan.num_levels - 1:
         return crop_to_plan(estimate, plan), crop_to_plan(variance, plan)
     return estimate, variance
-
-
-def estimate_motion(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, tau: float) -> torch.Tensor:
-    """`estimate_flows` of a pair for the model's motion base, the frames area-reduced here a
-    band at a time (in their own precision, never converted whole)."""
-    factor = flow_estimation_downscale(*frame0.shape[-2:])
-    if factor == 1 and frame0.dtype == torch.float32:
-        small0, small2 = frame0, frame2
-    else:
-        small0, small2 = PaddedFrame(frame0).downsampled(factor), PaddedFrame(frame2).downsampled(factor)
-    return estimate_flows(small0, small2, tau, flow_downscale=1, base=model.motion_base)

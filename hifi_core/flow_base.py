@@ -219,7 +219,9 @@ def estimate_flows(frame0: torch.Tensor, frame2: torch.Tensor, tau: Tau,
     if base not in MOTION_BASES:
         raise ValueError(f"unknown motion base {base!r}; use one of {MOTION_BASES}")
     factor = flow_downscale or flow_estimation_downscale(*frame0.shape[-2:])
-    small0, small2 = (F.avg_pool2d(f, factor) if factor > 1 else f for f in (frame0, frame2))
+    # area-reduced a band at a time, in float32 whatever the frames' precision: never a whole
+    # float32 copy of a large frame (F.avg_pool2d equals it on float32 frames)
+    small0, small2 = (PaddedFrame(f).downsampled(factor) for f in (frame0, frame2))
     net = motion_net(frame0.device) if base == "rife" else None
     if net is None:
         return tau_flows(small0, small2, tau)

@@ -213,11 +213,8 @@ def job_plan(config: ModelConfig, cascade: CascadePlan, settings: CascadeSetting
         batch = settings.patch_batch or plan_patch_batch(config.unet, largest.patch_height, largest.patch_width,
                                                          budget_bytes=settings.memory_budget, device=device,
                                                          dtype=dtype)
-    finest = cascade.grids[-1]
-    columns = len({x for _, x in finest.boxes})
-    window = sampler_window_rows(finest.patch_height, columns, batch)
     frames = frame_buffer_bytes(cascade.padded_height, cascade.padded_width, settings.samples, config.diffusion,
-                                window_rows=min(window, cascade.padded_height), eta=settings.eta,
+                                window_rows=sampler_window_rows(cascade.grids[-1], batch), eta=settings.eta,
                                 base_bytes=min(frame_bytes, 4))
     io = pair_io_bytes(cascade.height, cascade.width, frame_bytes)
     # flows are estimated once per pair on the unpadded frames, area-reduced to FLOW_MAX_PIXELS

@@ -110,7 +110,6 @@ class PatchDenoiser:
         self.tau = torch.tensor([float(tau)], device=device)
         self.weight = patch_weight(grid.patch_height, grid.patch_width, ctx.overlap, ctx.feather).to(device)
         self.boxes = sorted(grid.boxes)  # row by row: rows above the next patch are final
-        self.columns = len({x for _, x in grid.boxes})
 
     def _batch(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         batch = torch.cat(list(tensors))
@@ -142,7 +141,7 @@ class PatchDenoiser:
     def step(self, z: torch.Tensor, step: DDIMStep, logsnr: torch.Tensor, fresh: Optional[torch.Tensor]) -> None:
         """Predict every patch from z and update z in place, a finished band of rows at a time."""
         grid, ctx, boxes = self.grid, self.ctx, self.boxes
-        capacity = min(grid.height, sampler_window_rows(grid.patch_height, self.columns, ctx.batcher.batch_size))
+        capacity = sampler_window_rows(grid, ctx.batcher.batch_size)
         window, done = RowWindow(z.shape[1], grid.width, self.device, capacity), [0]
 
         def update(stop: int) -> None:

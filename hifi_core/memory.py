@@ -20,6 +20,7 @@ import torch
 
 from .config import MOTION_BASES, DiffusionConfig, UNetConfig
 from .errors import HiFIInputError
+from .patches import PatchGrid
 from .runtime import is_out_of_memory, max_patch_batch, memory_budget
 
 T = TypeVar("T")
@@ -78,10 +79,11 @@ def frame_buffer_bytes(height: int, width: int, samples: int = 1,
     return int(height * width * 3 * (4 * rgb + base_bytes) + window_rows * width * 4 * 4)
 
 
-def sampler_window_rows(patch_height: int, boxes_per_row: int, patch_batch: int) -> int:
-    """Rows the sampler's row window spans at most: a patch for every patch row one batch
-    reaches (the rows above the batch's first patch are final before it runs)."""
-    return patch_height * (1 + -(-(patch_batch - 1) // max(1, boxes_per_row)))
+def sampler_window_rows(grid: PatchGrid, patch_batch: int) -> int:
+    """Rows of a level's grid the sampler's row window spans at most: a patch for every patch
+    row one batch reaches (the rows above the batch's first patch are final before it runs)."""
+    columns = len({x for _, x in grid.boxes})
+    return min(grid.height, grid.patch_height * (1 + -(-(patch_batch - 1) // columns)))
 
 
 # The motion base's peak while it estimates one pair's flows (RIFE's IFNet on both frames,

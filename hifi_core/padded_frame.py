@@ -56,10 +56,11 @@ class PaddedFrame:
         return _replicate_slice(part, -1, left, right).to(torch.float32)
 
     def downsampled(self, factor: int) -> torch.Tensor:
-        """The padded frame area-averaged by `factor` (float32 [1, C, height/factor, width/factor]),
-        a band of rows at a time; equal to `F.avg_pool2d` of the padded float32 frame."""
+        """The padded frame area-averaged by `factor` (float32 [B, C, height/factor, width/factor]),
+        a band of rows at a time; equal to `F.avg_pool2d` of the padded float32 frame. Factor 1
+        is `block` of the whole frame (the stored one itself when it is float32 and unpadded)."""
         if factor == 1:
-            return self.block(0, self.height).clone()
+            return self.block(0, self.height)
         out = torch.empty(self.shape[0], self.shape[1], self.height // factor, self.width // factor,
                           device=self.device)
         band = max(1, DOWNSAMPLE_BAND_ROWS // factor) * factor

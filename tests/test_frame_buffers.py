@@ -155,4 +155,4 @@ def test_the_row_window_never_grows_past_its_planned_rows(monkeypatch, batch):
                        batcher=AdaptiveBatchSize(batch))
     sample_level(model, f0, f2, to_model_space(torch.rand(1, 3, 96, 64)), 0.5, grid, 1, 2, ctx, has_condition=True)
     assert -2 not in grown  # rows were never added to the window: its planned size held
-    assert sampler_window_rows(16, 2, batch) < 96  # and it is a band, not the level
+    assert sampler_window_rows(grid, batch) < 96  # and it is a band, not the level
