@@ -8,6 +8,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from models import perturbed  # noqa: E402
 from test_flow_base import textured_pair  # noqa: E402
 
 import hifi_core.cascade as cascade  # noqa: E402
@@ -22,13 +23,8 @@ from hifi_core.training.condition import (ConditionConfig, apply_own_predictions
 def perturbed_model(seed: int = 0, network_frames: str = "raw"):
     """A tiny flow model whose output is not zero, so its base prediction is not its warp."""
     tiny = build_model("tiny").config
-    model = build_model(dataclasses.replace(tiny, diffusion=dataclasses.replace(tiny.diffusion,
-                                                                              network_frames=network_frames)))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.05)
-    return model
+    return perturbed(dataclasses.replace(tiny, diffusion=dataclasses.replace(tiny.diffusion,
+                                                                             network_frames=network_frames)), seed)
 
 
 @pytest.mark.parametrize("network_frames", ["raw", "warped"])
