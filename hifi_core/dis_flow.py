@@ -14,26 +14,44 @@ import numpy as np
 MIN_DIS_SIDE = 16
 
 
-def dis_both_ways(frame0: np.ndarray, frame2: np.ndarray, dis=None):
-    """Float32 [H, W, 3] (0..1) frames -> (flow 0->2, flow 2->0), each [H, W, 2] in pixels:
-    DIS (MEDIUM) on grey 8-bit frames. `dis`: another configured cv2.DISOpticalFlow to use
-    instead (experiments/dis_settings.py compares settings)."""
+def grey8(frame: np.ndarray) -> np.ndarray:
+    """Float32 [H, W, 3] (0..1) -> the uint8 [H, W] grey image DIS sees."""
     import cv2
 
-    h, w = frame0.shape[:2]
+    return cv2.cvtColor((frame * 255.0).round().clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+
+
+def dis_both_ways(frame0: np.ndarray, frame2: np.ndarray, dis=None):
+    """Float32 [H, W, 3] (0..1) frames -> (flow 0->2, flow 2->0), each [H, W, 2] in pixels:
+    DIS (MEDIUM) on grey 8-bit frames (`grey8`). `dis`: another configured
+    cv2.DISOpticalFlow to use instead (experiments/dis_settings.py compares settings)."""
+    return dis_grey_both_ways(grey8(frame0), grey8(frame2), dis)
+
+
+def dis_grey_both_ways(grey0: np.ndarray, grey2: np.ndarray, dis=None):
+    """`dis_both_ways` of frames already made grey (uint8 [H, W], e.g. by `grey8`)."""
+    import cv2
+
+    h, w = grey0.shape[:2]
     # DIS refuses images under 12 px a side; replicate-pad tiny ones (flows keep their pixels)
-    pad = ((0, max(0, MIN_DIS_SIDE - h)), (0, max(0, MIN_DIS_SIDE - w)))
-    grey = [np.pad(cv2.cvtColor((f * 255.0).round().clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY),
-                   pad, mode="edge") for f in (frame0, frame2)]
+    if h < MIN_DIS_SIDE or w < MIN_DIS_SIDE:
+        pad = ((0, max(0, MIN_DIS_SIDE - h)), (0, max(0, MIN_DIS_SIDE - w)))
+        grey0, grey2 = (np.pad(g, pad, mode="edge") for g in (grey0, grey2))
     dis = dis or cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    return dis.calc(grey[0], grey[1], None)[:h, :w], dis.calc(grey[1], grey[0], None)[:h, :w]
+    return dis.calc(grey0, grey2, None)[:h, :w], dis.calc(grey2, grey0, None)[:h, :w]
 
 
-def linear_tau_flows(f02: np.ndarray, f20: np.ndarray, tau: float):
+def linear_tau_flows(f02: np.ndarray, f20: np.ndarray, tau: float, out=None):
     """(flow tau->0, flow tau->2) from the two frame-to-frame flows, by Super SloMo's
-    linear-motion approximation (see the module docstring)."""
+    linear-motion approximation (see the module docstring). `out`: two [H, W, 2] float32
+    arrays (views are fine) to write them into instead of new ones; the same numbers."""
     t = float(tau)
-    return -(1.0 - t) * t * f02 + t * t * f20, (1.0 - t) ** 2 * f02 - t * (1.0 - t) * f20
+    if out is None:
+        return -(1.0 - t) * t * f02 + t * t * f20, (1.0 - t) ** 2 * f02 - t * (1.0 - t) * f20
+    to0, to2 = out
+    np.add(np.multiply(f02, -(1.0 - t) * t, out=to0), t * t * f20, out=to0)
+    np.subtract(np.multiply(f02, (1.0 - t) ** 2, out=to2), t * (1.0 - t) * f20, out=to2)
+    return to0, to2
 
 
 def dis_tau_flows(frame0: np.ndarray, frame2: np.ndarray, tau: float, dis=None):

@@ -24,10 +24,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .dis_flow import dis_tau_flows
+from .dis_flow import dis_grey_both_ways, grey8, linear_tau_flows
+from .allocator import return_freed_memory
 from .config import MOTION_BASES
 # one warp for both bases; the private name is what experiments.base_rules swaps for a bicubic one
-from .ifnet import backward_warp as _backward_warp
+from .ifnet import ALIGNMENT, backward_warp as _backward_warp
 from .motion_base import ifnet_tau_flows, motion_net
 from .padded_frame import PaddedFrame
 
@@ -63,19 +64,40 @@ def _taus(tau: Tau, batch: int) -> torch.Tensor:
     return torch.as_tensor(tau, dtype=torch.float32).detach().cpu().reshape(-1).expand(batch)
 
 
+# rows per block when making DIS's grey images: a few MB of float32 whatever the frame size
+GREY_BAND_ROWS = 64
+
+
+def grey8_frame(frame: torch.Tensor) -> np.ndarray:
+    """[3, h, w] frame in [0, 1] (any float dtype, any layout) -> the uint8 [h, w] grey image
+    DIS sees, a band of rows at a time: `dis_flow.grey8` of the whole float32 frame, without
+    its frame-sized float32 and uint8 copies."""
+    height, width = frame.shape[-2:]
+    grey = np.empty((height, width), np.uint8)
+    for top in range(0, height, GREY_BAND_ROWS):
+        rows = frame[:, top:top + GREY_BAND_ROWS].detach().to("cpu", torch.float32).clamp(0, 1)
+        grey[top:top + GREY_BAND_ROWS] = grey8(rows.permute(1, 2, 0).numpy())
+    return grey
+
+
 def tau_flows(frame0: torch.Tensor, frame2: torch.Tensor, tau: Tau) -> torch.Tensor:
     """DIS flows from tau back to each frame: [B, 4, h, w] float32 on the frames' device.
 
     Frames are [B, 3, h, w] in [0, 1] (DIS sees them as 8-bit grey; runs on the CPU).
     """
-    taus = _taus(tau, frame0.shape[0])
-    flows = []
-    for a, b, t in zip(frame0, frame2, taus):
-        a_np = a.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
-        b_np = b.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
-        ft0, ft2 = dis_tau_flows(a_np, b_np, float(t))
-        flows.append(torch.from_numpy(np.concatenate([ft0, ft2], axis=2)).permute(2, 0, 1))
-    return torch.stack(flows).to(device=frame0.device, dtype=torch.float32)
+    greys0, greys2 = ([grey8_frame(frame) for frame in frames] for frames in (frame0, frame2))
+    return grey_tau_flows(greys0, greys2, _taus(tau, frame0.shape[0])).to(device=frame0.device)
+
+
+def grey_tau_flows(greys0: Sequence[np.ndarray], greys2: Sequence[np.ndarray], taus: torch.Tensor) -> torch.Tensor:
+    """`tau_flows` (on the CPU) of frames already made grey by `grey8_frame`: DIS needs no more
+    of them, so a caller can let the frames go before DIS's own buffers are made."""
+    flows = torch.empty(len(greys0), 4, *greys0[0].shape, dtype=torch.float32)
+    for index, (grey0, grey2, t) in enumerate(zip(greys0, greys2, taus)):
+        # written straight into the result's channels (numpy views of them)
+        linear_tau_flows(*dis_grey_both_ways(grey0, grey2), float(t),
+                         out=(flows[index, 0:2].permute(1, 2, 0).numpy(), flows[index, 2:4].permute(1, 2, 0).numpy()))
+    return flows
 
 
 def resize_flows(flows: torch.Tensor, size: Tuple[int, int], rows: Optional[Tuple[int, int]] = None) -> torch.Tensor:
@@ -219,34 +241,57 @@ def estimate_flows(frame0: torch.Tensor, frame2: torch.Tensor, tau: Tau,
     if base not in MOTION_BASES:
         raise ValueError(f"unknown motion base {base!r}; use one of {MOTION_BASES}")
     factor = flow_downscale or flow_estimation_downscale(*frame0.shape[-2:])
-    # area-reduced a band at a time, in float32 whatever the frames' precision: never a whole
-    # float32 copy of a large frame (F.avg_pool2d equals it on float32 frames)
-    small0, small2 = (PaddedFrame(f).downsampled(factor) for f in (frame0, frame2))
     net = motion_net(frame0.device) if base == "rife" else None
     if net is None:
-        return tau_flows(small0, small2, tau)
+        flows = tau_flows(*_reduced_frames(frame0, frame2, factor), tau)
+        return_freed_memory()  # DIS's buffers, before the cascade's own
+        return flows
     taus = _taus(tau, frame0.shape[0])
-    # RIFE first, while nothing else is held (its peak is the larger); both bases' flows are
-    # copied into the mixture's own channels and let go before it is computed
-    learned = ifnet_tau_flows(small0, small2, taus, net)
-    classical = tau_flows(small0, small2, tau)
-    mixed = learned.new_empty(learned.shape[0], MIXED_CHANNELS, *learned.shape[-2:])
+    # One reduced copy of the frames at a time, each let go before the next phase: RIFE reads
+    # them at its alignment; DIS only needs grey images; the mixture reads them again.
+    reduced0, reduced2 = _reduced_frames(frame0, frame2, factor, ALIGNMENT)
+    height, width = frame0.shape[-2] // factor, frame0.shape[-1] // factor
+    greys0, greys2 = ([grey8_frame(frame[:, :height, :width]) for frame in frames] for frames in (reduced0, reduced2))
+    learned = ifnet_tau_flows(reduced0, reduced2, taus, net)[..., :height, :width]
+    del reduced0, reduced2
+    return_freed_memory()  # what RIFE freed, so that DIS's buffers do not stack on it
+    classical = grey_tau_flows(greys0, greys2, taus).to(learned.device)
+    return_freed_memory()  # DIS's buffers, the same for the mixture
+    mixed = learned.new_empty(learned.shape[0], MIXED_CHANNELS, height, width)
     mixed[:, :5], mixed[:, 5:9] = learned, classical
     del learned, classical
-    return mix_bases(small0, small2, mixed[:, :5], mixed[:, 5:9], taus, out=mixed)
+    mix_bases(*_mixing_frames(frame0, frame2, factor), mixed[:, :5], mixed[:, 5:9], taus, out=mixed)
+    return_freed_memory()  # the mixture's, before the cascade's own
+    return mixed
+
+
+def _mixing_frames(frame0: torch.Tensor, frame2: torch.Tensor, factor: int):
+    """What the mixture's warps read: unreduced frames as they are (half-precision ones through
+    a `PaddedFrame`, a band of rows at a time), reduced ones as their float32 reductions."""
+    if factor == 1:
+        return tuple(f if f.dtype == torch.float32 else PaddedFrame(f) for f in (frame0, frame2))
+    return _reduced_frames(frame0, frame2, factor)
+
+
+def _reduced_frames(frame0: torch.Tensor, frame2: torch.Tensor, factor: int, multiple: int = 1):
+    """Both frames area-reduced by `factor`, float32, sides padded to a `multiple` (see
+    `PaddedFrame.downsampled`: banded, whatever the frames' precision, never a whole float32
+    copy of a large frame)."""
+    return tuple(PaddedFrame(frame).downsampled(factor, multiple) for frame in (frame0, frame2))
 
 
 def disagreement_map(frame0: torch.Tensor, frame2: torch.Tensor, flows: torch.Tensor,
                      band_rows: int = 256) -> torch.Tensor:
     """[B, 1, h, w] |frame0 warped to tau - frame2 warped to tau| (channel mean): where flows
-    are right the two warps show the same picture (occlusions aside).
+    are right the two warps show the same picture (occlusions aside). Frames are tensors or,
+    for 4- and 5-channel flows, `PaddedFrame`s.
 
     The warps are `warp_frames`' (same numbers), made `band_rows` rows at a time: never whole.
     """
     if flows.shape[1] == MIXED_CHANNELS:  # a mixture's warps are mixed first
         warped0, warped2 = warp_frames(frame0, frame2, flows)
         return (warped0 - warped2).abs().mean(dim=1, keepdim=True)
-    out = frame0.new_empty(frame0.shape[0], 1, *frame0.shape[-2:])
+    out = torch.empty(frame0.shape[0], 1, *frame0.shape[-2:], dtype=frame0.dtype, device=frame0.device)
     for first, stop, band in _flow_bands(flows, frame0.shape[-2:], band_rows):
         warped0, warped2, _ = _warp_band(frame0, frame2, band, first, STILL_MOTION_PX)
         out[..., first:stop, :] = (warped0 - warped2).abs().mean(dim=1, keepdim=True)
@@ -265,7 +310,8 @@ def mix_bases(frame0: torch.Tensor, frame2: torch.Tensor, learned: torch.Tensor,
     is faded at small motion as the DIS base is (at the estimation size) and weighs the
     frames 1 - tau.
 
-    `out`: a [B, 11, h, w] map to fill and return instead of a new one; `learned` and
+    Frames may be `PaddedFrame`s (`disagreement_map`). `out`: a [B, 11, h, w] map to fill and
+    return instead of a new one; `learned` and
     `classical` may be its channels 0-4 and 5-8 (how `estimate_flows` saves their copies).
     """
     if out is None:

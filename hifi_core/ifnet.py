@@ -22,12 +22,15 @@ twice, once with the frames swapped, and the two answers are averaged (the flows
 the logit negated): the estimate is symmetric in time by construction. The stage's updates
 are added to the running flows and logit.
 
-Memory: the stages run in row bands and the inputs of the full-size stage are made band by
-band (`StageInputs`), so the largest maps held are the flows, the logit, one direction's
-answer and the 1/4-size features: at 1080p 197 MiB of tensors at the peak, against 657 MiB
-with whole maps. Bands give whole maps' numbers bit for bit, except the last stage's heads:
-with several threads oneDNN may round a band's transposed convolution differently (flows
-within ~1e-5 px).
+Memory: the stages run in row bands and every stage's inputs are made band by band
+(`StageInputs`; the coarse stages' resized straight from each band), so the largest maps held
+are the flows, the logit, one direction's answer and the 1/4-size features. The coarse stages
+average their two directions at their own scale and resize that once. The 1080p motion phase
+(IFNet, DIS, the mixture) peaks 233-261 MiB above its start, against 308 before the coarse
+stages were banded (2026-12-02) and 657 MiB of IFNet tensors alone with whole maps. Bands give
+whole maps' numbers bit for bit, except the last stage's heads: with several threads oneDNN may
+round a band's transposed convolution differently (flows within ~1e-5 px); averaging before
+resizing rounds differently too (~5e-6 px).
 """
 
 from __future__ import annotations
@@ -202,20 +205,19 @@ class StageInputs:
         return torch.cat([self._warped(0, top, bottom), self._warped(1, top, bottom), self._logit(top, bottom),
                           *(flow[..., top:bottom, :] for flow in self.frame_flows)], dim=1)
 
-    def images(self) -> torch.Tensor:
-        """[B, 7, H, W]: warped frame a, warped frame b, logit (filled in bands: the warps
-        of a band are the same numbers as of the whole frame)."""
+    def resized(self, scale: int) -> torch.Tensor:
+        """[B, 11, H / scale, W / scale]: all inputs resized to a coarse stage's scale (flow
+        vectors scaled with the size), made from a band of full-size rows at a time. The same
+        numbers as resizing whole maps: bilinear halving or quartering reads each output row
+        from two input rows inside its own band of `scale` rows."""
         batch, height, width = self.logit.shape[0], *self.size
-        images = self.logit.new_empty(batch, 7, height, width)
-        for top, bottom in _bands(height, width, 16 * BAND_PIXELS):
-            images[:, 0:3, top:bottom] = self._warped(0, top, bottom)
-            images[:, 3:6, top:bottom] = self._warped(1, top, bottom)
-            images[:, 6:7, top:bottom] = self._logit(top, bottom)
-        return images
-
-    def flow_map(self) -> torch.Tensor:
-        """[B, 4, H, W]: the flows (a swapped copy for the backward direction)."""
-        return swap_flows(self.flows) if self.backward else self.flows
+        out = self.logit.new_empty(batch, STAGE_INPUTS, height // scale, width // scale)
+        rows = max(1, 16 * BAND_PIXELS // width // scale)  # output rows per band
+        for top in range(0, height // scale, rows):
+            bottom = min(top + rows, height // scale)
+            out[..., top:bottom, :] = _resize(self.rows(scale * top, scale * bottom), 1.0 / scale)
+        out[:, 7:].div_(scale)
+        return out
 
 
 class FlowStage(nn.Module):
@@ -236,24 +238,21 @@ class FlowStage(nn.Module):
         self.flow_head = UpsamplingHead(width, 4)
         self.logit_head = UpsamplingHead(width, 1)
 
-    def forward(self, inputs: StageInputs, scale: float) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(flow update [B, 4, H, W], logit update [B, 1, H, W]), the heads run on whole maps."""
+    def forward(self, inputs: StageInputs, scale: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(flow update [B, 4, H / scale, W / scale] in pixels of that size, logit update
+        [B, 1, ...]): the heads run on whole maps, the answer stays at the stage's scale
+        (`_symmetric_update` brings both directions' average to full size once)."""
         features = _for_heads(self.features(inputs, scale))
-        flow_update, logit_update = self.flow_head(features).contiguous(), self.logit_head(features).contiguous()
-        if scale != 1:
-            flow_update = _resize(flow_update, float(scale)).mul_(scale)
-            logit_update = _resize(logit_update, float(scale))
-        return flow_update, logit_update
+        return self.flow_head(features).contiguous(), self.logit_head(features).contiguous()
 
-    def features(self, inputs: StageInputs, scale: float) -> torch.Tensor:
+    def features(self, inputs: StageInputs, scale: int) -> torch.Tensor:
         """The encoded and refined features [B, width, H / (4 scale), W / (4 scale)] (NCHW)."""
         height, width = inputs.size
         read = inputs.rows
-        if scale != 1:  # the stage works at 1/scale; flow vectors are in pixels, so they scale with the size
-            # resized as whole maps: the resize's rounding can depend on the shape
-            resized = [_resize(inputs.images(), 1.0 / scale), _resize(inputs.flow_map(), 1.0 / scale).div_(scale)]
-            height, width = resized[0].shape[-2:]
-            read = functools.partial(_concat_rows, resized)
+        if scale != 1:  # the stage works at 1/scale
+            resized = inputs.resized(scale)
+            height, width = resized.shape[-2:]
+            read = functools.partial(_slice_rows, resized)
         return self._refine(self._encode(read, height, width))
 
     def decode_rows(self, features: torch.Tensor) -> Iterator[Tuple[int, int, torch.Tensor, torch.Tensor]]:
@@ -299,24 +298,28 @@ class FlowStage(nn.Module):
         return features
 
 
-def _add_average(flows: torch.Tensor, logit: torch.Tensor, forward: Tuple[torch.Tensor, torch.Tensor],
-                 backward: Tuple[torch.Tensor, torch.Tensor]) -> None:
-    """flows += (forward + backward with its flows swapped back) / 2 and logit +=
-    (forward - backward) / 2, in place (the forward tensors are overwritten)."""
+def _average_answers_(forward: Tuple[torch.Tensor, torch.Tensor], backward: Tuple[torch.Tensor, torch.Tensor]
+                      ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(forward flow + backward flow with its flows swapped back) / 2 and (forward logit -
+    backward logit) / 2, written into the forward tensors and returned."""
     (forward_flow, forward_logit), (backward_flow, backward_logit) = forward, backward
     forward_flow[:, :2] += backward_flow[:, 2:]
     forward_flow[:, 2:] += backward_flow[:, :2]
-    flows += forward_flow.div_(2)
-    logit += forward_logit.sub_(backward_logit).div_(2)
+    return forward_flow.div_(2), forward_logit.sub_(backward_logit).div_(2)
 
 
-def _symmetric_update(stage: FlowStage, scale: float, directions: Sequence[StageInputs],
+def _symmetric_update(stage: FlowStage, scale: int, directions: Sequence[StageInputs],
                       flows: torch.Tensor, logit: torch.Tensor) -> None:
     """Add the stage's answer, averaged over both time directions, to flows and logit. The
-    directions run one after the other: half the memory of one batch of two (whose numbers
-    differ from these only by rounding)."""
+    directions run one after the other (half the memory of one batch of two) and are averaged
+    at the stage's scale, then resized once: resizing is linear, so this is the average of the
+    resized answers up to rounding, without two full-size answers held at once."""
     forward_answer = stage(directions[0], scale)
-    _add_average(flows, logit, forward_answer, stage(directions[1], scale))
+    average_flow, average_logit = _average_answers_(forward_answer, stage(directions[1], scale))
+    if scale != 1:
+        average_flow, average_logit = _resize(average_flow, float(scale)).mul_(scale), _resize(average_logit, float(scale))
+    flows += average_flow
+    logit += average_logit
 
 
 def _symmetric_update_in_bands(stage: FlowStage, directions: Sequence[StageInputs], flows: torch.Tensor,
@@ -328,8 +331,10 @@ def _symmetric_update_in_bands(stage: FlowStage, directions: Sequence[StageInput
         forward_flow[..., top:bottom, :], forward_logit[..., top:bottom, :] = flow_rows, logit_rows
     for top, bottom, flow_rows, logit_rows in stage.decode_rows(stage.features(directions[1], 1)):
         rows = slice(top, bottom)
-        _add_average(flows[..., rows, :], logit[..., rows, :],
-                     (forward_flow[..., rows, :], forward_logit[..., rows, :]), (flow_rows, logit_rows))
+        average_flow, average_logit = _average_answers_((forward_flow[..., rows, :], forward_logit[..., rows, :]),
+                                                        (flow_rows, logit_rows))
+        flows[..., rows, :] += average_flow
+        logit[..., rows, :] += average_logit
 
 
 class IFNet(nn.Module):

@@ -218,11 +218,13 @@ def job_plan(config: ModelConfig, cascade: CascadePlan, settings: CascadeSetting
                                 base_bytes=min(frame_bytes, 4))
     io = pair_io_bytes(cascade.height, cascade.width, frame_bytes)
     # flows are estimated once per pair on the unpadded frames, area-reduced to FLOW_MAX_PIXELS
-    # (a float32 copy of both when reduced or not float32), and held to the finest level
+    # (a float32 copy of both when reduced, not float32, or for RIFE padded to its alignment),
+    # and held to the finest level
     base = config.diffusion.residual_base
     reduce = flow_estimation_downscale(cascade.height, cascade.width)
     flow_h, flow_w = cascade.height // reduce, cascade.width // reduce
-    reduced = 2 * 3 * flow_h * flow_w * 4 if base in FLOW_FIELD_CHANNELS and (reduce > 1 or frame_bytes != 4) else 0
+    copies = reduce > 1 or frame_bytes != 4 or base == "rife"
+    reduced = 2 * 3 * flow_h * flow_w * 4 if base in FLOW_FIELD_CHANNELS and copies else 0
     motion = motion_base_bytes(flow_h, flow_w, base) + reduced
     frames += flow_field_bytes(flow_h, flow_w, base)
     return JobPlan(cascade, precision, batch, per_patch, per_patch * batch, frames, io, motion)

@@ -86,16 +86,15 @@ def sampler_window_rows(grid: PatchGrid, patch_batch: int) -> int:
     return min(grid.height, grid.patch_height * (1 + -(-(patch_batch - 1) // columns)))
 
 
-# The motion base's peak while it estimates one pair's flows (RIFE's IFNet on both frames,
-# DIS, the mixture), as growth of a fresh process's peak RSS (pages pinned, so the kernel's
-# reclaim cannot hide any): (fixed bytes, bytes per pixel of the flow estimation size). For
-# "rife" a line through the highest of six runs, 125 / 170 / 240 / 437 MiB at 360p / 540p /
-# 720p / 1080p (within 2 %; medians 99 / 153 / 231 / 386: glibc's heap fragmentation varies
-# from run to run, 287-437 MiB at 1080p; with whole maps, before IFNet ran in row bands, 186 /
-# 328 / 506 / 1,089). DIS alone ("flow"): 132 / 287 MiB at 540p / 1080p. 2-core AMD EPYC,
-# torch 2.13.0 CPU, 2026-12-01 (`python -m hifi_core bench memory` prints the plan beside
-# the measured job).
-MOTION_BASE_BYTES = {"rife": (84 * 2 ** 20, 170 * 2 ** 20 / 1e6), "flow": (0, 88 * 2 ** 20 / 1e6)}
+# The motion base's peak while it estimates one pair's flows (RIFE's IFNet, DIS, the mixture),
+# as growth of a fresh process's peak RSS, pages pinned (`experiments/motion_memory.py`), less
+# the reduced float32 frames the plan counts apart, plus the 21 MiB of OpenCV a run loads:
+# (fixed bytes, bytes per pixel of the flow estimation size). "rife": 120 / 144 / 187 / 254 MiB
+# at 360p / 540p / 720p / 1080p, the highest of three runs (glibc's heap varies them by up to
+# 25 MiB); DIS alone ("flow"): 30 / 52 / 83 / 172. Before DIS read grey bands and the coarse
+# IFNet stages their inputs in bands, "rife" was 125 / 170 / 240 / 437 (highest of six).
+# 2-core AMD EPYC, torch 2.13.0 CPU, 2026-12-02.
+MOTION_BASE_BYTES = {"rife": (115 * 2 ** 20, 70 * 2 ** 20 / 1e6), "flow": (12 * 2 ** 20, 77 * 2 ** 20 / 1e6)}
 
 
 def motion_base_bytes(flow_height: int, flow_width: int, base: str) -> int:

@@ -152,3 +152,27 @@ def test_a_one_step_cascade_returns_what_training_at_t1_teaches():
         optimizer.step()
     after = psnr(interpolate(model, f0, f2, settings=settings)[0], truth[0])
     assert after > 25.0 and after > before + 10.0, (before, after)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_dis_sees_the_grey_image_of_the_whole_frame_made_in_bands(dtype, monkeypatch):
+    import hifi_core.flow_base as flow_base
+    from hifi_core.dis_flow import grey8
+
+    monkeypatch.setattr(flow_base, "GREY_BAND_ROWS", 7)  # several bands and a short last one
+    frame = (torch.rand(1, 3, 40, 30) * 1.2 - 0.1).to(dtype)  # values past [0, 1] are clamped
+    whole = grey8(frame[0].float().clamp(0, 1).permute(1, 2, 0).numpy())
+    assert (flow_base.grey8_frame(frame[0]) == whole).all()
+    # a view into a wider buffer (how estimate_flows hands RIFE's aligned frames on)
+    wider = torch.cat([frame, frame[..., :5]], dim=-1)[..., :30]
+    assert (flow_base.grey8_frame(wider[0]) == whole).all()
+
+
+def test_tau_flows_written_in_place_are_the_dis_baselines_numbers():
+    from hifi_core.dis_flow import dis_tau_flows
+
+    f0, _, f2 = textured_pair(6, 48, 64)
+    tau = torch.tensor([0.3])  # float32, as the bases pass it on
+    to0, to2 = dis_tau_flows(*(f[0].permute(1, 2, 0).numpy() for f in (f0, f2)), float(tau))
+    expected = torch.cat([torch.from_numpy(to0), torch.from_numpy(to2)], dim=2).permute(2, 0, 1)
+    assert torch.equal(tau_flows(f0, f2, tau)[0], expected)

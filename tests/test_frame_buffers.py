@@ -30,6 +30,12 @@ def test_a_padded_frame_reads_what_padding_then_slicing_gives(dtype):
         assert torch.equal(block, padded[..., top:bottom, left:right])
     for factor in (1, 2, 4, 8):
         assert torch.equal(view.downsampled(factor), F.avg_pool2d(padded, factor))
+        # padded on to a network's alignment in the same buffer: the plain result is a view of it
+        plain = F.avg_pool2d(padded, factor)
+        aligned = view.downsampled(factor, multiple=16)
+        assert aligned.shape[-2] % 16 == 0 and aligned.shape[-1] % 16 == 0
+        to_size = (0, aligned.shape[-1] - plain.shape[-1], 0, aligned.shape[-2] - plain.shape[-2])
+        assert torch.equal(aligned, F.pad(plain, to_size, mode="replicate"))
     with pytest.raises(ValueError, match="smaller"):
         PaddedFrame(frame, 20, 40)
 
