@@ -42,6 +42,7 @@ from .errors import HiFIInputError
 from .triplet import to_tensor
 
 THUMB_SIZE = 128
+GREY_BAND_ROWS = 256  # rows turned grey at a time
 HIST_BINS = 32
 DEFAULT_SCENE_THRESHOLD = 0.15
 DEFAULT_SCENE_RATIO = 3.0
@@ -59,14 +60,23 @@ def thumbnail(frame: torch.Tensor, size: int = THUMB_SIZE) -> torch.Tensor:
         frame = frame[0]
     if frame.dim() != 3 or frame.shape[0] != 3:
         raise HiFIInputError(f"expected a frame [3, H, W] in [0, 1], got shape {tuple(frame.shape)}")
-    frame = frame.detach().to("cpu", torch.float32)
-    grey = rgb_to_grayscale(frame)[None]  # BT.601 weights
+    grey = _grey(frame.detach())[None, None]
     h, w = grey.shape[-2:]
     scale = min(1.0, size / max(h, w))
     if scale < 1.0:
         out = (max(1, round(h * scale)), max(1, round(w * scale)))
         grey = F.adaptive_avg_pool2d(grey, out)
     return grey[0, 0].clamp(0.0, 1.0)
+
+
+def _grey(frame: torch.Tensor) -> torch.Tensor:
+    """BT.601 luma of a `[3, H, W]` frame, float32 `[H, W]` on the CPU, a band of rows at a
+    time (a half-precision 8K frame is never copied whole to float32, 400 MB)."""
+    grey = torch.empty(frame.shape[-2:], dtype=torch.float32)
+    for top in range(0, frame.shape[1], GREY_BAND_ROWS):
+        rows = frame[:, top:top + GREY_BAND_ROWS].to("cpu", torch.float32)
+        grey[top:top + GREY_BAND_ROWS] = rgb_to_grayscale(rows)[0]  # BT.601 weights
+    return grey
 
 
 def mean_abs_difference(a: torch.Tensor, b: torch.Tensor) -> float:

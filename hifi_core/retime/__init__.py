@@ -7,7 +7,10 @@ finishing), `pipeline` (the decoder and encoder threads), `engine` (`retime_vide
 from `hifi_core.retime`.
 
 Used by `python -m hifi_core retime` and the ComfyUI "HiFI Retime Video" node. Frames are
-float32 `[3, H, W]` RGB in `[0, 1]` (`[1, 3, H, W]` when handed to an interpolator).
+`[3, H, W]` RGB in `[0, 1]` (`[1, 3, H, W]` when handed to an interpolator), decoded to half
+precision from sources of up to 10 bits and to float32 from deeper ones
+(`video_io.decode_dtype`); the model reads them as they are, the other methods get float32
+copies of each pair (`interpolators.with_float32_frames`).
 
 Timing (exact rational arithmetic, no drift):
     Source frame i is at position i (time i / fps_in; a variable-frame-rate input is treated

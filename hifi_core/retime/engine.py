@@ -21,10 +21,10 @@ from ..errors import HiFIInputError
 from ..progress import CancelCheck, check_cancel
 from ..timeline import ScheduledFrame, first_output_at, interval_schedule, total_output_frames
 from ..validation import check_not_an_input
-from ..video_io import (OutputFormat, VideoInfo, check_output_path, frames_nbytes, iter_frames, probe_video,
-                        resolve_output_format)
+from ..video_io import (OutputFormat, VideoInfo, check_output_path, decode_dtype, frames_nbytes, iter_frames,
+                        probe_video, resolve_output_format)
 from ..interpolate import Interpolator
-from .interpolators import FrameInterpolator, make_interpolator
+from .interpolators import FrameInterpolator, make_interpolator, with_float32_frames
 from .distributed import Share, Terminate, agreed, either, gather, plan_share
 from .keyframes import DetectionStats, Keyframe, keyframes
 from .output import (WRITE_ERRNOS, _abandon_open_segment, _clear_output, _finish, _finish_partial,
@@ -101,7 +101,10 @@ def retime_video(input: PathLike, output: PathLike, target: RetimeTarget, *, mod
         method (str, default "hifi"): "hifi", "blend" (cross-fade stand-in) or "dis"
             (optical-flow baseline).
         interpolator: a custom `(frame0 [1,3,H,W], frame2, taus) -> [T,3,H,W]` callable
-            (overrides `method`); a `hifi_core.Interpolator` is also told each pair's index.
+            (overrides `method`), given float32 frames; a `hifi_core.Interpolator` is also told
+            each pair's index, and is given the frames as decoded: half precision from sources
+            of up to 10 bits (`video_io.decode_dtype`; not an 8-bit source written deeper),
+            float32 from deeper ones.
             With `RunOptions.pipeline` it must return a new tensor on every call.
         detection (Detection): scene cuts and duplicates.
         encoding (Encoding): codec, quality, pixel format, preset, slow-motion audio, tags.
@@ -140,6 +143,9 @@ def retime_video(input: PathLike, output: PathLike, target: RetimeTarget, *, mod
     method_key = method if interpolator is None else "custom"
     if interpolator is None:
         interpolator = make_interpolator(method, model, settings, progress=model_progress, cancel=cancel_any)
+    frame_dtype = _frame_dtype(info, fmt)
+    if not isinstance(interpolator, Interpolator):  # the model reads half frames as they are
+        interpolator = with_float32_frames(interpolator, info.bit_depth)
     audio_mode, audio_tempo = _audio_plan(target, info, encoding.slowmo_audio)
     writer_kwargs = _writer_kwargs(info, fmt, out_fps, encoding.preset)
     settings_key = {**_settings_key(ratio, out_fps, fmt, detection, method_key, settings, run, encoding,
@@ -148,14 +154,15 @@ def retime_video(input: PathLike, output: PathLike, target: RetimeTarget, *, mod
                        encoding.metadata, share)
     stats = DetectionStats(count_from=share.own_from, count_to=share.own_to)
     report = _reporter(progress, stats, source_frames, estimate, out.frames_done, share)
-    read_ahead, encode_behind = _queue_depths(info, run)
+    read_ahead, encode_behind = _queue_depths(info, run, frame_dtype)
     pairs = _PairWriter(out, interpolator, run.tau_batch, cancel_any, report, share.end, encode_behind)
 
     def walk() -> None:
         if not share.empty:
             with pairs.running():
                 _walk_keyframes(in_path, ratio, detection, stats, run.max_frames, pairs.emit,
-                                start=share.decode_from, until=share.end, read_ahead=read_ahead)
+                                start=share.decode_from, until=share.end, read_ahead=read_ahead,
+                                dtype=frame_dtype)
     _render(walk, out, share, terminate, in_path, audio_mode, audio_tempo)
     whole = _gather_shares(share, out, stats)
     agreed(share, lambda: _join_shares(share, whole, out, in_path, out_fps, audio_mode, audio_tempo,
@@ -300,13 +307,24 @@ def _write_failure(error: OSError, out_path: Path, out: _Output) -> HiFIInputErr
         "or delete that folder")
 
 
-def _queue_depths(info: VideoInfo, run: RunOptions) -> tuple[int, int]:
+def _frame_dtype(info: VideoInfo, fmt: OutputFormat) -> torch.dtype:
+    """The decoded frames' dtype: half precision where the source's depth allows it
+    (`decode_dtype`), but float32 for an 8-bit source written deeper, where a half value would
+    be written with its rounding (up to 1/16 of an 8-bit step) instead of as its 8-bit code."""
+    if info.bit_depth <= 8 < fmt.bit_depth:
+        return torch.float32
+    return decode_dtype(info.bit_depth)
+
+
+def _queue_depths(info: VideoInfo, run: RunOptions, frame_dtype: torch.dtype) -> tuple[int, int]:
     """(decoded frames read ahead, output frames queued for the encoder): 0, 0 without the
-    pipeline; fewer for large frames, so the queues stay small in bytes too."""
+    pipeline; fewer for large frames, so the queues stay small in bytes too. Decoded frames
+    are `frame_dtype`; the encoder's are float32 at most (the in-betweens; originals as decoded)."""
     if not run.pipeline:
         return 0, 0
-    frame_bytes = frames_nbytes(1, info.height, info.width)  # float32, as decoded and interpolated
-    return queue_depth(DECODE_AHEAD, frame_bytes), queue_depth(ENCODE_BEHIND, frame_bytes)
+    decoded_bytes = frames_nbytes(1, info.height, info.width, bytes_per_value=frame_dtype.itemsize)
+    output_bytes = frames_nbytes(1, info.height, info.width)
+    return queue_depth(DECODE_AHEAD, decoded_bytes), queue_depth(ENCODE_BEHIND, output_bytes)
 
 
 def _audio_plan(target: RetimeTarget, info: VideoInfo, slowmo_audio: str) -> tuple[str, float]:
@@ -392,18 +410,20 @@ class _PairWriter:
 def _walk_keyframes(in_path: Path, ratio: Fraction, detection: Detection, stats: DetectionStats,
                     max_frames: Optional[int],
                     emit: Callable[[List[ScheduledFrame], Keyframe, Optional[Keyframe]], None], *,
-                    start: int = 0, until: Optional[int] = None, read_ahead: int = 0) -> None:
+                    start: int = 0, until: Optional[int] = None, read_ahead: int = 0,
+                    dtype: torch.dtype = torch.float32) -> None:
     """Decode, find keyframes and hand every interval's schedule to `emit`, in order.
 
     `start`: the first source frame decoded into a picture (the earlier ones are decoded and
     dropped; the intervals before the share are emitted all the same, for nothing to write).
     `until`: stop at the first interval whose output starts there (another process's).
     `read_ahead`: decode in a thread, up to this many frames ahead (0: in this thread); the
-    detectors run here, so `stats` counts only what the walk has used."""
+    detectors run here, so `stats` counts only what the walk has used. `dtype`: the frames'
+    (`iter_frames`)."""
     prev = lookahead = None
     # with max_frames one more frame is read: the partner of the last interval (a preview's
     # tail moves toward the next real frame instead of holding the last one); not output
-    decoded = iter_frames(in_path, start=start,
+    decoded = iter_frames(in_path, start=start, dtype=dtype,
                           max_frames=None if max_frames is None else max(0, max_frames + 1 - start))
     with ReadAhead(decoded, read_ahead) if read_ahead else nullcontext(decoded) as frames:
         for key in keyframes(frames, scene=detection.scene_settings(), dedup=detection.duplicate_settings(),

@@ -9,6 +9,7 @@ import torch
 from ..errors import HiFIInputError
 from ..interpolate import Interpolator
 from ..progress import CancelCheck
+from ..video_io import as_float32
 
 
 # what the engine calls: (frame0 [1,3,H,W], frame2, taus) -> in-betweens [T,3,H,W]
@@ -22,6 +23,15 @@ def blend_interpolator(frame0: torch.Tensor, frame2: torch.Tensor, taus: Sequenc
     `taus`, `[T, 3, H, W]` (for tests and memory proofs)."""
     t = torch.tensor([float(x) for x in taus], dtype=frame0.dtype).view(-1, 1, 1, 1)
     return (1 - t) * frame0[0] + t * frame2[0]
+
+
+def with_float32_frames(interpolator: FrameInterpolator, bit_depth: int) -> FrameInterpolator:
+    """`interpolator` called with float32 copies of each pair's frames, which the retime decodes
+    to half precision from sources up to 10 bits: a method other than the model computes on the
+    values it always had (exactly so for 8-bit sources, see `video_io.as_float32`)."""
+    def on_float32(frame0: torch.Tensor, frame2: torch.Tensor, taus: Sequence[float]) -> torch.Tensor:
+        return interpolator(as_float32(frame0, bit_depth), as_float32(frame2, bit_depth), taus)
+    return on_float32
 
 
 def model_interpolator(model, settings=None, *, progress=None, cancel: Optional[CancelCheck] = None

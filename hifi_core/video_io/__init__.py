@@ -7,9 +7,11 @@ is importable from `hifi_core.video_io`.
 
 Frames:
     `iter_frames` yields one frame at a time as float32 `[3, H, W]` RGB in `[0, 1]` (a torch
-    tensor, or a numpy array with `as_numpy=True`), never the whole clip. `VideoWriter.write`
-    takes the same layout (`[3, H, W]` or a batch `[B, 3, H, W]`, torch or numpy), or integer
-    `[H, W, 3]` uint8 / uint16 arrays.
+    tensor, or a numpy array with `as_numpy=True`), never the whole clip; `dtype=torch.float16`
+    halves it (`decode_dtype` says which a source's bit depth allows, `as_float32` gives the
+    float32 values back). `VideoWriter.write` takes the same layout (`[3, H, W]` or a batch
+    `[B, 3, H, W]`, torch or numpy, any float precision), or integer `[H, W, 3]` uint8 /
+    uint16 arrays.
 
 Colour:
     YUV <-> RGB conversion uses the stream's tagged matrix and range. An untagged stream is
@@ -47,8 +49,10 @@ from .formats import (
 from .reader import (
     DecodedFrame,
     VideoInfo,
+    as_float32,
     check_frames_fit,
     count_frames,
+    decode_dtype,
     frames_nbytes,
     iter_frames,
     probe_video,
@@ -60,7 +64,8 @@ from .clips import IMAGE_SUFFIXES, clip_image_files, count_clip_frames, iter_cli
 
 
 __all__ = ["CODECS", "CodecSpec", "ColorInfo", "DecodedFrame", "IMAGE_SUFFIXES", "OutputFormat", "PathLike",
-           "VIDEO_EXTENSIONS", "VideoInfo", "VideoWriter", "available_codecs", "check_frames_fit",
-           "check_output_path", "clip_image_files", "container_options", "count_clip_frames", "count_frames", "frames_nbytes", "iter_clip_rgb8", "iter_frames", "join_segments",
+           "VIDEO_EXTENSIONS", "VideoInfo", "VideoWriter", "as_float32", "available_codecs", "check_frames_fit",
+           "check_output_path", "clip_image_files", "container_options", "count_clip_frames", "count_frames",
+           "decode_dtype", "frames_nbytes", "iter_clip_rgb8", "iter_frames", "join_segments",
            "probe_video", "read_audio", "read_image_rgb8", "remove_tree", "resolve_output_format",
            "write_audio_file"]

@@ -160,7 +160,30 @@ class DecodedFrame(NamedTuple):
 
     index: int
     time: float
-    image: Any  # torch.Tensor or np.ndarray, float32 [3, H, W] in [0, 1]
+    image: Any  # torch.Tensor or np.ndarray, float32 (or float16) [3, H, W] in [0, 1]
+
+
+# the deepest source a half-precision frame holds: fp16's 11 significant bits keep a 10-bit code
+HALF_PRECISION_MAX_BITS = 10
+DECODE_BAND_ROWS = 256  # rows converted at a time: a float32 band, never a float32 frame
+
+
+def decode_dtype(bit_depth: int) -> torch.dtype:
+    """The frame dtype a streaming consumer (the retime) decodes a `bit_depth`-bit source to:
+    float16 up to 10 bits (half the memory; at 8K 200 MB a frame, not 400), float32 deeper."""
+    return torch.float16 if bit_depth <= HALF_PRECISION_MAX_BITS else torch.float32
+
+
+def as_float32(image: torch.Tensor, bit_depth: int) -> torch.Tensor:
+    """A frame `iter_frames` decoded from a `bit_depth`-bit source, as float32: for 8-bit sources
+    exactly the values a float32 decode gives (a half value is within 1/16 of its 8-bit code,
+    so it is rounded back to the code), deeper ones within half precision's rounding. A float32
+    frame is returned as it is; anything else comes back as a new tensor."""
+    if image.dtype == torch.float32:
+        return image
+    if bit_depth > 8:
+        return image.float()
+    return image.float().mul_(255.0).round_().mul_(1.0 / 255.0)  # the decode's own division
 
 
 def _frame_to_array(frame: av.VideoFrame, color: ColorInfo, sixteen: bool) -> np.ndarray:
@@ -171,9 +194,24 @@ def _frame_to_array(frame: av.VideoFrame, color: ColorInfo, sixteen: bool) -> np
     return rgb.to_ndarray()
 
 
+def _array_to_tensor(arr: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    """uint8 or uint16 `[H, W, 3]` -> `dtype` `[3, H, W]` in [0, 1], a band of rows at a time
+    (each value is the float32 division, then rounded to `dtype`: `.to(dtype)` of a float32
+    decode, without a float32 frame beside the result)."""
+    sixteen = arr.dtype == np.uint16
+    image = torch.empty(3, arr.shape[0], arr.shape[1], dtype=dtype)
+    for top in range(0, arr.shape[0], DECODE_BAND_ROWS):
+        rows = arr[top:top + DECODE_BAND_ROWS]
+        if sixteen:  # torch has few uint16 kernels: widen first
+            rows = rows.astype(np.int32)
+        band = torch.from_numpy(rows).permute(2, 0, 1).float()
+        image[:, top:top + DECODE_BAND_ROWS] = band.mul_(1.0 / (65535.0 if sixteen else 255.0))
+    return image
+
+
 def iter_frames(path: PathLike, *, start: int = 0, every_nth: int = 1,
                 max_frames: Optional[int] = None, as_16bit: Optional[bool] = None,
-                as_numpy: bool = False) -> Iterator[DecodedFrame]:
+                as_numpy: bool = False, dtype: torch.dtype = torch.float32) -> Iterator[DecodedFrame]:
     """Decode frames one at a time (streaming: memory does not grow with the clip length).
 
     Args:
@@ -185,9 +223,11 @@ def iter_frames(path: PathLike, *, start: int = 0, every_nth: int = 1,
         as_16bit: convert through 16-bit RGB; None decides from the stream (True for
             sources deeper than 8 bit), so 10-bit precision is not lost by default.
         as_numpy: yield numpy arrays instead of torch tensors.
+        dtype: torch.float32 (default) or torch.float16 (half the memory; each value is the
+            float32 decode's, rounded; `decode_dtype` says which a source's depth allows).
 
     Yields:
-        `DecodedFrame(index, time, image)`, image float32 `[3, H, W]` RGB in [0, 1].
+        `DecodedFrame(index, time, image)`, image `dtype` `[3, H, W]` RGB in [0, 1].
 
     Raises:
         HiFIInputError: for unreadable inputs, or a decode error (naming the frame index).
@@ -195,6 +235,8 @@ def iter_frames(path: PathLike, *, start: int = 0, every_nth: int = 1,
     if start < 0 or every_nth < 1 or (max_frames is not None and max_frames < 0):
         raise HiFIInputError(f"iter_frames: need start >= 0, every_nth >= 1, max_frames >= 0; "
                              f"got start={start}, every_nth={every_nth}, max_frames={max_frames}")
+    if dtype not in (torch.float32, torch.float16):
+        raise HiFIInputError(f"iter_frames: dtype {dtype} is not torch.float32 or torch.float16")
     path, container, stream = _open_input(path)
     with container:
         stream.thread_type = "AUTO"
@@ -214,11 +256,7 @@ def iter_frames(path: PathLike, *, start: int = 0, every_nth: int = 1,
                     color = base.resolved(frame.height, frame.format.name)
                     if sixteen is None:
                         sixteen = _format_bits(frame.format.name) > 8
-                arr = _frame_to_array(frame, color, sixteen)
-                if sixteen:  # torch has few uint16 kernels: widen first
-                    arr = arr.astype(np.int32)
-                img = torch.from_numpy(arr).permute(2, 0, 1).contiguous().float()
-                img.mul_(1.0 / (65535.0 if sixteen else 255.0))
+                img = _array_to_tensor(_frame_to_array(frame, color, sixteen), dtype)
                 time = (float((frame.pts - start_pts) * frame.time_base)
                         if frame.pts is not None and frame.time_base else index / float(fps))
                 yield DecodedFrame(index, time, img.numpy() if as_numpy else img)

@@ -22,6 +22,8 @@ PathLike = Union[str, os.PathLike]
 
 # ---------------------------------------------------------------- writing
 
+ENCODE_BAND_ROWS = 256  # rows quantized at a time
+
 
 def _to_hwc(frame, bits: int) -> np.ndarray:
     """Any accepted frame -> uint8/uint16 `[H, W, 3]` (float input clamped to [0, 1])."""
@@ -38,12 +40,18 @@ def _to_hwc(frame, bits: int) -> np.ndarray:
     if t.dim() != 3 or t.shape[0] != 3 or not t.is_floating_point():
         raise HiFIInputError(f"float frames must be [3, H, W] RGB in [0, 1], got "
                              f"{tuple(t.shape)} {t.dtype}")
-    # torch rather than numpy: the multi-threaded kernels matter at 4K; one float temporary
+    out = np.empty((t.shape[1], t.shape[2], 3), dtype)
+    for top in range(0, t.shape[1], ENCODE_BAND_ROWS):  # float32 bands, not a float32 frame
+        out[top:top + ENCODE_BAND_ROWS] = _quantize(t[:, top:top + ENCODE_BAND_ROWS], scale)
+    return out
+
+
+def _quantize(rows: torch.Tensor, scale: int) -> np.ndarray:
+    """Float `[3, h, W]` (any precision, any device) -> integer `[h, W, 3]` codes of `scale`."""
+    # torch rather than numpy: the multi-threaded kernels matter at 4K
     # (scaling before clamping gives the same values: clamp(x, 0, 1) * s == clamp(x * s, 0, s))
-    q = t.to("cpu", torch.float32).mul(scale).clamp_(0.0, scale).add_(0.5).permute(1, 2, 0)
-    if bits <= 8:
-        return q.to(torch.uint8).contiguous().numpy()
-    return q.to(torch.int32).contiguous().numpy().astype(np.uint16)
+    q = rows.to("cpu", torch.float32).mul(scale).clamp_(0.0, scale).add_(0.5).permute(1, 2, 0)
+    return q.to(torch.uint8 if scale == 255 else torch.int32).numpy()
 
 
 def _audio_feed_opener(audio_from: Optional[PathLike], audio_tempo: float, audio_waveform,
