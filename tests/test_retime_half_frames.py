@@ -13,8 +13,8 @@ import torch
 
 from hifi_core import CascadeSettings, Interpolator, load_model, scenes
 from hifi_core import video_io as vio
-from hifi_core.retime import Encoding, RetimeTarget, RunOptions, engine, retime_video
-from hifi_core.retime.pipeline import QUEUE_BYTES
+from hifi_core.retime import Encoding, RetimeTarget, RunOptions, engine, interpolators, retime_video
+from hifi_core.retime.pipeline import QUEUE_BYTES, queue_depths
 from hifi_core.scenes import thumbnail
 from hifi_core.video_io import reader, writer
 from media import clip_frame, decode_all, write_clip
@@ -143,7 +143,7 @@ def test_the_model_reads_half_frames_within_a_code_value_of_float32_frames(tmp_p
     monkeypatch.setattr(Interpolator, "__call__", spy)
     half = tmp_path / "half.mkv"
     retime_video(source, half, RetimeTarget(multiplier=2), model=model, settings=settings, encoding=LOSSLESS, run=run)
-    monkeypatch.setattr(engine, "decode_dtype", lambda bits: torch.float32)
+    monkeypatch.setattr(interpolators, "decode_dtype", lambda bits: torch.float32)
     full = tmp_path / "float32.mkv"
     retime_video(source, full, RetimeTarget(multiplier=2), model=model, settings=settings, encoding=LOSSLESS, run=run)
     assert seen == [torch.float16] * 3 + [torch.float32] * 3
@@ -153,11 +153,7 @@ def test_the_model_reads_half_frames_within_a_code_value_of_float32_frames(tmp_p
 
 
 def test_the_queues_count_the_decoded_frames_real_size():
-    info = vio.VideoInfo(path=None, width=5120, height=2880, fps=24, frame_count=2, frame_count_exact=True,
-                         duration=1.0, pix_fmt="yuv420p", bit_depth=8, color=vio.ColorInfo(), codec="ffv1",
-                         has_audio=False)
     half_frame = vio.frames_nbytes(1, 2880, 5120, bytes_per_value=2)
     assert half_frame < QUEUE_BYTES / 2 < 2 * half_frame  # two half frames fit, one float32 frame
-    assert engine._queue_depths(info, RunOptions(), torch.float16) == (2, 1)  # outputs are float32
-    assert engine._queue_depths(info, RunOptions(), torch.float32) == (1, 1)
-    assert engine._queue_depths(info, RunOptions(pipeline=False), torch.float16) == (0, 0)
+    assert queue_depths(2880, 5120, torch.float16) == (2, 1)  # outputs are float32
+    assert queue_depths(2880, 5120, torch.float32) == (1, 1)

@@ -21,16 +21,16 @@ from ..errors import HiFIInputError
 from ..progress import CancelCheck, check_cancel
 from ..timeline import ScheduledFrame, first_output_at, interval_schedule, total_output_frames
 from ..validation import check_not_an_input
-from ..video_io import (OutputFormat, VideoInfo, check_output_path, decode_dtype, frames_nbytes, iter_frames,
+from ..video_io import (OutputFormat, VideoInfo, check_output_path, iter_frames,
                         probe_video, resolve_output_format)
 from ..interpolate import Interpolator
-from .interpolators import FrameInterpolator, make_interpolator, with_float32_frames
+from .interpolators import FrameInterpolator, for_decoded_frames, make_interpolator
 from .distributed import Share, Terminate, agreed, either, gather, plan_share
 from .keyframes import DetectionStats, Keyframe, keyframes
 from .output import (WRITE_ERRNOS, _abandon_open_segment, _clear_output, _finish, _finish_partial,
                      _load_or_new_state, _Output, _parts_dir, _probe_writer, _remove_strays, _state_path)
 from .options import Detection, Encoding, RunOptions
-from .pipeline import DECODE_AHEAD, ENCODE_BEHIND, EncodeThread, ReadAhead, queue_depth
+from .pipeline import EncodeThread, ReadAhead, queue_depths
 from .targets import RetimeTarget
 
 PathLike = Union[str, os.PathLike]
@@ -143,9 +143,7 @@ def retime_video(input: PathLike, output: PathLike, target: RetimeTarget, *, mod
     method_key = method if interpolator is None else "custom"
     if interpolator is None:
         interpolator = make_interpolator(method, model, settings, progress=model_progress, cancel=cancel_any)
-    frame_dtype = _frame_dtype(info, fmt)
-    if not isinstance(interpolator, Interpolator):  # the model reads half frames as they are
-        interpolator = with_float32_frames(interpolator, info.bit_depth)
+    interpolator, frame_dtype = for_decoded_frames(interpolator, info.bit_depth, fmt.bit_depth)
     audio_mode, audio_tempo = _audio_plan(target, info, encoding.slowmo_audio)
     writer_kwargs = _writer_kwargs(info, fmt, out_fps, encoding.preset)
     settings_key = {**_settings_key(ratio, out_fps, fmt, detection, method_key, settings, run, encoding,
@@ -154,7 +152,7 @@ def retime_video(input: PathLike, output: PathLike, target: RetimeTarget, *, mod
                        encoding.metadata, share)
     stats = DetectionStats(count_from=share.own_from, count_to=share.own_to)
     report = _reporter(progress, stats, source_frames, estimate, out.frames_done, share)
-    read_ahead, encode_behind = _queue_depths(info, run, frame_dtype)
+    read_ahead, encode_behind = queue_depths(info.height, info.width, frame_dtype) if run.pipeline else (0, 0)
     pairs = _PairWriter(out, interpolator, run.tau_batch, cancel_any, report, share.end, encode_behind)
 
     def walk() -> None:
@@ -305,26 +303,6 @@ def _write_failure(error: OSError, out_path: Path, out: _Output) -> HiFIInputErr
         f"The unfinished segment was removed; {kept} finished frames are kept in {str(out.parts)!r}: "
         "free space (or raise the file-size limit) and run the same command with --resume, "
         "or delete that folder")
-
-
-def _frame_dtype(info: VideoInfo, fmt: OutputFormat) -> torch.dtype:
-    """The decoded frames' dtype: half precision where the source's depth allows it
-    (`decode_dtype`), but float32 for an 8-bit source written deeper, where a half value would
-    be written with its rounding (up to 1/16 of an 8-bit step) instead of as its 8-bit code."""
-    if info.bit_depth <= 8 < fmt.bit_depth:
-        return torch.float32
-    return decode_dtype(info.bit_depth)
-
-
-def _queue_depths(info: VideoInfo, run: RunOptions, frame_dtype: torch.dtype) -> tuple[int, int]:
-    """(decoded frames read ahead, output frames queued for the encoder): 0, 0 without the
-    pipeline; fewer for large frames, so the queues stay small in bytes too. Decoded frames
-    are `frame_dtype`; the encoder's are float32 at most (the in-betweens; originals as decoded)."""
-    if not run.pipeline:
-        return 0, 0
-    decoded_bytes = frames_nbytes(1, info.height, info.width, bytes_per_value=frame_dtype.itemsize)
-    output_bytes = frames_nbytes(1, info.height, info.width)
-    return queue_depth(DECODE_AHEAD, decoded_bytes), queue_depth(ENCODE_BEHIND, output_bytes)
 
 
 def _audio_plan(target: RetimeTarget, info: VideoInfo, slowmo_audio: str) -> tuple[str, float]:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 
 from ..errors import HiFIInputError
 from ..interpolate import Interpolator
 from ..progress import CancelCheck
-from ..video_io import as_float32
+from ..video_io import as_float32, decode_dtype
 
 
 # what the engine calls: (frame0 [1,3,H,W], frame2, taus) -> in-betweens [T,3,H,W]
@@ -23,6 +23,19 @@ def blend_interpolator(frame0: torch.Tensor, frame2: torch.Tensor, taus: Sequenc
     `taus`, `[T, 3, H, W]` (for tests and memory proofs)."""
     t = torch.tensor([float(x) for x in taus], dtype=frame0.dtype).view(-1, 1, 1, 1)
     return (1 - t) * frame0[0] + t * frame2[0]
+
+
+def for_decoded_frames(interpolator: FrameInterpolator, source_bits: int, output_bits: int
+                       ) -> Tuple[FrameInterpolator, torch.dtype]:
+    """(the interpolator the engine calls, the dtype it decodes frames to). Frames are half
+    precision where the source's depth allows it (`decode_dtype`), but float32 for an 8-bit
+    source written deeper, whose originals would otherwise be written with half precision's
+    rounding (up to 1/16 of an 8-bit step) instead of as their codes. The model reads the
+    frames as decoded; any other interpolator gets float32 copies (`with_float32_frames`)."""
+    dtype = torch.float32 if source_bits <= 8 < output_bits else decode_dtype(source_bits)
+    if isinstance(interpolator, Interpolator):
+        return interpolator, dtype
+    return with_float32_frames(interpolator, source_bits), dtype
 
 
 def with_float32_frames(interpolator: FrameInterpolator, bit_depth: int) -> FrameInterpolator:

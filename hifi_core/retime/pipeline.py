@@ -38,6 +38,15 @@ def queue_depth(most: int, frame_bytes: int) -> int:
     return max(1, min(most, QUEUE_BYTES // max(1, frame_bytes)))
 
 
+def queue_depths(height: int, width: int, decoded_dtype: torch.dtype) -> tuple[int, int]:
+    """(decoded frames read ahead, output frames queued for the encoder) for frames of this
+    size: fewer for large frames, so the queues stay small in bytes too. Decoded frames are
+    `decoded_dtype`; the encoder's are float32 at most (the in-betweens; originals as decoded)."""
+    pixels = 3 * height * width
+    return (queue_depth(DECODE_AHEAD, pixels * decoded_dtype.itemsize),
+            queue_depth(ENCODE_BEHIND, pixels * torch.float32.itemsize))
+
+
 class _Failure(NamedTuple):
     error: BaseException
 
