@@ -45,6 +45,7 @@ import torch.nn.functional as F
 
 from .diffusion import to_model_space
 from .errors import HiFIInputError
+from .allocator import return_freed_memory
 from .flow_base import estimate_flows, warp_average, warp_frames
 from .level_sampler import LevelContext, sample_level
 from .model import HiFIModel
@@ -387,6 +388,7 @@ def run_cascade(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, ta
         if model.sees_warped_frames and flows is not None:  # whole warped frames: not a shipped model
             net0, net2 = warp_frames(as_padded(f0).block(0, f0.shape[-2]), as_padded(f2).block(0, f2.shape[-2]), flows)
         del f0, f2
+        return_freed_memory()  # the base's bands and the last level's leftovers, before the patches
         estimate, variance = sample_level(model, net0, net2, built.base, tau, plan.grids[level], level,
                                           plan.num_levels, ctx, condition=built.condition,
                                           has_condition=level > 0, pair=pair)
