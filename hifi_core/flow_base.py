@@ -242,8 +242,8 @@ def estimate_flows(frame0: torch.Tensor, frame2: torch.Tensor, tau: Tau,
         raise ValueError(f"unknown motion base {base!r}; use one of {MOTION_BASES}")
     factor = flow_downscale or flow_estimation_downscale(*frame0.shape[-2:])
     net = motion_net(frame0.device) if base == "rife" else None
-    if net is None:
-        flows = tau_flows(*_reduced_frames(frame0, frame2, factor), tau)
+    if net is None:  # DIS reads unreduced frames in any precision (`grey8_frame`): no float32 copy
+        flows = tau_flows(*((frame0, frame2) if factor == 1 else _reduced_frames(frame0, frame2, factor)), tau)
         return_freed_memory()  # DIS's buffers, before the cascade's own
         return flows
     taus = _taus(tau, frame0.shape[0])
@@ -311,8 +311,8 @@ def mix_bases(frame0: torch.Tensor, frame2: torch.Tensor, learned: torch.Tensor,
     frames 1 - tau.
 
     Frames may be `PaddedFrame`s (`disagreement_map`). `out`: a [B, 11, h, w] map to fill and
-    return instead of a new one; `learned` and
-    `classical` may be its channels 0-4 and 5-8 (how `estimate_flows` saves their copies).
+    return instead of a new one; `learned` and `classical` may be its channels 0-4 and 5-8
+    (how `estimate_flows` saves their copies).
     """
     if out is None:
         out = learned.new_empty(learned.shape[0], MIXED_CHANNELS, *learned.shape[-2:],

@@ -36,7 +36,7 @@ resizing rounds differently too (~5e-6 px).
 from __future__ import annotations
 
 import functools
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -80,11 +80,6 @@ def backward_warp(image: torch.Tensor, flow: torch.Tensor, first_row: int = 0, m
     return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=True)
 
 
-def swap_flows(flows: torch.Tensor) -> torch.Tensor:
-    """(to I0, to I1) -> (to I1, to I0): the same flows seen with the frames swapped."""
-    return torch.cat([flows[:, 2:4], flows[:, 0:2]], dim=1)
-
-
 def _resize(x: torch.Tensor, factor: float) -> torch.Tensor:
     return F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False,
                          recompute_scale_factor=False)
@@ -116,9 +111,9 @@ def _transposed_rows(conv: nn.ConvTranspose2d, read: RowReader, first: int, stop
     return out[..., skip:skip + stop - first, :]
 
 
-def _bands(height: int, width: int, pixels: Optional[int] = None) -> List[Tuple[int, int]]:
-    """(top, bottom) row bands of a `width`-wide map, about `pixels` (BAND_PIXELS) each."""
-    rows = max(MIN_BAND_ROWS, (pixels or BAND_PIXELS) // width)
+def _bands(height: int, width: int) -> List[Tuple[int, int]]:
+    """(top, bottom) row bands of a `width`-wide map, about `BAND_PIXELS` each."""
+    rows = max(MIN_BAND_ROWS, BAND_PIXELS // width)
     return [(top, min(top + rows, height)) for top in range(0, height, rows)]
 
 
@@ -134,10 +129,6 @@ def _for_heads(features: torch.Tensor) -> torch.Tensor:
 
 def _heads_rows(features: torch.Tensor, top: int, bottom: int) -> torch.Tensor:
     return _for_heads(features[..., top:bottom, :])
-
-
-def _concat_rows(pieces: Sequence[torch.Tensor], top: int, bottom: int) -> torch.Tensor:
-    return torch.cat([piece[..., top:bottom, :] for piece in pieces], dim=1)
 
 
 class ConvPReLU(nn.Module):
@@ -187,7 +178,7 @@ class StageInputs:
         first, second = (1, 0) if backward else (0, 1)
         self.frames = (frames[first], frames[second])
         self.frame_flows = (flows[:, 2 * first:2 * first + 2], flows[:, 2 * second:2 * second + 2])
-        self.flows, self.logit, self.backward, self.warp = flows, logit, backward, warp
+        self.logit, self.backward, self.warp = logit, backward, warp
         self.size = tuple(flows.shape[-2:])
 
     def _warped(self, which: int, top: int, bottom: int) -> torch.Tensor:

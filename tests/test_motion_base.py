@@ -21,7 +21,7 @@ from hifi_core import ifnet, motion_base, motion_setup
 from hifi_core.baselines import blend_interpolate
 from hifi_core.cli import main as cli_main
 from hifi_core.flow_base import estimate_flows, resize_flows, warp_average
-from hifi_core.ifnet import IFNet, backward_warp, swap_flows
+from hifi_core.ifnet import IFNet, backward_warp
 from hifi_core.metrics import psnr
 from hifi_core.motion_base import (MOTION_FORMAT, RIFE_ARCH, RIFE_FILE_NAME, find_rife_weights,
                                    ifnet_midpoint, ifnet_tau_flows, load_ifnet)
@@ -266,6 +266,11 @@ def test_unknown_residual_base_names_the_choices():
 
 
 # --- the banded IFNet and the mixture give the plain, whole-map computation's numbers ---
+
+def swap_flows(flows):
+    """(to I0, to I1) -> (to I1, to I0): the same flows seen with the frames swapped."""
+    return torch.cat([flows[:, 2:4], flows[:, 0:2]], dim=1)
+
 
 def whole_map_ifnet(net: IFNet, frame0, frame1, scales=(4, 2, 1)):
     """IFNet written plainly, every map whole (the time directions one after the other)."""
