@@ -40,7 +40,7 @@ def main() -> None:
         f0, f2 = t.frame0[None], t.frame2[None]
         flows = flow_base.estimate_flows(f0, f2, t.tau)
         average = flow_base.warp_average(f0, f2, flows, t.tau)
-        with mock.patch.object(flow_base, "_backward_warp", partial(flow_base._backward_warp, mode="bicubic")):
+        with mock.patch.object(flow_base, "warp_rows", partial(flow_base.warp_rows, mode="bicubic")):
             bicubic = flow_base.warp_average(f0, f2, flows, t.tau)
         outputs = {"flow average (bilinear warps, fade 1-2 px, shipped)": average, "bicubic warps": bicubic}
         for still_px in ((0.5, 1.0), (0.5, 1.5), None):

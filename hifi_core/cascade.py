@@ -372,6 +372,7 @@ def run_cascade(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, ta
     estimate, variance = start_estimate, None
     for level in range(start_level, stop_level + 1):
         check_cancel(ctx.cancel)
+        return_freed_memory()  # the coarser level's sampling leftovers, before this level's base
         f0, f2 = resize_to_level(padded0, plan, level), resize_to_level(padded2, plan, level)
         if level > 0 and tuple(s * 2 for s in estimate.shape[-2:]) != tuple(f0.shape[-2:]):
             raise HiFIInputError(
@@ -388,6 +389,8 @@ def run_cascade(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, ta
         if model.sees_warped_frames and flows is not None:  # whole warped frames: not a shipped model
             net0, net2 = warp_frames(as_padded(f0).block(0, f0.shape[-2]), as_padded(f2).block(0, f2.shape[-2]), flows)
         del f0, f2
+        if level == stop_level:  # the flows' last reader has run (at 1080p 11 channels, 92 MB)
+            flows = None
         return_freed_memory()  # the base's bands and the last level's leftovers, before the patches
         estimate, variance = sample_level(model, net0, net2, built.base, tau, plan.grids[level], level,
                                           plan.num_levels, ctx, condition=built.condition,

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from .dis_flow import dis_grey_both_ways, grey8, linear_tau_flows
 from .allocator import return_freed_memory
 from .config import MOTION_BASES
-# one warp for both bases; the private name is what experiments.base_rules swaps for a bicubic one
-from .ifnet import ALIGNMENT, backward_warp as _backward_warp
+# one warp for both bases (experiments.base_rules swaps this name for a bicubic one)
+from .ifnet import ALIGNMENT, warp_rows
 from .motion_base import ifnet_tau_flows, motion_net
 from .padded_frame import PaddedFrame
 
@@ -144,30 +144,13 @@ def _flow_bands(flows: torch.Tensor, size: Tuple[int, int], band_rows: int,
         yield first, stop, resize_flows(flows, size, rows=(first, stop))
 
 
-def _warp_rows(image: Union[torch.Tensor, PaddedFrame], flow: torch.Tensor, first: int) -> torch.Tensor:
-    """`backward_warp` of a band of output rows. A `PaddedFrame` gives only the rows the band's
-    flows reach, as float32 (the frame is never converted or padded whole)."""
-    if isinstance(image, torch.Tensor):
-        return _backward_warp(image, flow, first)
-    height = image.height
-    reach = flow[:, 1] + torch.arange(first, first + flow.shape[-2], dtype=flow.dtype,
-                                      device=flow.device).view(1, -1, 1)
-    low, high = float(reach.min()), float(reach.max())
-    if not (np.isfinite(low) and np.isfinite(high)):
-        low, high = 0.0, float(height - 1)
-    # bilinear reads floor(y) and floor(y) + 1; positions outside the frame read its edge
-    top = min(max(int(np.floor(low)), 0), height - 1)
-    bottom = min(max(int(np.floor(high)) + 2, top + 1), height)
-    return _backward_warp(image.block(top, bottom), flow, first - top)
-
-
 def _warp_band(frame0, frame2, band: torch.Tensor, first: int, still_px: Optional[Tuple[float, float]]):
     """(frame0 warped to tau, frame2 warped to tau, frame0's weight or None) for one band of
     4- or 5-channel flows; frames are tensors or `PaddedFrame`s."""
     if still_px is not None and band.shape[1] == 4:  # DIS only: RIFE's flows are sub-pixel right
         band = fade_small_motion(band, still_px)
     weight0 = band[:, 4:5].to(frame0.dtype) if band.shape[1] > 4 else None
-    return _warp_rows(frame0, band[:, :2], first), _warp_rows(frame2, band[:, 2:4], first), weight0
+    return warp_rows(frame0, band[:, :2], first), warp_rows(frame2, band[:, 2:4], first), weight0
 
 
 def warp_average(frame0, frame2, flows: torch.Tensor, tau: Tau, band_rows: int = 256,
@@ -247,17 +230,17 @@ def estimate_flows(frame0: torch.Tensor, frame2: torch.Tensor, tau: Tau,
         return_freed_memory()  # DIS's buffers, before the cascade's own
         return flows
     taus = _taus(tau, frame0.shape[0])
-    # One reduced copy of the frames at a time, each let go before the next phase: RIFE reads
-    # them at its alignment; DIS only needs grey images; the mixture reads them again.
-    reduced0, reduced2 = _reduced_frames(frame0, frame2, factor, ALIGNMENT)
-    height, width = frame0.shape[-2] // factor, frame0.shape[-1] // factor
-    greys0, greys2 = ([grey8_frame(frame[:, :height, :width]) for frame in frames] for frames in (reduced0, reduced2))
-    learned = ifnet_tau_flows(reduced0, reduced2, taus, net)[..., :height, :width]
-    del reduced0, reduced2
+    # At most one reduced copy of the frames at a time, let go before the next phase (none at
+    # factor 1: RIFE reads the frames a band at a time, `PaddedFrame`); DIS only needs grey
+    # images; the mixture reads the frames again.
+    motion0, motion2 = (frame0, frame2) if factor == 1 else _reduced_frames(frame0, frame2, factor)
+    greys0, greys2 = ([grey8_frame(frame) for frame in frames] for frames in (motion0, motion2))
+    learned = ifnet_tau_flows(motion0, motion2, taus, net)
+    del motion0, motion2
     return_freed_memory()  # what RIFE freed, so that DIS's buffers do not stack on it
     classical = grey_tau_flows(greys0, greys2, taus).to(learned.device)
     return_freed_memory()  # DIS's buffers, the same for the mixture
-    mixed = learned.new_empty(learned.shape[0], MIXED_CHANNELS, height, width)
+    mixed = learned.new_empty(learned.shape[0], MIXED_CHANNELS, *learned.shape[-2:])
     mixed[:, :5], mixed[:, 5:9] = learned, classical
     del learned, classical
     mix_bases(*_mixing_frames(frame0, frame2, factor), mixed[:, :5], mixed[:, 5:9], taus, out=mixed)
@@ -273,11 +256,10 @@ def _mixing_frames(frame0: torch.Tensor, frame2: torch.Tensor, factor: int):
     return _reduced_frames(frame0, frame2, factor)
 
 
-def _reduced_frames(frame0: torch.Tensor, frame2: torch.Tensor, factor: int, multiple: int = 1):
-    """Both frames area-reduced by `factor`, float32, sides padded to a `multiple` (see
-    `PaddedFrame.downsampled`: banded, whatever the frames' precision, never a whole float32
-    copy of a large frame)."""
-    return tuple(PaddedFrame(frame).downsampled(factor, multiple) for frame in (frame0, frame2))
+def _reduced_frames(frame0: torch.Tensor, frame2: torch.Tensor, factor: int):
+    """Both frames area-reduced by `factor`, float32 (`PaddedFrame.downsampled`: banded,
+    whatever the frames' precision, never a whole float32 copy of a large frame)."""
+    return tuple(PaddedFrame(frame).downsampled(factor) for frame in (frame0, frame2))
 
 
 def disagreement_map(frame0: torch.Tensor, frame2: torch.Tensor, flows: torch.Tensor,

@@ -36,11 +36,14 @@ resizing rounds differently too (~5e-6 px).
 from __future__ import annotations
 
 import functools
-from typing import Callable, Iterator, List, Sequence, Tuple
+import math
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .padded_frame import PaddedFrame
 
 STAGE_WIDTH = 90       # channels inside each stage (the HDv3 weights' width)
 STAGE_INPUTS = 3 + 3 + 1 + 4  # warped I0, warped I1, fusion logit, flows
@@ -78,6 +81,26 @@ def backward_warp(image: torch.Tensor, flow: torch.Tensor, first_row: int = 0, m
     grid_y = (ys + flow[:, 1]) * (2.0 / max(height - 1, 1)) - 1.0
     grid = torch.stack([grid_x, grid_y], dim=-1).to(image.dtype)
     return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=True)
+
+
+def warp_rows(image: Union[torch.Tensor, PaddedFrame], flow: torch.Tensor, first: int,
+              mode: str = "bilinear") -> torch.Tensor:
+    """`backward_warp` of a band of output rows. A `PaddedFrame` gives only the rows the band's
+    flows reach, as float32 (the frame is never converted or padded whole)."""
+    if isinstance(image, torch.Tensor):
+        return backward_warp(image, flow, first, mode)
+    height = image.height
+    reach = flow[:, 1] + torch.arange(first, first + flow.shape[-2], dtype=flow.dtype,
+                                      device=flow.device).view(1, -1, 1)
+    low, high = float(reach.min()), float(reach.max())
+    if not (math.isfinite(low) and math.isfinite(high)):
+        low, high = 0.0, float(height - 1)
+    # bilinear reads floor(y) and floor(y) + 1 (bicubic one more each side); positions
+    # outside the frame read its edge
+    margin = 1 if mode == "bicubic" else 0
+    top = min(max(math.floor(low) - margin, 0), height - 1)
+    bottom = min(max(math.floor(high) + 2 + margin, top + 1), height)
+    return backward_warp(image.block(top, bottom), flow, first - top, mode)
 
 
 def _resize(x: torch.Tensor, factor: float) -> torch.Tensor:
@@ -168,12 +191,16 @@ class UpsamplingHead(nn.Module):
         return _transposed_rows(self.out, read_up, first, stop, 2 * in_height)
 
 
+Frame = Union[torch.Tensor, PaddedFrame]
+
+
 class StageInputs:
     """One time direction's stage inputs at full size, made when read: frame a and frame b
     warped by their flows (unwarped before the first stage), the fusion logit (negated for
-    the backward direction) and the flows (swapped for it). Never all whole at once."""
+    the backward direction) and the flows (swapped for it). Never all whole at once; frames
+    that are `PaddedFrame`s are read a band of rows at a time too."""
 
-    def __init__(self, frames: Tuple[torch.Tensor, torch.Tensor], flows: torch.Tensor, logit: torch.Tensor,
+    def __init__(self, frames: Tuple[Frame, Frame], flows: torch.Tensor, logit: torch.Tensor,
                  backward: bool, warp: bool):
         first, second = (1, 0) if backward else (0, 1)
         self.frames = (frames[first], frames[second])
@@ -184,8 +211,8 @@ class StageInputs:
     def _warped(self, which: int, top: int, bottom: int) -> torch.Tensor:
         frame = self.frames[which]
         if not self.warp:
-            return frame[..., top:bottom, :]
-        return backward_warp(frame, self.frame_flows[which][..., top:bottom, :], top)
+            return frame.block(top, bottom) if isinstance(frame, PaddedFrame) else frame[..., top:bottom, :]
+        return warp_rows(frame, self.frame_flows[which][..., top:bottom, :], top)
 
     def _logit(self, top: int, bottom: int) -> torch.Tensor:
         rows = self.logit[..., top:bottom, :]
@@ -336,18 +363,26 @@ class IFNet(nn.Module):
         self.stages = nn.ModuleList(FlowStage(STAGE_INPUTS, width) for _ in range(stages))
 
     @torch.no_grad()
-    def forward(self, frame0: torch.Tensor, frame1: torch.Tensor,
-                scales: Sequence[float] = DEFAULT_SCALES) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Frames [B, 3, H, W] in [0, 1], sides multiples of `ALIGNMENT` x max(scales) / 4.
+    def forward(self, frame0: Frame, frame1: Frame, scales: Sequence[float] = DEFAULT_SCALES,
+                out: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Frames [B, 3, H, W] in [0, 1] (tensors, or `PaddedFrame`s read a band at a time),
+        sides multiples of `ALIGNMENT` x max(scales) / 4.
 
-        Returns (flows [B, 4, H, W], fusion logit [B, 1, H, W]). Inference only (no autograd):
-        the stages fill preallocated maps and their answers are added in place.
+        Returns (flows [B, 4, H, W], fusion logit [B, 1, H, W]): channels 0-3 and 4 of one
+        [B, 5, H, W] map, `out` when given (zeroed here), so that a caller can turn them into
+        its own layout in place. Inference only (no autograd): the stages fill the map and
+        their answers are added in place.
         """
         if len(scales) != len(self.stages):
             raise ValueError(f"IFNet has {len(self.stages)} stages; got {len(scales)} scales")
-        batch = frame0.shape[0]
-        flows = frame0.new_zeros(batch, 4, *frame0.shape[-2:])
-        logit = frame0.new_zeros(batch, 1, *frame0.shape[-2:])
+        shape = (frame0.shape[0], 5, *frame0.shape[-2:])
+        if out is None:
+            out = torch.zeros(shape, dtype=frame0.dtype, device=frame0.device)
+        elif tuple(out.shape) != shape:
+            raise ValueError(f"IFNet's out map is {tuple(out.shape)}, expected {shape}")
+        else:
+            out.zero_()
+        flows, logit = out[:, :4], out[:, 4:]
         for index, (stage, scale) in enumerate(zip(self.stages, scales)):
             directions = [StageInputs((frame0, frame1), flows, logit, backward, warp=index > 0)
                           for backward in (False, True)]

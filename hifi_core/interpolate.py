@@ -213,20 +213,29 @@ def job_plan(config: ModelConfig, cascade: CascadePlan, settings: CascadeSetting
         batch = settings.patch_batch or plan_patch_batch(config.unet, largest.patch_height, largest.patch_width,
                                                          budget_bytes=settings.memory_budget, device=device,
                                                          dtype=dtype)
-    frames = frame_buffer_bytes(cascade.padded_height, cascade.padded_width, settings.samples, config.diffusion,
-                                window_rows=sampler_window_rows(cascade.grids[-1], batch), eta=settings.eta,
-                                base_bytes=min(frame_bytes, 4))
+    def level_buffers(level: int) -> int:
+        grid = cascade.grids[level]
+        return frame_buffer_bytes(grid.height, grid.width, settings.samples, config.diffusion,
+                                  window_rows=sampler_window_rows(grid, batch), eta=settings.eta,
+                                  base_bytes=min(frame_bytes, 4))
+
     io = pair_io_bytes(cascade.height, cascade.width, frame_bytes)
     # flows are estimated once per pair on the unpadded frames, area-reduced to FLOW_MAX_PIXELS
-    # (a float32 copy of both when reduced, not float32, or for RIFE padded to its alignment),
-    # and held to the finest level
+    # (then a float32 copy of both; unreduced frames are read as they are)
     base = config.diffusion.residual_base
     reduce = flow_estimation_downscale(cascade.height, cascade.width)
     flow_h, flow_w = cascade.height // reduce, cascade.width // reduce
-    copies = reduce > 1 or frame_bytes != 4 or base == "rife"
-    reduced = 2 * 3 * flow_h * flow_w * 4 if base in FLOW_FIELD_CHANNELS and copies else 0
+    reduced = 2 * 3 * flow_h * flow_w * 4 if base in FLOW_FIELD_CHANNELS and reduce > 1 else 0
     motion = motion_base_bytes(flow_h, flow_w, base) + reduced
-    frames += flow_field_bytes(flow_h, flow_w, base)
+    # the flows are held while the coarser levels sample (with the warped average the next
+    # level reads), and let go before the finest one does
+    frames = level_buffers(-1)
+    flows = flow_field_bytes(flow_h, flow_w, base)
+    if flows and cascade.num_levels > 1:
+        coarser = cascade.grids[-2]
+        frames = max(frames, level_buffers(-2) + flows + 3 * coarser.height * coarser.width * 4)
+    else:
+        frames += flows
     return JobPlan(cascade, precision, batch, per_patch, per_patch * batch, frames, io, motion)
 
 

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from .errors import CheckpointError
 from .ifnet import ALIGNMENT, IFNet, fuse_midpoint
+from .padded_frame import PaddedFrame
 
 MOTION_FORMAT = "hifi-motion"
 RIFE_ARCH = "rife-hdv3-ifnet"
@@ -110,19 +111,31 @@ def motion_net(device: Union[str, torch.device] = "cpu") -> Optional[IFNet]:
     return _cached_ifnet(path, path.stat().st_mtime, str(torch.device(device)))
 
 
+def _midpoint_map(net: IFNet, frame0: torch.Tensor, frame2: torch.Tensor) -> torch.Tensor:
+    """IFNet's [B, 5, H, W] map (flows, fusion logit) of frames [B, 3, h, w] in [0, 1] padded,
+    edges replicated, to the network's alignment H x W. A float32 network reads frames of
+    another dtype or size through a `PaddedFrame`, a band at a time: no padded or float32
+    copy of the frames (at 1080p 50 MB)."""
+    height, width = frame0.shape[-2:]
+    aligned = (-(-height // ALIGNMENT) * ALIGNMENT, -(-width // ALIGNMENT) * ALIGNMENT)
+    param = next(net.parameters())
+    frames = [f.to(device=param.device) for f in (frame0, frame2)]
+    if param.dtype != torch.float32:  # a half-precision network reads padded copies in its dtype
+        pad = (0, aligned[1] - width, 0, aligned[0] - height)
+        frames = [F.pad(f.to(param.dtype), pad, mode="replicate") for f in frames]
+    elif any(f.dtype != torch.float32 or tuple(f.shape[-2:]) != aligned for f in frames):
+        frames = [PaddedFrame(f, *aligned) for f in frames]
+    midpoint = torch.empty(frame0.shape[0], 5, *aligned, dtype=param.dtype, device=param.device)
+    net(*frames, out=midpoint)
+    return midpoint
+
+
 def ifnet_midpoint(net: IFNet, frame0: torch.Tensor, frame2: torch.Tensor):
     """(flows [B, 4, h, w], fusion logit [B, 1, h, w]) of frames [B, 3, h, w] in [0, 1] of any
-    size: padded (edges replicated) to the network's alignment and cropped back."""
+    size, padded to the network's alignment (`_midpoint_map`) and cropped back (views)."""
     height, width = frame0.shape[-2:]
-    pad_h, pad_w = (-height) % ALIGNMENT, (-width) % ALIGNMENT
-    param = next(net.parameters())
-    frames = [f.to(device=param.device, dtype=param.dtype) for f in (frame0, frame2)]
-    if pad_h or pad_w:
-        frames = [F.pad(f, (0, pad_w, 0, pad_h), mode="replicate") for f in frames]
-    flows, logit = net(*frames)  # IFNet runs without autograd
-    if pad_h or pad_w:  # copies, so that the padded maps are freed
-        flows, logit = flows[..., :height, :width].clone(), logit[..., :height, :width].clone()
-    return flows, logit
+    midpoint = _midpoint_map(net, frame0, frame2)[..., :height, :width]
+    return midpoint[:, :4], midpoint[:, 4:]
 
 
 def ifnet_interpolate(net: IFNet, frame0: torch.Tensor, frame2: torch.Tensor) -> torch.Tensor:
@@ -134,15 +147,14 @@ def ifnet_interpolate(net: IFNet, frame0: torch.Tensor, frame2: torch.Tensor) ->
 
 def ifnet_tau_flows(frame0: torch.Tensor, frame2: torch.Tensor, taus: torch.Tensor, net: IFNet) -> torch.Tensor:
     """[B, 5, h, w] float32 on the frames' device (module docstring); taus: [B] in (0, 1)."""
-    flows, logit = ifnet_midpoint(net, frame0, frame2)
-    t = taus.to(device=flows.device, dtype=torch.float32).view(-1, 1, 1, 1).clamp(1e-4, 1 - 1e-4)
-    shift = torch.log((1.0 - t) / t)
-    # written into one preallocated map: no per-channel temporaries beside the result
-    out = torch.empty(flows.shape[0], 5, *flows.shape[-2:], dtype=torch.float32, device=flows.device)
-    torch.mul(flows[:, :2], 2.0 * t, out=out[:, :2])
-    torch.mul(flows[:, 2:], 2.0 * (1.0 - t), out=out[:, 2:4])
-    torch.sigmoid(logit.float() + shift, out=out[:, 4:])
-    return out.to(device=frame0.device)
+    height, width = frame0.shape[-2:]
+    # made from IFNet's own map in place: no second map beside it (at 1080p 42 MB)
+    out = _midpoint_map(net, frame0, frame2).float()
+    t = taus.to(device=out.device, dtype=torch.float32).view(-1, 1, 1, 1).clamp(1e-4, 1 - 1e-4)
+    out[:, :2] *= 2.0 * t
+    out[:, 2:4] *= 2.0 * (1.0 - t)
+    out[:, 4:].add_(torch.log((1.0 - t) / t)).sigmoid_()
+    return out[..., :height, :width].to(device=frame0.device)
 
 
 __all__ = ["MOTION_FORMAT", "RIFE_ARCH", "RIFE_FILE_NAME", "SETUP_COMMAND", "add_motion_dir",

@@ -55,27 +55,18 @@ class PaddedFrame:
         part = _replicate_slice(self.frame, -2, top, bottom)
         return _replicate_slice(part, -1, left, right).to(torch.float32)
 
-    def downsampled(self, factor: int, multiple: int = 1) -> torch.Tensor:
+    def downsampled(self, factor: int) -> torch.Tensor:
         """The padded frame area-averaged by `factor` (float32 [B, C, height/factor, width/factor]),
         a band of rows at a time; equal to `F.avg_pool2d` of the padded float32 frame. Factor 1
-        is `block` of the whole frame (the stored one itself when it is float32 and unpadded).
-
-        `multiple` > 1: the result's sides are further replicate-padded up to multiples of it
-        (a network's alignment), in the same buffer; its [..., :height/factor, :width/factor]
-        view is then the plain result, so a caller needs no second, unpadded copy.
-        """
-        height, width = self.height // factor, self.width // factor
-        aligned = (-(-height // multiple) * multiple, -(-width // multiple) * multiple)
-        if factor == 1 and aligned == (height, width):
+        is `block` of the whole frame (the stored one itself when it is float32 and unpadded)."""
+        if factor == 1:
             return self.block(0, self.height)
-        out = torch.empty(self.shape[0], self.shape[1], *aligned, device=self.device)
+        height, width = self.height // factor, self.width // factor
+        out = torch.empty(self.shape[0], self.shape[1], height, width, device=self.device)
         band = max(1, DOWNSAMPLE_BAND_ROWS // factor) * factor
         for top in range(0, height * factor, band):
             bottom = min(height * factor, top + band)
-            rows = self.block(top, bottom, 0, width * factor)
-            out[..., top // factor:bottom // factor, :width] = rows if factor == 1 else F.avg_pool2d(rows, factor)
-        out[..., :height, width:] = out[..., :height, width - 1:width]
-        out[..., height:, :] = out[..., height - 1:height, :]
+            out[..., top // factor:bottom // factor, :] = F.avg_pool2d(self.block(top, bottom, 0, width * factor), factor)
         return out
 
 

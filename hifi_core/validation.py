@@ -75,10 +75,20 @@ def check_frames(frames, name: str) -> torch.Tensor:
 SCAN_CHUNK_VALUES = 1 << 22
 
 
+def _scan_chunks(values: torch.Tensor) -> Sequence[torch.Tensor]:
+    """Views of about `SCAN_CHUNK_VALUES` values covering a tensor. A strided tensor (a cropped
+    frame, e.g. the cascade's estimate without its padding) is split in row bands: flattening
+    it would copy it whole."""
+    if values.is_contiguous() or values.dim() < 2:
+        return values.reshape(-1).split(SCAN_CHUNK_VALUES)
+    rows = max(1, SCAN_CHUNK_VALUES * values.shape[-2] // max(values.numel(), 1))
+    return values.split(rows, dim=-2)
+
+
 def finite_range(values: torch.Tensor) -> Optional[Tuple[float, float]]:
     """(min, max) of a tensor, or None if any value is NaN or infinite; a chunk at a time."""
     low, high = math.inf, -math.inf
-    for chunk in values.reshape(-1).split(SCAN_CHUNK_VALUES):
+    for chunk in _scan_chunks(values):
         if not bool(torch.isfinite(chunk).all()):
             return None
         low, high = min(low, float(chunk.min())), max(high, float(chunk.max()))

@@ -452,3 +452,30 @@ def test_estimate_flows_holds_one_reduced_copy_of_the_frames_at_a_time(monkeypat
     expected = flow_base.mix_bases(small0, small2, learned, flow_base.tau_flows(small0, small2, taus), taus)
     assert flows.shape == (1, 11, 52, 68)
     assert torch.allclose(flows, expected, atol=1e-5, rtol=0)
+
+
+def test_rife_reads_unreduced_half_frames_as_they_are(monkeypatch):
+    # At 1080p RIFE's float32 padded copies of both frames were 50 MB of its phase: it reads
+    # the caller's frames through PaddedFrames, converting a band of rows at a time.
+    import hifi_core.flow_base as flow_base
+    from hifi_core.padded_frame import PaddedFrame
+
+    net = nontrivial_ifnet()
+    monkeypatch.setattr(flow_base, "motion_net", lambda device: net)
+    frame0, _, frame2 = (f.half() for f in textured_pair(6, 48, 68, seed=4))  # pads to 64 x 96
+    seen, forward = [], IFNet.forward
+
+    def recorded_forward(self, first, second, *args, **kwargs):
+        seen.append((first, second))
+        return forward(self, first, second, *args, **kwargs)
+
+    monkeypatch.setattr(IFNet, "forward", recorded_forward)
+    taus = torch.tensor([0.4])
+    flows = estimate_flows(frame0, frame2, taus, base="rife")
+    (first, second), = seen
+    assert isinstance(first, PaddedFrame) and first.frame is frame0 and second.frame is frame2
+    assert (first.height, first.width) == (64, 96)
+    monkeypatch.undo()
+    padded0, padded2 = (F.pad(f.float(), (0, 28, 0, 16), mode="replicate") for f in (frame0, frame2))
+    learned = ifnet_tau_flows(padded0, padded2, taus, net)[..., :48, :68]
+    assert (flows[:, :5] - learned).abs().max() < 1e-4

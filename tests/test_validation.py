@@ -49,3 +49,21 @@ def test_single_frame_sequence(model):
 def test_bad_settings(kwargs, message):
     with pytest.raises(HiFIInputError, match=message):
         CascadeSettings(**kwargs)
+
+
+@pytest.mark.parametrize("bad", [None, float("nan"), float("inf")])
+def test_a_cropped_frame_is_scanned_in_row_bands_of_itself(bad, monkeypatch):
+    # The cascade's finest estimate is its padded buffer cropped: flattening that view to scan
+    # it copied it whole (400 MB at 8K, the peak of an 8K run).
+    import hifi_core.validation as validation
+
+    monkeypatch.setattr(validation, "SCAN_CHUNK_VALUES", 3 * 40 * 8)
+    padded = torch.rand(1, 3, 72, 40)
+    cropped = padded[..., :70, :33]
+    if bad is not None:
+        cropped[0, 1, 65, 30] = bad
+    chunks = validation._scan_chunks(cropped)
+    assert len(chunks) > 1 and sum(chunk.numel() for chunk in chunks) == cropped.numel()
+    assert all(chunk.untyped_storage().data_ptr() == padded.untyped_storage().data_ptr() for chunk in chunks)
+    expected = None if bad is not None else (float(cropped.min()), float(cropped.max()))
+    assert validation.finite_range(cropped) == expected
