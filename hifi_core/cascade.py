@@ -338,7 +338,7 @@ def run_cascade(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, ta
         model (HiFIModel): the model.
         frame0, frame2: [1, 3, H, W] full-size frames in [0, 1], float32 or half precision
             (read a patch or a band at a time, never copied or converted whole; with half
-            precision frames the residual base is held in float16 too).
+            precision frames the residual base and the estimate are float16 too).
         tau (float): the time in (0, 1).
         plan (CascadePlan): `plan_cascade` for the frame size.
         ctx (LevelContext): steps, samples, patch batch, precision, hooks (`level_context`).
@@ -359,8 +359,9 @@ def run_cascade(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor, ta
             f"cascade levels {start_level}..{stop_level} are outside 0..{plan.num_levels - 1}")
     if start_level > 0 and start_estimate is None:
         raise HiFIInputError(f"level {start_level} needs the estimate of level {start_level - 1}")
-    # half-precision frames: the caller chose compact frames, so the base is kept as compact
-    # (its rounding, under 2.5e-4 of the range, is a quarter of a 10-bit step)
+    # half-precision frames: the caller chose compact frames, so the base and z (the result)
+    # are kept as compact (their rounding, under 2.5e-4 of the range, is a quarter of a
+    # 10-bit step)
     base_dtype = torch.float16 if frame0.dtype in (torch.float16, torch.bfloat16) else torch.float32
     padded0 = PaddedFrame(frame0, plan.padded_height, plan.padded_width)
     padded2 = PaddedFrame(frame2, plan.padded_height, plan.padded_width)

@@ -389,7 +389,8 @@ def interpolate(model: HiFIModel, frame0: torch.Tensor, frame2: torch.Tensor,
             (`level_sampler.noise_generator`): the same pair gives the same frame in any call.
 
     Returns:
-        A float tensor on the CPU: [B, 3, H, W] for a single tau (no batch dim if the inputs had
+        A tensor on the CPU, float32 (float16 for half-precision frames with one sample):
+        [B, 3, H, W] for a single tau (no batch dim if the inputs had
         none), or [B, T, 3, H, W] for a list; with return_variance, a (frames, variance) tuple.
 
     Raises:

@@ -150,7 +150,11 @@ class PatchDenoiser:
                 return
             rows = slice(top, stop)
             band_fresh = None if fresh is None else fresh[..., rows, :]
-            ddim_update_(z[..., rows, :], window.finished(stop), step, self.clamp_x(rows), band_fresh)
+            band = z[..., rows, :]
+            work = band if band.dtype == torch.float32 else band.float()  # a compact z updates in float32
+            ddim_update_(work, window.finished(stop), step, self.clamp_x(rows), band_fresh)
+            if work is not band:
+                band.copy_(work)
             window.release(stop)
 
         def work(chunk: Sequence[Box]) -> None:
@@ -158,7 +162,7 @@ class PatchDenoiser:
             n = len(chunk)
             with torch.inference_mode(), autocast_context(self.device, ctx.precision):
                 v = self.model.predict_v(
-                    self.crops(z, chunk), logsnr.to(self.device), self.frame_crops(self.frame0, chunk),
+                    self.crops(z, chunk).float(), logsnr.to(self.device), self.frame_crops(self.frame0, chunk),
                     self.frame_crops(self.frame2, chunk), self.condition_crops(chunk),
                     self.cond_mask.expand(n), self.tau.expand(n)).float()
             for i, (y, x) in enumerate(chunk):
@@ -176,12 +180,38 @@ class PatchDenoiser:
 
 def _to_unit_range_(model: HiFIModel, z: torch.Tensor, base: torch.Tensor, band_rows: int = 256) -> torch.Tensor:
     """z (holding the x estimate in diffusion space) to [0, 1] in place, a band of rows at a
-    time: a float16 base is read as float32 a band at a time, not whole."""
+    time: a float16 base and z are worked on as float32 a band at a time, not whole."""
     for top in range(0, z.shape[-2], band_rows):
-        rows = z[..., top:top + band_rows, :]
+        band = z[..., top:top + band_rows, :]
+        rows = band if band.dtype == torch.float32 else band.float()
         model.from_diffusion_space(rows, base[..., top:top + band_rows, :].float(), inplace=True).clamp_(-1.0, 1.0)
         from_model_space(rows, inplace=True)
+        if rows is not band:
+            band.copy_(rows)
     return z
+
+
+# values of noise drawn at once into a compact z: a multiple of 16 (see `draw_noise`), 4 MB
+NOISE_CHUNK_VALUES = 1 << 20
+
+
+def draw_noise(shape: Tuple[int, ...], generator: torch.Generator, dtype: torch.dtype,
+               device: torch.device) -> torch.Tensor:
+    """Unit Gaussian noise of `shape` in `dtype`: the numbers of one whole float32 draw from
+    `generator` (rounded to `dtype`), drawn a chunk at a time in memory order, so a float16 z
+    never has a float32 twin (at 8K 400 MB). CPU `torch.randn` draws in blocks of 16 values
+    (a last partial block redraws the final 16), so chunks of whole blocks, the last one
+    taking the remainder, continue one draw exactly
+    (tests/test_frame_buffers.py checks it for the installed torch)."""
+    if dtype == torch.float32:
+        return torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
+    out = torch.empty(shape, dtype=dtype, device=device)
+    flat, start = out.view(-1), 0
+    while start < flat.numel():
+        stop = flat.numel() if flat.numel() - start < 2 * NOISE_CHUNK_VALUES else start + NOISE_CHUNK_VALUES
+        flat[start:stop] = torch.randn(stop - start, generator=generator)
+        start = stop
+    return out
 
 
 def sample_level(model: HiFIModel, frame0, frame2, base: torch.Tensor, tau: float, grid: PatchGrid, level: int,
@@ -189,6 +219,8 @@ def sample_level(model: HiFIModel, frame0, frame2, base: torch.Tensor, tau: floa
                  has_condition: bool = False, pair: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
     """Sample one level around its residual base (model space, `cascade.level_base`; float32,
     or float16 to save memory); returns (mean, variance) in [0, 1] over `ctx.samples` samples.
+    z, which becomes the mean of one sample, is held in the base's dtype (updated in float32
+    a band at a time); several samples' mean and variance are float32.
 
     `frame0`, `frame2`: what the network sees at this level, [1, 3, h, w] in [0, 1] (tensors
     or `PaddedFrame`s); `condition` ([0, 1]) is needed only by models whose network sees the
@@ -209,7 +241,7 @@ def sample_level(model: HiFIModel, frame0, frame2, base: torch.Tensor, tau: floa
     shape = (1, 3, grid.height, grid.width)
     for sample in range(ctx.samples):
         denoiser.sample = sample
-        z = torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
+        z = draw_noise(shape, generator, base.dtype, device)  # compact like the base (`run_cascade`)
         for step in steps:
             check_cancel(ctx.cancel)
             fresh = None  # drawn whole, in the order a whole-frame sampler draws it
@@ -222,7 +254,8 @@ def sample_level(model: HiFIModel, frame0, frame2, base: torch.Tensor, tau: floa
         if ctx.samples == 1:  # no spread; a zero view, not a frame-sized buffer
             return x_hat, torch.zeros((), device=device).expand_as(x_hat)
         if total is None:
-            total, total_sq = torch.zeros_like(x_hat), torch.zeros_like(x_hat)
+            total, total_sq = (torch.zeros_like(x_hat, dtype=torch.float32) for _ in range(2))
+        x_hat = x_hat.float()
         total += x_hat
         total_sq += x_hat * x_hat
         del z, x_hat

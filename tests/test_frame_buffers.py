@@ -139,11 +139,53 @@ def test_half_precision_frames_give_the_float32_result_of_their_values():
     settings = CascadeSettings(levels=2, patch_size=(32, 32), overlap=8, steps=2, seed=2)
     half = interpolate(model, f0.half(), f2.half(), 0.5, settings=settings)
     full = interpolate(model, f0.half().float(), f2.half().float(), 0.5, settings=settings)
-    assert half.dtype == torch.float32 and half.shape == (1, 3, 64, 90)
-    # the only difference: with half frames the base is held in float16 (rounding <= 2.5e-4)
-    difference = (half - full).abs()
+    assert half.dtype == torch.float16 and half.shape == (1, 3, 64, 90)
+    assert full.dtype == torch.float32
+    # the only difference: with half frames the base and z are held in float16 (each value
+    # rounded by <= 2.5e-4)
+    difference = (half.float() - full).abs()
     assert difference.max() < 2e-3 and difference.mean() < 2e-4, (difference.max(), difference.mean())
     assert difference.max() > 0  # the compact base is in use
+
+
+@pytest.mark.parametrize("height,width", [(70, 40), (3, 5), (200, 33), (4, 4), (7, 9)])
+def test_compact_noise_is_one_whole_float32_draw_made_in_chunks(height, width, monkeypatch):
+    # a float16 z is drawn a chunk at a time (no 400 MB float32 twin at 8K): the numbers must
+    # be the whole draw's, or a compact run would not reproduce its float32 twin's noise
+    from hifi_core import level_sampler
+    from hifi_core.level_sampler import draw_noise
+
+    monkeypatch.setattr(level_sampler, "NOISE_CHUNK_VALUES", 48)
+
+    whole = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(7))
+    banded = draw_noise((1, 3, height, width), torch.Generator().manual_seed(7), torch.float16, torch.device("cpu"))
+    assert banded.dtype == torch.float16
+    assert torch.equal(banded, whole.half())
+
+
+def test_a_float16_base_keeps_z_in_float16_and_samples_as_float32_would(monkeypatch):
+    from hifi_core import level_sampler
+
+    model = perturbed("tiny", seed=3).eval()
+    f0, _, f2 = textured_pair(7, height=48, width=64)
+    base = to_model_space(torch.rand(1, 3, 48, 64)).half()
+    grid = make_patch_grid(48, 64, (16, 32), 6)
+    ctx = LevelContext(steps=3, samples=1, eta=0.0, overlap=6, feather=True, seed=11, batcher=AdaptiveBatchSize(2))
+    drawn, randn = [], torch.randn
+
+    def recorded_randn(*size, **kwargs):
+        out = randn(*size, **kwargs)
+        drawn.append(out.numel())
+        return out
+
+    monkeypatch.setattr(level_sampler.torch, "randn", recorded_randn)
+    monkeypatch.setattr(level_sampler, "NOISE_CHUNK_VALUES", 1024)
+    compact, _ = sample_level(model, f0, f2, base, 0.5, grid, 1, 2, ctx, has_condition=True, pair=4)
+    monkeypatch.undo()
+    assert compact.dtype == torch.float16 and max(drawn) < 2 * 1024  # chunks, never the whole z
+    full, _ = sample_level(model, f0, f2, base.float(), 0.5, grid, 1, 2, ctx, has_condition=True, pair=4)
+    difference = (compact.float() - full).abs()
+    assert difference.max() < 2e-3 and difference.mean() < 2e-4, (difference.max(), difference.mean())
 
 
 @pytest.mark.parametrize("batch", [1, 2, 7])

@@ -117,10 +117,13 @@ def test_the_planned_peak_is_the_measured_one(size, residual_base, dtype):
     # frame buffers); 3072x3072 flow/float16 (flows at 1/4 size, as at 8K) 194 against 192
     # (it was 305 while checking the frames and the last conversion made float32 copies of
     # half-precision tensors). At 1536x1536 flow/float32, 237f37f's cascade held 398 MB, 1ee74ee's
-    # 120-125 MB (padded float copies, a whole-frame v sum).
+    # 120-125 MB (padded float copies, a whole-frame v sum). 2026-12-02, z half precision with
+    # half frames and the flows let go before the finest level: 102 against 101 MiB planned,
+    # and 154 against 131 MiB.
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(2 ** 20))
     out = subprocess.run([sys.executable, "-c", FRAME_PROBE, str(size), residual_base, dtype], cwd=ROOT,
                          check=True, capture_output=True, text=True, timeout=300, env=env)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert 0.75 * result["planned"] <= result["growth"] <= 1.25 * result["planned"], result
-    assert result["frames"] >= size * size * 3 * (4 + 2)  # z and the base (half with half frames), at least
+    compact = 2 if dtype == "float16" else 4  # z and the base are half precision with half frames
+    assert result["frames"] >= size * size * 3 * 2 * compact  # z and the base, at least

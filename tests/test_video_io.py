@@ -272,3 +272,45 @@ def test_png_text_chunks_round_trip_and_the_image_is_unchanged(tmp_path):
     path.write_bytes(png_with_text(encoded.tobytes(), text))
     assert read_png_text(path) == text
     assert np.array_equal(cv2.imread(str(path)), image)
+
+
+def test_decoding_holds_no_frame_but_the_one_handed_out(tmp_path):
+    # PyAV's container.decode keeps each packet's frames listed until the next packet: at 8K
+    # the frame a caller was done with (133 MB) sat under all the interpolation.
+    import sys
+
+    from hifi_core.video_io.reader import decoded_frames
+
+    path = write_clip(tmp_path / "c.mkv", num_frames=5, width=64, height=48)
+    with av.open(str(path)) as container:
+        pyav_frames = container.decode(container.streams.video[0])
+        theirs = next(pyav_frames)
+        assert sys.getrefcount(theirs) > 2  # PyAV's suspended generator holds it too
+    with av.open(str(path)) as container:
+        frames = decoded_frames(container, container.streams.video[0])
+        ours = [next(frames) for _ in range(2)][-1]
+        assert sys.getrefcount(ours) == 2  # this name and getrefcount's argument
+        assert len(list(frames)) == 3
+    reference, _, _ = decode_all(path)
+    with av.open(str(path)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in decoded_frames(container, container.streams.video[0])]
+    assert len(decoded) == len(reference) and all(np.array_equal(a, b) for a, b in zip(decoded, reference))
+
+
+@pytest.mark.parametrize("budget_frames,expected", [(100, "AUTO"), (3, "AUTO"), (1, "SLICE")])
+def test_decoder_threads_keep_the_frames_in_flight_within_the_budget(tmp_path, monkeypatch, budget_frames, expected):
+    # frame threading holds a frame per thread: 17 x 133 MB for 8K RGB on sixteen cores
+    from hifi_core.video_io import reader
+
+    path = write_clip(tmp_path / "c.mkv", num_frames=3, width=64, height=48)
+    monkeypatch.setattr(reader, "DECODE_FRAMES_BUDGET", budget_frames * 64 * 48 * 4)
+    monkeypatch.setattr(reader.os, "cpu_count", lambda: 8)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        reader.set_decoder_threads(stream)
+        assert stream.thread_type.name == expected
+        if budget_frames == 3:
+            assert stream.codec_context.thread_count == 3
+    reference, _, _ = decode_all(path)
+    codes = [(f.image * 255).round().byte().permute(1, 2, 0).numpy() for f in vio.iter_frames(path)]
+    assert len(codes) == 3 and all(np.array_equal(a, b) for a, b in zip(codes, reference))

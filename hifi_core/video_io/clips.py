@@ -14,7 +14,7 @@ from typing import Iterator, List, Optional, Tuple
 import numpy as np
 
 from ..errors import HiFIInputError
-from .reader import count_frames
+from .reader import count_frames, decoded_frames, set_decoder_threads
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".exr"})
 
@@ -56,9 +56,9 @@ def iter_clip_rgb8(clip: Path, stop: Optional[int] = None) -> Iterator[Tuple[int
         return
     with container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        set_decoder_threads(stream)
         try:
-            for index, frame in enumerate(container.decode(stream)):
+            for index, frame in enumerate(decoded_frames(container, stream)):
                 if stop is not None and index >= stop:
                     return
                 yield index, frame.to_ndarray(format="rgb24")

@@ -209,6 +209,42 @@ def _array_to_tensor(arr: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
     return image
 
 
+# FFmpeg's frame threading decodes a frame per thread (cores + 1 threads, at most 17) and holds
+# each: 8K RGB frames are 133 MB, and a 2-frame 8K clip held +269 MiB decoding with two threads
+# against +136 with one (2026-12-02), 2.2 GB would be in flight on sixteen cores. Frames stay
+# in flight up to this budget; beyond it the decoder threads within a frame (slice threading)
+# and holds one: as fast for files cut in slices, and at such sizes the network sets the pace.
+DECODE_FRAMES_BUDGET = 128 * 2 ** 20
+FFMPEG_MAX_AUTO_THREADS = 16
+
+
+def set_decoder_threads(stream: "av.video.stream.VideoStream") -> None:
+    """Choose the stream's decoder threading (before its first frame) within
+    `DECODE_FRAMES_BUDGET`, the frames counted as 4 bytes per pixel (8 above 8 bits)."""
+    context = stream.codec_context
+    deep = context.format is not None and _format_bits(context.format.name) > 8
+    frame_bytes = max(1, context.width * context.height * (8 if deep else 4))
+    automatic = min(os.cpu_count() or 1, FFMPEG_MAX_AUTO_THREADS) + 1
+    in_flight = DECODE_FRAMES_BUDGET // frame_bytes
+    if in_flight >= automatic:
+        stream.thread_type = "AUTO"
+    elif in_flight >= 2:
+        stream.thread_type = "AUTO"
+        context.thread_count = int(in_flight)
+    else:
+        stream.thread_type = "SLICE"
+
+
+def decoded_frames(container: "av.container.InputContainer", stream) -> Iterator["av.VideoFrame"]:
+    """`container.decode(stream)`, holding no frame while suspended: PyAV's own generator keeps
+    each packet's list of frames alive until the next packet, so the frame a caller is done
+    with (at 8K 133 MB) would stay resident under all of the caller's work."""
+    for packet in container.demux(stream):
+        frames = packet.decode()
+        while frames:
+            yield frames.pop(0)
+
+
 def iter_frames(path: PathLike, *, start: int = 0, every_nth: int = 1,
                 max_frames: Optional[int] = None, as_16bit: Optional[bool] = None,
                 as_numpy: bool = False, dtype: torch.dtype = torch.float32) -> Iterator[DecodedFrame]:
@@ -239,7 +275,7 @@ def iter_frames(path: PathLike, *, start: int = 0, every_nth: int = 1,
         raise HiFIInputError(f"iter_frames: dtype {dtype} is not torch.float32 or torch.float16")
     path, container, stream = _open_input(path)
     with container:
-        stream.thread_type = "AUTO"
+        set_decoder_threads(stream)
         cc = stream.codec_context
         fps = _stream_fps(stream)
         base = ColorInfo(cc.color_range or 0, cc.colorspace if cc.colorspace is not None else 2)
@@ -248,7 +284,7 @@ def iter_frames(path: PathLike, *, start: int = 0, every_nth: int = 1,
         if max_frames == 0:
             return
         try:
-            for frame in container.decode(stream):
+            for frame in decoded_frames(container, stream):
                 index += 1
                 if index < start or (index - start) % every_nth:
                     continue
@@ -259,6 +295,7 @@ def iter_frames(path: PathLike, *, start: int = 0, every_nth: int = 1,
                 img = _array_to_tensor(_frame_to_array(frame, color, sixteen), dtype)
                 time = (float((frame.pts - start_pts) * frame.time_base)
                         if frame.pts is not None and frame.time_base else index / float(fps))
+                del frame  # not held while the caller works on the frame (at 8K 133 MB)
                 yield DecodedFrame(index, time, img.numpy() if as_numpy else img)
                 yielded += 1
                 if max_frames is not None and yielded >= max_frames:
