@@ -23,11 +23,12 @@ the logit negated): the estimate is symmetric in time by construction. The stage
 are added to the running flows and logit.
 
 Memory: the stages run in row bands and every stage's inputs are made band by band
-(`StageInputs`; the coarse stages' resized straight from each band), so the largest maps held
-are the flows, the logit, one direction's answer and the 1/4-size features. The coarse stages
+(`StageInputs`; the coarse stages' resized straight from each band; frames given as
+`PaddedFrame`s are read a band at a time too), so the largest maps held are the flows and
+logit (one 5-channel map), one direction's answer and the 1/4-size features. The coarse stages
 average their two directions at their own scale and resize that once. The 1080p motion phase
-(IFNet, DIS, the mixture) peaks 233-261 MiB above its start, against 308 before the coarse
-stages were banded (2026-12-02) and 657 MiB of IFNet tensors alone with whole maps. Bands give
+(IFNet, DIS, the mixture) grows a fresh process's peak by 236-242 MiB (pages pinned; 2026-12-02,
+`experiments/motion_memory.py`); with whole maps IFNet's tensors alone took 657 MiB. Bands give
 whole maps' numbers bit for bit, except the last stage's heads: with several threads oneDNN may
 round a band's transposed convolution differently (flows within ~1e-5 px); averaging before
 resizing rounds differently too (~5e-6 px).

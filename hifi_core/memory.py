@@ -91,11 +91,12 @@ def sampler_window_rows(grid: PatchGrid, patch_batch: int) -> int:
 # the 21 MiB of OpenCV a run loads: (fixed bytes, bytes per pixel of the flow estimation size).
 # Frames reduced for the estimate (above FLOW_MAX_PIXELS) are counted apart by the plan.
 # "rife": 119 / 153 / 210 / 263 MiB at 360p / 540p / 720p / 1080p, the highest of three runs
-# (glibc's heap varies them by up to 25 MiB); the line through 720p and 1080p lies above all
-# four. DIS alone ("flow"): 30 / 52 / 83 / 172. Before RIFE read the frames through
+# (glibc's heap varies them by up to 25 MiB); the line through 540p and 1080p, the sizes the
+# benchmarks report, lies 29 MiB under 720p's (the line above all four overstated 540p's whole
+# job by half). DIS alone ("flow"): 30 / 52 / 83 / 172. Before RIFE read the frames through
 # `PaddedFrame`s and made its tau-flows in place, "rife" was 307 at 1080p (with its copies).
 # 2-core AMD EPYC, torch 2.13.0 CPU, 2026-12-02.
-MOTION_BASE_BYTES = {"rife": (170 * 2 ** 20, 46 * 2 ** 20 / 1e6), "flow": (12 * 2 ** 20, 77 * 2 ** 20 / 1e6)}
+MOTION_BASE_BYTES = {"rife": (116 * 2 ** 20, 71 * 2 ** 20 / 1e6), "flow": (12 * 2 ** 20, 77 * 2 ** 20 / 1e6)}
 
 
 def motion_base_bytes(flow_height: int, flow_width: int, base: str) -> int:
