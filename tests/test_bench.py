@@ -100,6 +100,25 @@ def test_quick_memory_and_speed_figures_are_sane(quick):
         assert r["status"] == "ok" and r["seconds"] > 0
         assert r["overlap_fraction_finest"] >= 0 and r["overlap_fraction_all_levels"] >= 0
     assert {r["method"] for r in speed["rows"]} >= {"blend", "dis"}
+    # the retime against its interpolator's own time, with and without the pipeline
+    retimes = speed["retime"]
+    assert [r["pipeline"] for r in retimes] == [True, False] and all(r["frames"] == 3 for r in retimes)
+    for r in retimes:
+        assert 0 < r["interpolation_seconds"] <= r["seconds"]
+        assert r["ratio"] == pytest.approx(r["seconds"] / r["interpolation_seconds"])
+    assert "wall / interpolator" in (quick / "speed.md").read_text()
+
+
+def test_the_benchmark_clip_pans_one_picture(tmp_path):
+    from hifi_core.bench.retime_speed import panning_frames
+    from hifi_core.bench.sizes import Resolution
+
+    frames = panning_frames(Resolution("t", 40, 100), 3)
+    assert len(frames) == 3 and frames[0].shape == (40, 100, 3) and frames[0].dtype == np.uint8
+    step = 100 // 50
+    assert np.array_equal(frames[1][:, :-step], frames[0][:, step:])  # 2 % of the width a frame
+    assert np.array_equal(frames[2][:, :-step], frames[1][:, step:])
+    assert not np.array_equal(frames[0], frames[1])
 
 
 def test_stress_truth_is_the_half_way_rendering():

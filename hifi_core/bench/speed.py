@@ -12,6 +12,9 @@ rate (all patch FLOPs of a frame / the frame's time) is given too.
 
 Patch overlap: sum of patch areas / level area - 1, for the finest level and over all levels.
 
+Retime: a short clip at the smallest size retimed x2 with and without the pipeline, wall time
+against the interpolator's own (`retime_speed`).
+
 Runs predicted (from FLOPs or, for peers, from the previous size) to exceed
 `max_run_seconds` are skipped with the prediction. `plot` draws time and peak memory
 (from the memory benchmark, when it ran) against megapixels.
@@ -30,6 +33,7 @@ import torch
 from ..errors import HiFIInputError
 from . import report
 from .peers import Method
+from .retime_speed import markdown as retime_markdown, time_retime
 from .sizes import Resolution
 
 
@@ -46,17 +50,21 @@ class SpeedOptions:
         max_run_seconds: skip a run predicted to take longer than this.
         matmul_size: side of the reference matmul.
         fast_steps, fast_samples: the "fast" HiFI setting.
+        retime_frames: frames of the clip retimed at the smallest size (`retime_speed`); 0 skips.
     """
 
     max_run_seconds: float = 300.0
     matmul_size: int = 2048
     fast_steps: int = 1
     fast_samples: int = 1
+    retime_frames: int = 6
 
     def __post_init__(self) -> None:
         if self.max_run_seconds <= 0 or self.matmul_size < 16:
             raise HiFIInputError(f"max_run_seconds={self.max_run_seconds} must be > 0 and "
                                  f"matmul_size={self.matmul_size} >= 16")
+        if self.retime_frames == 1 or self.retime_frames < 0:
+            raise HiFIInputError(f"retime_frames={self.retime_frames}: a retime needs at least 2 frames (0 skips it)")
 
 
 def _frame_pair(res: Resolution, photos: Sequence[Path]) -> tuple:
@@ -128,10 +136,14 @@ def run_speed(peers: Sequence[Method], model, base_settings,
     }
     timer = _SizeTimer(model, peers, settings_by_name, options, throughput["gflops"], device, log)
     rows = _time_every_size(timer, resolutions, photos, log)
+    retime_rows = []
+    if options.retime_frames and resolutions:
+        smallest = min(resolutions, key=lambda r: r.height * r.width)
+        retime_rows = time_retime(model, base_settings, smallest, options.retime_frames, photos=photos, log=log)
     data = {"device": device, "reference": reference, "unet_patch": throughput,
             "settings": {n: _settings_summary(s) for n, s in settings_by_name.items()},
             "model": model_name or getattr(model.config, "preset", "custom"),
-            "rows": rows,
+            "rows": rows, "retime": retime_rows,
             "seconds": time.perf_counter() - started}
     return _write_reports(out_dir, data, memory)
 
@@ -332,6 +344,7 @@ def _markdown(data: Dict[str, Any]) -> str:
                      f"{r['work_ratio']:.2f}x" if "work_ratio" in r else "—",
                      (r.get("note") or "")[:80]])
     lines.append(report.markdown_table(header, rows))
+    lines.extend(retime_markdown(data.get("retime", [])))
     if data.get("plot"):
         lines.append(f"Plot: `{data['plot']}` (time and peak memory against megapixels).\n")
     return "\n".join(lines)

@@ -96,6 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--memory-max-run-seconds", type=float, default=900.0,
                    help="memory: skip single runs predicted to take longer (default %(default)s)")
     m.add_argument("--matmul-size", type=int, default=2048, help="reference matmul side")
+    m.add_argument("--retime-frames", type=int, default=6,
+                   help="speed: frames of the clip retimed x2 at the smallest size, with and without "
+                        "the pipeline (wall time against the interpolator's; default %(default)s, 0 skips)")
     m.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads for every run, children included (default: torch's "
                         "choice; 1 can be faster on a machine busy with other jobs)")
@@ -181,6 +184,7 @@ def _apply_quick(args) -> None:
     args.memory_max_run_seconds = min(args.memory_max_run_seconds, 120.0)
     args.threads = args.threads or 1  # a smoke test: one thread is fastest on a busy machine
     args.matmul_size = 512
+    args.retime_frames = min(args.retime_frames, 3)
 
 
 def _clip_source(data, clips, group: str, args, skipped: List[str]):
@@ -271,7 +275,8 @@ def _speed(args, methods, out: Path, device: str, quick: bool, memory, log) -> D
     if args.photos:
         from ..bench.data import find_photos
         photos = find_photos(Path(args.photos))[:1]
-    options = SpeedOptions(max_run_seconds=args.max_run_seconds, matmul_size=args.matmul_size)
+    options = SpeedOptions(max_run_seconds=args.max_run_seconds, matmul_size=args.matmul_size,
+                           retime_frames=args.retime_frames)
     return run_speed(peers, model, settings, sizes, out, photos=photos, options=options,
                      memory=memory, model_name=model_label(name), log=log)
 
