@@ -28,7 +28,7 @@ from .dis_flow import dis_grey_both_ways, grey8, linear_tau_flows
 from .allocator import return_freed_memory
 from .config import MOTION_BASES
 # one warp for both bases (experiments.base_rules swaps this name for a bicubic one)
-from .ifnet import ALIGNMENT, warp_rows
+from .ifnet import warp_rows
 from .motion_base import ifnet_tau_flows, motion_net
 from .padded_frame import PaddedFrame
 

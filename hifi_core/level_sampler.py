@@ -11,8 +11,9 @@ frames are read a patch at a time (`PaddedFrame`), so at 8K nothing else frame-s
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -150,11 +151,8 @@ class PatchDenoiser:
                 return
             rows = slice(top, stop)
             band_fresh = None if fresh is None else fresh[..., rows, :]
-            band = z[..., rows, :]
-            work = band if band.dtype == torch.float32 else band.float()  # a compact z updates in float32
-            ddim_update_(work, window.finished(stop), step, self.clamp_x(rows), band_fresh)
-            if work is not band:
-                band.copy_(work)
+            with _in_float32(z[..., rows, :]) as band:
+                ddim_update_(band, window.finished(stop), step, self.clamp_x(rows), band_fresh)
             window.release(stop)
 
         def work(chunk: Sequence[Box]) -> None:
@@ -182,13 +180,20 @@ def _to_unit_range_(model: HiFIModel, z: torch.Tensor, base: torch.Tensor, band_
     """z (holding the x estimate in diffusion space) to [0, 1] in place, a band of rows at a
     time: a float16 base and z are worked on as float32 a band at a time, not whole."""
     for top in range(0, z.shape[-2], band_rows):
-        band = z[..., top:top + band_rows, :]
-        rows = band if band.dtype == torch.float32 else band.float()
-        model.from_diffusion_space(rows, base[..., top:top + band_rows, :].float(), inplace=True).clamp_(-1.0, 1.0)
-        from_model_space(rows, inplace=True)
-        if rows is not band:
-            band.copy_(rows)
+        with _in_float32(z[..., top:top + band_rows, :]) as rows:
+            model.from_diffusion_space(rows, base[..., top:top + band_rows, :].float(), inplace=True).clamp_(-1.0, 1.0)
+            from_model_space(rows, inplace=True)
     return z
+
+
+@contextmanager
+def _in_float32(band: torch.Tensor) -> Iterator[torch.Tensor]:
+    """`band` (a view of z) to work on in place in float32: itself, or a float32 copy of a
+    compact z's band that is written back when the work is done."""
+    work = band if band.dtype == torch.float32 else band.float()
+    yield work
+    if work is not band:
+        band.copy_(work)
 
 
 # values of noise drawn at once into a compact z: a multiple of 16 (see `draw_noise`), 4 MB
@@ -244,9 +249,9 @@ def sample_level(model: HiFIModel, frame0, frame2, base: torch.Tensor, tau: floa
         z = draw_noise(shape, generator, base.dtype, device)  # compact like the base (`run_cascade`)
         for step in steps:
             check_cancel(ctx.cancel)
-            fresh = None  # drawn whole, in the order a whole-frame sampler draws it
+            fresh = None  # drawn in the order a whole-frame sampler draws it, compact like z
             if ctx.eta > 0 and not step.last:
-                fresh = torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
+                fresh = draw_noise(shape, generator, base.dtype, device)
             logsnr = logsnr_schedule(times[step.index], diffusion.logsnr_min, diffusion.logsnr_max)
             denoiser.step(z, step, logsnr, fresh)
             del fresh

@@ -65,18 +65,19 @@ def frame_buffer_bytes(height: int, width: int, samples: int = 1,
     `level_sampler.sample_level`) for one pair at this (padded) size, besides the two input
     frames (`pair_io_bytes`; read a block at a time, never copied) and the patch working set.
 
-    Always z (which becomes the output) and the residual base (`base_bytes` per value of
-    each: 2 when the frames are half precision, `cascade.run_cascade`). In float32: a
-    blend-base model's condition for the network (`diffusion` None: a blend-base model);
-    warped network frames, the two warped frames; several samples, their sum and sum of
-    squares; eta > 0, one step's fresh noise. `window_rows`: the rows the sampler's row window spans (v and
+    Always z (which becomes the output) and the residual base, and with eta > 0 one step's
+    fresh noise (`base_bytes` per value of each: 2 when the frames are half precision,
+    `cascade.run_cascade`). In float32: a blend-base model's condition for the network
+    (`diffusion` None: a blend-base model); warped network frames, the two warped frames;
+    several samples, their sum and sum of squares. `window_rows`: the rows the sampler's row window spans (v and
     its weight, 4 channels; `sampler_window_rows`).
     """
     flow = diffusion is not None and diffusion.residual_base in MOTION_BASES
-    float32_rgb = (0 if flow else 1) + (2 if samples > 1 else 0) + (1 if eta > 0 else 0)
+    float32_rgb = (0 if flow else 1) + (2 if samples > 1 else 0)
     if diffusion is not None and diffusion.network_frames == "warped":
         float32_rgb += 2
-    return int(height * width * 3 * (4 * float32_rgb + 2 * base_bytes) + window_rows * width * 4 * 4)
+    compact_rgb = 2 + (1 if eta > 0 else 0)
+    return int(height * width * 3 * (4 * float32_rgb + base_bytes * compact_rgb) + window_rows * width * 4 * 4)
 
 
 def sampler_window_rows(grid: PatchGrid, patch_batch: int) -> int:

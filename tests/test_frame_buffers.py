@@ -163,14 +163,15 @@ def test_compact_noise_is_one_whole_float32_draw_made_in_chunks(height, width, m
     assert torch.equal(banded, whole.half())
 
 
-def test_a_float16_base_keeps_z_in_float16_and_samples_as_float32_would(monkeypatch):
+@pytest.mark.parametrize("eta", [0.0, 0.6])
+def test_a_float16_base_keeps_z_in_float16_and_samples_as_float32_would(monkeypatch, eta):
     from hifi_core import level_sampler
 
     model = perturbed("tiny", seed=3).eval()
     f0, _, f2 = textured_pair(7, height=48, width=64)
     base = to_model_space(torch.rand(1, 3, 48, 64)).half()
     grid = make_patch_grid(48, 64, (16, 32), 6)
-    ctx = LevelContext(steps=3, samples=1, eta=0.0, overlap=6, feather=True, seed=11, batcher=AdaptiveBatchSize(2))
+    ctx = LevelContext(steps=3, samples=1, eta=eta, overlap=6, feather=True, seed=11, batcher=AdaptiveBatchSize(2))
     drawn, randn = [], torch.randn
 
     def recorded_randn(*size, **kwargs):
