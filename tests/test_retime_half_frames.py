@@ -127,7 +127,7 @@ def test_peers_compute_on_the_float32_decode_of_an_8_bit_source(tmp_path):
         assert torch.equal(frame0, float32[n]) and torch.equal(frame2, float32[n + 1])
 
 
-@pytest.mark.parametrize("run", [RunOptions(), RunOptions(pipeline=False)], ids=["pipelined", "sequential"])
+@pytest.mark.parametrize("run", [RunOptions(pipeline=True), RunOptions(pipeline=False)], ids=["pipelined", "sequential"])
 def test_the_model_reads_half_frames_within_a_code_value_of_float32_frames(tmp_path, monkeypatch, run):
     # (frames this small are not reduced for the motion base; above about 1080p the flows of
     # the reduced half frames can differ locally, and the in-betweens with them)

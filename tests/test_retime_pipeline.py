@@ -20,7 +20,7 @@ from media import decode_all, write_clip
 from test_retime import CancelAfter
 
 LOSSLESS = Encoding(codec="ffv1", pix_fmt="bgr0")  # decoded output == the frames written
-PIPELINED, SEQUENTIAL = RunOptions(segment_seconds=0.2), RunOptions(segment_seconds=0.2, pipeline=False)
+PIPELINED, SEQUENTIAL = RunOptions(segment_seconds=0.2, pipeline=True), RunOptions(segment_seconds=0.2, pipeline=False)
 
 
 @pytest.fixture(scope="module")
@@ -276,6 +276,30 @@ def test_no_pipeline_starts_no_thread(tmp_path, clip, monkeypatch):
     assert main(["retime", str(clip), str(out), "--multiplier", "2", "--method", "blend", "--codec", "ffv1",
                  "--no-pipeline"]) == 0
     assert len(frames_of(out)) == 40
+
+
+def test_by_default_the_model_on_the_cpu_runs_without_the_pipeline(tmp_path, clip, monkeypatch):
+    # on a CPU the network takes every core: the workers only slowed it (3-29 % on 2 cores)
+    import torch
+
+    from hifi_core import CascadeSettings, build_model
+
+    started, real = [], engine.ReadAhead
+    monkeypatch.setattr(engine, "ReadAhead", lambda *args: (started.append(args[1]), real(*args))[1])
+    retime_video(clip, tmp_path / "blend.mkv", RetimeTarget(multiplier=2), method="blend", encoding=LOSSLESS)
+    assert len(started) == 1  # a cheap interpolator keeps the pipeline
+    model = build_model("tiny")
+    retime_video(clip, tmp_path / "model.mkv", RetimeTarget(multiplier=2), model=model,
+                 settings=CascadeSettings(patch_size=(32, 32), overlap=8), encoding=LOSSLESS,
+                 run=RunOptions(max_frames=3))
+    assert len(started) == 1  # no worker for the model on the CPU
+    retime_video(clip, tmp_path / "forced.mkv", RetimeTarget(multiplier=2), model=model,
+                 settings=CascadeSettings(patch_size=(32, 32), overlap=8), encoding=LOSSLESS,
+                 run=RunOptions(max_frames=3, pipeline=True))
+    assert len(started) == 2
+    assert np.array_equal(frames_of(tmp_path / "forced.mkv"), frames_of(tmp_path / "model.mkv"))
+    on_a_gpu = torch.nn.Linear(1, 1, device="meta")  # a stand-in: its parameters are not on the CPU
+    assert engine._network_on_cpu("hifi", model) and not engine._network_on_cpu("hifi", on_a_gpu)
 
 
 # ---------------------------------------------------------------- the two workers on their own

@@ -58,10 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="mean difference below which frames are duplicates (default 0.004)")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted retime of the same command")
-    parser.add_argument("--no-pipeline", action="store_true",
-                        help="decode, interpolate and encode one after the other in one thread "
-                        "(default: decoding and encoding run in threads beside the network; the "
-                        "frames are the same)")
+    parser.add_argument("--pipeline", action=argparse.BooleanOptionalAction, default=None,
+                        help="decode and encode in threads beside the network (--pipeline) or one "
+                        "after the other in one thread (--no-pipeline); the frames are the same "
+                        "(default: the pipeline, except for the model on the CPU, whose cores it "
+                        "would only take)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     encoding = Encoding(codec=args.codec, crf=args.crf, pix_fmt=args.pix_fmt, bit_depth=args.bit_depth,
                         preset=args.encoder_preset, slowmo_audio=args.slowmo_audio)
     options = RunOptions(resume=args.resume, segment_seconds=args.segment_seconds, max_frames=args.max_frames,
-                         pipeline=not args.no_pipeline)
+                         pipeline=args.pipeline)
     check_retime_io(args.input, args.output, codec=args.codec, crf=args.crf,
                     pix_fmt=args.pix_fmt, bit_depth=args.bit_depth)
     group = torchrun_group()

@@ -152,7 +152,8 @@ def retime_video(input: PathLike, output: PathLike, target: RetimeTarget, *, mod
                        encoding.metadata, share)
     stats = DetectionStats(count_from=share.own_from, count_to=share.own_to)
     report = _reporter(progress, stats, source_frames, estimate, out.frames_done, share)
-    read_ahead, encode_behind = queue_depths(info.height, info.width, frame_dtype) if run.pipeline else (0, 0)
+    pipelined = run.pipeline if run.pipeline is not None else not _network_on_cpu(method_key, model)
+    read_ahead, encode_behind = queue_depths(info.height, info.width, frame_dtype) if pipelined else (0, 0)
     pairs = _PairWriter(out, interpolator, run.tau_batch, cancel_any, report, share.end, encode_behind)
 
     def walk() -> None:
@@ -168,6 +169,12 @@ def retime_video(input: PathLike, output: PathLike, target: RetimeTarget, *, mod
     return RetimeResult(out_path, whole.frames, whole.stats.source_frames, out_fps, ratio,
                         list(whole.stats.cuts), whole.stats.duplicates, whole.resumed, audio_mode,
                         time.monotonic() - started, pairs.interpolation_seconds)
+
+
+def _network_on_cpu(method_key: str, model) -> bool:
+    """Whether a HiFI network on the CPU does the work: the pipeline's threads would only take
+    its cores (`RunOptions.pipeline`)."""
+    return method_key == "hifi" and model is not None and next(model.parameters()).device.type == "cpu"
 
 
 def _render(walk: Callable[[], None], out: _Output, share: Share, terminate: Terminate, in_path: Path,

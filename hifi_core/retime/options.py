@@ -91,10 +91,13 @@ class RunOptions:
             can lose).
         max_frames (int or None): retime only the first `max_frames` source frames (a quick
             preview; the audio is cut to the same length); at least 2.
-        pipeline (bool, default True): decode in one thread (a few frames ahead) and encode
-            in another (a few frames behind) while the interpolator runs, so it rarely waits
-            for either (`hifi_core.retime.pipeline`); the same frames either way. False runs
-            everything in the caller's thread, one step after the other. With True a custom
+        pipeline (bool or None, default None): True decodes in one thread (a few frames
+            ahead) and encodes in another (a few frames behind) while the interpolator runs,
+            so it rarely waits for either (`hifi_core.retime.pipeline`); the same frames
+            either way. False runs everything in the caller's thread, one step after the
+            other. None: on, except when a HiFI model on the CPU does the work, whose cores
+            the threads would only take (on 2 cores the pipelined runs were 3-29 % slower,
+            and at 1080p 260 MB larger; docs/benchmarks.md). With the pipeline a custom
             interpolator must return a new tensor on every call (the encoder may still be
             reading the last one).
     """
@@ -103,7 +106,7 @@ class RunOptions:
     tau_batch: int = 4
     segment_seconds: float = 10.0
     max_frames: Optional[int] = None
-    pipeline: bool = True
+    pipeline: Optional[bool] = None
 
     def __post_init__(self) -> None:
         if self.tau_batch < 1 or self.segment_seconds <= 0:
