@@ -26,7 +26,8 @@ RETIME_RATIO_TARGET = 1.1
 
 
 def panning_frames(res: Resolution, count: int, photos: Sequence[Path] = ()) -> List[np.ndarray]:
-    """`count` uint8 [H, W, 3] frames of one picture panning 2 % of the width a frame."""
+    """`count` uint8 [H, W, 3] frames of one picture panning 2 % of the width a frame (the
+    speed run's photo pair is the first two)."""
     step = max(1, res.width // 50)
     span = res.width + step * (count - 1)
     if photos:

@@ -33,7 +33,7 @@ import torch
 from ..errors import HiFIInputError
 from . import report
 from .peers import Method
-from .retime_speed import markdown as retime_markdown, time_retime
+from .retime_speed import markdown as retime_markdown, panning_frames, time_retime
 from .sizes import Resolution
 
 
@@ -68,17 +68,13 @@ class SpeedOptions:
 
 
 def _frame_pair(res: Resolution, photos: Sequence[Path]) -> tuple:
-    from .data import _cover, _load_photo, _to_uint8
     from .peers import from_uint8_hwc
 
-    shift = max(1, res.width // 50)
     if photos:
-        image = _cover(_load_photo(photos[0], res.height, res.width + shift), res.height, res.width + shift)
-        f0, f2 = _to_uint8(image[:, :res.width]), _to_uint8(image[:, shift:shift + res.width])
-        return from_uint8_hwc(f0), from_uint8_hwc(f2)
+        return tuple(from_uint8_hwc(frame) for frame in panning_frames(res, 2, photos))
     generator = torch.Generator().manual_seed(0)
     f0 = torch.rand(1, 3, res.height, res.width, generator=generator)
-    return f0, torch.roll(f0, shift, dims=3)
+    return f0, torch.roll(f0, max(1, res.width // 50), dims=3)
 
 
 def _sync(device: str) -> None:
